@@ -1,0 +1,1 @@
+"""Campaigns, deliveries and journeys: built in the campaigns issue."""

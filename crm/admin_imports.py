@@ -1,0 +1,210 @@
+"""Import screens: upload a file, see it checked (every bad row with its row
+number, column, reason and value), then confirm, import the valid rows only,
+or cancel. Nothing is written before the user confirms."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from urllib.parse import quote
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from crm.importing.jobs import import_job_cancel, import_job_create, import_job_progress, import_job_start
+from crm.importing.specs import SPECS
+from crm.models import ImportJob, ImportKind, ImportMode, ImportStatus
+from crm.resources import neutralise_formula
+
+ERRORS_PER_PAGE = 100
+ALLOWED_SUFFIXES = (".csv", ".txt", ".xlsx")
+TARGET_MODELS = {"members": "member", "orders": "order", "order_lines": "orderline", "events": "engagementevent"}
+
+
+def may_import(request: HttpRequest, kind: str) -> bool:
+    model = TARGET_MODELS[kind]
+    return request.user.has_perms([f"crm.add_{model}", f"crm.change_{model}"])
+
+
+class UploadForm(forms.Form):
+    kind = forms.ChoiceField(label=gettext_lazy("data"), choices=ImportKind.choices)
+    file = forms.FileField(
+        label=gettext_lazy("file"),
+        help_text=gettext_lazy("CSV (UTF-8 or GBK) or Excel .xlsx; row 1 holds the column headings."),
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if not upload.name.lower().endswith(ALLOWED_SUFFIXES):
+            raise forms.ValidationError(_("Upload a .csv or .xlsx file."))
+        if upload.size > settings.CRM_IMPORT_MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                _("The file is larger than %(limit)d MB.") % {"limit": settings.CRM_IMPORT_MAX_UPLOAD_BYTES // 2**20}
+            )
+        if upload.size == 0:
+            raise forms.ValidationError(_("The file is empty."))
+        return upload
+
+
+def columns_help(kind: str) -> list[tuple[str, str, bool]]:
+    return [(column.name, column.heading, column.required) for column in SPECS[kind].columns]
+
+
+class ImportButtonMixin:
+    """Adds an "Import" button to a changelist, next to export."""
+
+    import_kind: str = ""
+    change_list_template = "admin/crm/change_list_import_export.html"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = extra_context or {}
+        if may_import(request, self.import_kind):
+            extra_context["crm_import_url"] = reverse("admin:crm_importjob_add") + f"?kind={self.import_kind}"
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ("original_name", "kind", "status", "total_rows", "error_rows", "uploaded_by", "created_at")
+    list_filter = ("kind", "status")
+    list_select_related = ("uploaded_by",)
+    ordering = ("-created_at",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(uploaded_by=request.user)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return any(may_import(request, kind) for kind in TARGET_MODELS)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self.has_add_permission(request) or super().has_view_permission(request, obj)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:job_id>/progress/", view(self.progress_view), name="crm_importjob_progress"),
+            path("<int:job_id>/errors.csv", view(self.errors_csv_view), name="crm_importjob_errors"),
+            path("<int:job_id>/", view(self.detail_view), name="crm_importjob_detail"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[object_id]))
+
+    def _job(self, request, job_id: int) -> ImportJob:
+        job = get_object_or_404(self.get_queryset(request), pk=job_id)
+        if not may_import(request, job.kind):
+            raise PermissionDenied
+        return job
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        kind = request.GET.get("kind", ImportKind.MEMBERS)
+        kind = kind if kind in SPECS else ImportKind.MEMBERS
+        if request.method == "POST":
+            form = UploadForm(request.POST, request.FILES)
+            if form.is_valid():
+                kind = form.cleaned_data["kind"]
+                if not may_import(request, kind):
+                    raise PermissionDenied
+                upload = form.cleaned_data["file"]
+                job = import_job_create(kind=kind, upload=upload, user=request.user)
+                import_job_start(job=job, mode=ImportMode.DRY_RUN, background=self._in_background(upload.size))
+                return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))
+        else:
+            form = UploadForm(initial={"kind": kind})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Import a file"),
+            "opts": self.model._meta,
+            "form": form,
+            "kinds": [(value, label, columns_help(value)) for value, label in ImportKind.choices],
+            "selected_kind": kind,
+            "max_mb": settings.CRM_IMPORT_MAX_UPLOAD_BYTES // 2**20,
+        }
+        return TemplateResponse(request, "admin/crm/importjob/upload.html", context)
+
+    @staticmethod
+    def _in_background(size: int) -> bool:
+        return not settings.CRM_IMPORT_RUN_INLINE and size > settings.CRM_IMPORT_BACKGROUND_BYTES
+
+    def detail_view(self, request, job_id: int):
+        job = self._job(request, job_id)
+        if request.method == "POST":
+            return self._act(request, job)
+        errors_page = Paginator(job.row_errors.all(), ERRORS_PER_PAGE).get_page(request.GET.get("p"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": str(job),
+            "opts": self.model._meta,
+            "job": job,
+            "errors_page": errors_page,
+            "progress": import_job_progress(job.pk) if job.is_running else None,
+            "can_confirm": job.status == ImportStatus.VALIDATED and job.error_rows == 0 and job.valid_rows > 0,
+            "can_import_valid": job.status == ImportStatus.VALIDATED and job.error_rows > 0 and job.valid_rows > 0,
+            "can_cancel": job.status == ImportStatus.VALIDATED,
+            "changelist_url": reverse(f"admin:crm_{TARGET_MODELS[job.kind]}_changelist"),
+        }
+        return TemplateResponse(request, "admin/crm/importjob/detail.html", context)
+
+    def _act(self, request, job: ImportJob):
+        action = request.POST.get("action")
+        if job.status != ImportStatus.VALIDATED:
+            messages.warning(request, _("This file is no longer waiting for confirmation."))
+        elif action == "cancel":
+            import_job_cancel(job=job)
+            messages.info(request, _("Cancelled; the uploaded file was deleted and nothing was imported."))
+        elif action in (ImportMode.ALL_OR_NOTHING, ImportMode.VALID_ONLY):
+            if action == ImportMode.ALL_OR_NOTHING and job.error_rows:
+                messages.error(request, _("The file has rows with errors: import the valid rows only, or cancel."))
+            else:
+                background = self._in_background(job.file.size if job.file else 0)
+                job = import_job_start(job=job, mode=action, background=background)
+                if job.status == ImportStatus.DONE:
+                    messages.success(request, _("Imported."))
+        return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))
+
+    def progress_view(self, request, job_id: int):
+        job = self._job(request, job_id)
+        return JsonResponse(
+            {"status": job.status, "running": job.is_running, **import_job_progress(job.pk)},
+        )
+
+    def errors_csv_view(self, request, job_id: int):
+        job = self._job(request, job_id)
+
+        class Echo:
+            def write(self, value: str) -> str:
+                return value
+
+        writer = csv.writer(Echo())
+
+        def rows():
+            yield "\ufeff"  # so that Excel reads the Chinese text as UTF-8
+            yield writer.writerow([_("row"), _("column"), _("reason"), _("value")])
+            for error in job.row_errors.order_by("row_no", "id").iterator(chunk_size=2000):
+                yield writer.writerow(
+                    [error.row_no, error.column, error.message, neutralise_formula(error.value)]
+                )
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        name = Path(job.original_name).stem or "import"
+        response["Content-Disposition"] = f'attachment; filename="errors-{job.pk}.csv"; filename*=UTF-8\'\'{quote(name)}-errors.csv'
+        return response
+

@@ -1,0 +1,84 @@
+"""Loading many rows fast: COPY on PostgreSQL, executemany on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from django.core.management.color import no_style
+from django.db import connection
+
+SQLITE_BATCH = 10_000
+
+
+def load_rows(table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
+    count = 0
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+            return count
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        batch: list[tuple] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= SQLITE_BATCH:
+                cursor.executemany(sql, batch)
+                count += len(batch)
+                batch.clear()
+        if batch:
+            cursor.executemany(sql, batch)
+            count += len(batch)
+    return count
+
+
+@contextmanager
+def secondary_indexes_dropped(tables: Sequence[str]) -> Iterator[None]:
+    """On PostgreSQL, drop the tables' secondary indexes and constraints for a big
+    load and build them again afterwards (much faster than maintaining them row by
+    row). Run inside a transaction: a failed load rolls the drops back too."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    restore: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
+        # Deferred foreign-key checks still pending would block ALTER TABLE.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for table in tables:
+            cursor.execute(
+                "SELECT conname, pg_get_constraintdef(oid), contype FROM pg_constraint "
+                "WHERE conrelid = %s::regclass AND contype IN ('u', 'f', 'c')",
+                [table],
+            )
+            for name, definition, kind in cursor.fetchall():
+                cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+                # Unique constraints first (they are indexes), foreign keys last.
+                restore.append((0 if kind == "u" else 2, f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'))
+            cursor.execute(
+                "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = %s AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname AND c.conrelid = %s::regclass)",
+                [table, table],
+            )
+            for name, definition in cursor.fetchall():
+                cursor.execute(f'DROP INDEX "{name}"')
+                restore.append((1, definition))
+    yield
+    with connection.cursor() as cursor:
+        for _order, statement in sorted(restore, key=lambda item: item[0]):
+            cursor.execute(statement)
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+def reset_sequences(models: Sequence) -> None:
+    with connection.cursor() as cursor:
+        for statement in connection.ops.sequence_reset_sql(no_style(), models):
+            cursor.execute(statement)
+
+
+def analyze(tables: Sequence[str]) -> None:
+    with connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"ANALYZE {table}")

@@ -1,0 +1,367 @@
+"""The four kinds of import file: their columns and their set-based steps.
+
+Headings: the canonical English name or the Chinese heading that exports
+write. Columns a file does not have are left as they are on existing rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import partial
+from typing import Any
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from crm.importing.engine import STAGE, Column, Context, Spec
+from crm.importing.values import (
+    CellError,
+    age_band_for,
+    choice_parser,
+    parse_bool,
+    parse_date,
+    parse_past_datetime,
+    parse_gender,
+    parse_mobile,
+    parse_money,
+    parse_positive_int,
+    text_parser,
+)
+from crm.models import AgeBand, Channel, EngagementKind, OrderStatus
+
+CONSENT_COLUMNS = {
+    "consent_sms": Channel.SMS,
+    "consent_wecom": Channel.WECOM,
+    "consent_email": Channel.EMAIL,
+    "consent_push": Channel.PUSH,
+}
+
+
+def parse_tags(raw: str) -> str:
+    """Tags separated by | as a JSON list, so that SQL can split them on both databases."""
+    tags = sorted({tag.strip() for tag in raw.replace("｜", "|").split("|") if tag.strip()})
+    for tag in tags:
+        if len(tag) > 50:
+            raise CellError(_("a tag is longer than 50 characters"))
+    return json.dumps(tags, ensure_ascii=False)
+
+
+_AGE_BANDS = {value: value for value in AgeBand.values if value} | {"55以上": "55+"}
+
+
+class MemberSpec(Spec):
+    kind = "members"
+    columns = [
+        Column("external_id", "会员编号", text_parser(64), required=True, aliases=("会员id", "member_id")),
+        Column("name", "姓名", text_parser(64), default=""),
+        Column("mobile", "手机号", parse_mobile, default="", aliases=("手机", "phone")),
+        Column("gender", "性别", parse_gender, default="U"),
+        Column("birthday", "生日", parse_date, sql_type="date"),
+        Column(
+            "age_band",
+            "年龄段",
+            choice_parser(_AGE_BANDS, gettext_lazy("use 18-24, 25-34, 35-44, 45-54 or 55+")),
+            default="",
+        ),
+        Column("registered_at", "注册时间", parse_past_datetime, sql_type="datetime"),
+        Column("community", "社群", text_parser(100), default=""),
+        Column("tags", "标签", parse_tags, default="[]"),
+        Column("consent_sms", "短信营销同意", parse_bool, sql_type="bool"),
+        Column("consent_wecom", "企微营销同意", parse_bool, sql_type="bool"),
+        Column("consent_email", "邮件营销同意", parse_bool, sql_type="bool"),
+        Column("consent_push", "推送营销同意", parse_bool, sql_type="bool"),
+        Column("lives_alone", "独居", parse_bool, sql_type="bool", default=False),
+        Column("has_elderly", "家有老人", parse_bool, sql_type="bool", default=False),
+        Column("has_children", "家有孩子", parse_bool, sql_type="bool", default=False),
+        Column("works_late", "常加班", parse_bool, sql_type="bool", default=False),
+        Column("source_channel", "来源渠道", text_parser(32), default=""),
+        Column("wechat_unionid", "微信unionid", text_parser(64), default=""),
+    ]
+    # Member columns copied from the stage as they are; the value used for a
+    # new member when the file lacks the column.
+    _plain = {
+        "name": "''",
+        "mobile": "''",
+        "gender": "'U'",
+        "birthday": "NULL",
+        "age_band": "''",
+        "registered_at": "NULL",
+        "lives_alone": "false",
+        "has_elderly": "false",
+        "has_children": "false",
+        "works_late": "false",
+        "source_channel": "''",
+        "wechat_unionid": "''",
+    }
+
+    def finish_row(self, values: dict[str, Any], now: dt.datetime) -> None:
+        if not values["age_band"] and values["birthday"]:
+            values["age_band"] = age_band_for(values["birthday"], timezone.localdate(now))
+
+    def check(self, ctx: Context) -> None:
+        ctx.reject_duplicates(["external_id"], "external_id")
+
+    def merge(self, ctx: Context) -> tuple[int, int]:
+        cursor = ctx.cursor
+        present = ctx.present | ({"age_band"} if "birthday" in ctx.present else set())
+        if "community" in present:
+            cursor.execute(
+                f"INSERT INTO crm_community (name, created_at) SELECT DISTINCT community, %s FROM {STAGE} "
+                "WHERE community <> '' ON CONFLICT (name) DO NOTHING",
+                [ctx.now_param()],
+            )
+        values = {"external_id": "s.external_id"}
+        for column, absent in self._plain.items():
+            values[column] = f"s.{column}" if column in present else absent
+        values["community_id"] = "c.id" if "community" in present else "NULL"
+        values["personalisation_opt_out"] = "false"
+        values["created_at"] = "%(now)s"
+        update = [column for column in self._plain if column in present]
+        if "community" in present:
+            update.append("community_id")
+        counts = ctx.upsert(
+            table="crm_member",
+            key=["external_id"],
+            values=values,
+            update=update,
+            source_sql=f"{STAGE} s LEFT JOIN crm_community c ON c.name = s.community",
+            params={"now": ctx.now_param()},
+        )
+        if "tags" in present:
+            self._merge_tags(ctx)
+        for column, channel in CONSENT_COLUMNS.items():
+            if column in present:
+                self._merge_consent(ctx, column, channel)
+        return counts
+
+    def _merge_tags(self, ctx: Context) -> None:
+        if ctx.postgres:
+            tags = f"SELECT s.external_id, t.value AS tag FROM {STAGE} s CROSS JOIN LATERAL jsonb_array_elements_text(s.tags::jsonb) AS t(value)"
+        else:
+            tags = f"SELECT s.external_id, j.value AS tag FROM {STAGE} s, json_each(s.tags) j"
+        cursor = ctx.cursor
+        cursor.execute(f"INSERT INTO crm_tag (name) SELECT DISTINCT tag FROM ({tags}) x WHERE true ON CONFLICT (name) DO NOTHING")
+        cursor.execute(
+            f"""DELETE FROM crm_membertag WHERE member_id IN (
+                    SELECT m.id FROM {STAGE} s JOIN crm_member m ON m.external_id = s.external_id)
+                AND NOT EXISTS (
+                    SELECT 1 FROM ({tags}) x JOIN crm_member m ON m.external_id = x.external_id
+                    JOIN crm_tag t ON t.name = x.tag
+                    WHERE m.id = crm_membertag.member_id AND t.id = crm_membertag.tag_id)"""
+        )
+        cursor.execute(
+            f"""INSERT INTO crm_membertag (member_id, tag_id)
+                SELECT m.id, t.id FROM ({tags}) x JOIN crm_member m ON m.external_id = x.external_id
+                JOIN crm_tag t ON t.name = x.tag WHERE true
+                ON CONFLICT (member_id, tag_id) DO NOTHING"""
+        )
+
+    def _merge_consent(self, ctx: Context, column: str, channel: str) -> None:
+        """Record a change of consent as an event (the proof), then set the current state."""
+        source = f"import: {ctx.source}"[:120]
+        assert channel in Channel.values  # inlined below as a literal
+        ctx.cursor.execute(
+            f"""INSERT INTO crm_consentevent (member_id, channel, granted, occurred_at, source)
+                SELECT m.id, %s, s.{column}, %s, %s FROM {STAGE} s
+                JOIN crm_member m ON m.external_id = s.external_id
+                LEFT JOIN crm_consent c ON c.member_id = m.id AND c.channel = %s
+                WHERE s.{column} IS NOT NULL AND (c.id IS NULL OR c.granted <> s.{column})""",
+            [channel, ctx.now_param(), source, channel],
+        )
+        ctx.upsert(
+            table="crm_consent",
+            key=["member_id", "channel"],
+            values={
+                "member_id": "m.id",
+                "channel": f"'{channel}'",
+                "granted": f"s.{column}",
+                "changed_at": "%(now)s",
+                "source": "%(source)s",
+            },
+            update=["granted", "changed_at", "source"],
+            changed_when=["granted"],
+            source_sql=f"{STAGE} s JOIN crm_member m ON m.external_id = s.external_id AND s.{column} IS NOT NULL",
+            params={"now": ctx.now_param(), "source": source},
+        )
+
+
+_STATUS = {
+    "paid": OrderStatus.PAID,
+    "已支付": OrderStatus.PAID,
+    "已付款": OrderStatus.PAID,
+    "支付": OrderStatus.PAID,
+    "refunded": OrderStatus.REFUNDED,
+    "已退款": OrderStatus.REFUNDED,
+    "退款": OrderStatus.REFUNDED,
+}
+
+
+def _reject_unknown_members(ctx: Context) -> None:
+    ctx.reject_rows(
+        f"""SELECT s.row_no, s.member_external_id FROM {STAGE} s
+            WHERE NOT EXISTS (SELECT 1 FROM crm_member m WHERE m.external_id = s.member_external_id)
+            ORDER BY s.row_no""",
+        [],
+        "member_external_id",
+        lambda row: _("no member with this member ID: import the members first"),
+    )
+
+
+class OrderSpec(Spec):
+    kind = "orders"
+    columns = [
+        Column("order_no", "订单号", text_parser(64), required=True),
+        Column("member_external_id", "会员编号", text_parser(64), required=True, aliases=("会员id", "external_id")),
+        Column("ordered_at", "下单时间", parse_past_datetime, sql_type="datetime", required=True),
+        Column("amount", "金额", parse_money, sql_type="money", required=True, aliases=("订单金额",)),
+        Column(
+            "status", "状态", choice_parser(_STATUS, gettext_lazy("use paid or refunded (已支付/已退款)")), default="paid"
+        ),
+        Column("channel", "渠道", text_parser(32), default=""),
+        Column("coupon_code", "优惠券码", text_parser(64), default=""),
+    ]
+    _optional = {"status": "'paid'", "channel": "''", "coupon_code": "''"}
+
+    def check(self, ctx: Context) -> None:
+        ctx.reject_duplicates(["order_no"], "order_no")
+        _reject_unknown_members(ctx)
+
+    def merge(self, ctx: Context) -> tuple[int, int]:
+        values = {
+            "order_no": "s.order_no",
+            "member_id": "m.id",
+            "ordered_at": "s.ordered_at",
+            "amount": "s.amount",
+        }
+        for column, absent in self._optional.items():
+            values[column] = f"s.{column}" if column in ctx.present else absent
+        update = ["member_id", "ordered_at", "amount", *(c for c in self._optional if c in ctx.present)]
+        return ctx.upsert(
+            table="crm_order",
+            key=["order_no"],
+            values=values,
+            update=update,
+            source_sql=f"{STAGE} s JOIN crm_member m ON m.external_id = s.member_external_id",
+        )
+
+
+class OrderLineSpec(Spec):
+    kind = "order_lines"
+    columns = [
+        Column("order_no", "订单号", text_parser(64), required=True),
+        Column("sku", "商品编码", text_parser(64), required=True, aliases=("sku编码",)),
+        Column("product_name", "商品名称", text_parser(200), default=""),
+        Column("category", "品类", text_parser(50), default="", aliases=("类目",)),
+        Column("quantity", "数量", parse_positive_int, sql_type="int", required=True),
+        Column("unit_price", "单价", partial(parse_money, max_digits=10), sql_type="money", required=True),
+        Column("is_promo", "促销", parse_bool, sql_type="bool", default=False, aliases=("是否促销",)),
+    ]
+
+    def check(self, ctx: Context) -> None:
+        ctx.reject_duplicates(["order_no", "sku"], "sku")
+        ctx.reject_rows(
+            f"""SELECT s.row_no, s.order_no FROM {STAGE} s
+                WHERE NOT EXISTS (SELECT 1 FROM crm_order o WHERE o.order_no = s.order_no) ORDER BY s.row_no""",
+            [],
+            "order_no",
+            lambda row: _("no order with this order number: import the orders first"),
+        )
+
+    def merge(self, ctx: Context) -> tuple[int, int]:
+        cursor = ctx.cursor
+        if "category" in ctx.present:
+            cursor.execute(
+                f"INSERT INTO crm_category (name) SELECT DISTINCT category FROM {STAGE} WHERE category <> '' "
+                "ON CONFLICT (name) DO NOTHING"
+            )
+        # One product per SKU; a name or category left empty keeps what the product had.
+        named = "product_name" in ctx.present
+        categorised = "category" in ctx.present
+        products = (
+            f"SELECT sku, MAX(product_name) AS product_name, MAX(category) AS category FROM {STAGE} GROUP BY sku"
+        )
+        cursor.execute(
+            f"""INSERT INTO crm_product (sku, name, category_id)
+                SELECT p.sku, CASE WHEN p.product_name <> '' THEN p.product_name ELSE p.sku END, c.id
+                FROM ({products}) p LEFT JOIN crm_category c ON c.name = p.category WHERE true
+                ON CONFLICT (sku) DO NOTHING"""
+        )
+        if named:
+            cursor.execute(
+                f"""UPDATE crm_product SET name = (SELECT p.product_name FROM ({products}) p WHERE p.sku = crm_product.sku)
+                    WHERE sku IN (SELECT sku FROM ({products}) p WHERE p.product_name <> '' AND
+                                  {ctx.distinct('p.product_name', 'crm_product.name')})"""
+            )
+        if categorised:
+            cursor.execute(
+                f"""UPDATE crm_product SET category_id = (
+                        SELECT c.id FROM ({products}) p JOIN crm_category c ON c.name = p.category
+                        WHERE p.sku = crm_product.sku)
+                    WHERE sku IN (SELECT p.sku FROM ({products}) p JOIN crm_category c ON c.name = p.category
+                                  WHERE {ctx.distinct('c.id', 'crm_product.category_id')})"""
+            )
+        values = {
+            "order_id": "o.id",
+            "product_id": "p.id",
+            "quantity": "s.quantity",
+            "unit_price": "s.unit_price",
+            "is_promo": "s.is_promo" if "is_promo" in ctx.present else "false",
+        }
+        update = ["quantity", "unit_price", *(["is_promo"] if "is_promo" in ctx.present else [])]
+        return ctx.upsert(
+            table="crm_orderline",
+            key=["order_id", "product_id"],
+            values=values,
+            update=update,
+            source_sql=f"{STAGE} s JOIN crm_order o ON o.order_no = s.order_no JOIN crm_product p ON p.sku = s.sku",
+        )
+
+
+_EVENT_KINDS = {
+    "share": EngagementKind.SHARE,
+    "分享": EngagementKind.SHARE,
+    "invite": EngagementKind.INVITE,
+    "邀请": EngagementKind.INVITE,
+    "邀请好友": EngagementKind.INVITE,
+    "group_message": EngagementKind.GROUP_MESSAGE,
+    "群消息": EngagementKind.GROUP_MESSAGE,
+    "群发言": EngagementKind.GROUP_MESSAGE,
+    "organised_group_buy": EngagementKind.ORGANISED_GROUP_BUY,
+    "组织拼团": EngagementKind.ORGANISED_GROUP_BUY,
+    "发起拼团": EngagementKind.ORGANISED_GROUP_BUY,
+}
+
+
+class EventSpec(Spec):
+    kind = "events"
+    columns = [
+        Column("member_external_id", "会员编号", text_parser(64), required=True, aliases=("会员id", "external_id")),
+        Column(
+            "kind",
+            "类型",
+            choice_parser(
+                _EVENT_KINDS,
+                gettext_lazy("use share, invite, group_message or organised_group_buy (分享/邀请/群消息/组织拼团)"),
+            ),
+            required=True,
+        ),
+        Column("occurred_at", "发生时间", parse_past_datetime, sql_type="datetime", required=True),
+        Column("count", "次数", parse_positive_int, sql_type="int", default=1),
+    ]
+
+    def check(self, ctx: Context) -> None:
+        ctx.reject_duplicates(["member_external_id", "kind", "occurred_at"], "occurred_at")
+        _reject_unknown_members(ctx)
+
+    def merge(self, ctx: Context) -> tuple[int, int]:
+        return ctx.upsert(
+            table="crm_engagementevent",
+            key=["member_id", "kind", "occurred_at"],
+            values={"member_id": "m.id", "kind": "s.kind", "occurred_at": "s.occurred_at", "count": "s.count"},
+            update=["count"] if "count" in ctx.present else [],
+            source_sql=f"{STAGE} s JOIN crm_member m ON m.external_id = s.member_external_id",
+        )
+
+
+SPECS: dict[str, Spec] = {spec.kind: spec for spec in (MemberSpec(), OrderSpec(), OrderLineSpec(), EventSpec())}

@@ -1,0 +1,58 @@
+"""Shared body of the import_* commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+
+from crm.importing.engine import run_import
+from crm.importing.specs import SPECS
+
+
+class ImportCommand(BaseCommand):
+    kind: str
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("file", help="CSV (UTF-8, UTF-8 with BOM or GBK) or .xlsx")
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--dry-run", action="store_true", help="check the file and write nothing")
+        group.add_argument(
+            "--valid-only",
+            action="store_true",
+            help="import the valid rows even when some rows are bad (default: nothing unless every row is valid)",
+        )
+
+    def handle(self, *args, **options) -> None:
+        path = Path(options["file"])
+        if not path.is_file():
+            raise CommandError(_("No such file: %(path)s") % {"path": path})
+        mode = "dry_run" if options["dry_run"] else "valid_only" if options["valid_only"] else "all"
+        outcome = run_import(SPECS[self.kind], path, original_name=path.name, mode=mode, source=path.name)
+        for error in outcome.errors:
+            self.stderr.write(str(error))
+        outcome.errors.close()
+        if outcome.ignored_columns:
+            self.stdout.write(_("Columns not used: %(columns)s") % {"columns": ", ".join(outcome.ignored_columns)})
+        summary = _(
+            "%(rows)d rows: %(valid)d valid, %(bad)d with errors; new %(created)d, changed %(updated)d, unchanged %(unchanged)d."
+        ) % {
+            "rows": outcome.total_rows,
+            "valid": outcome.valid_rows,
+            "bad": outcome.error_rows,
+            "created": outcome.created,
+            "updated": outcome.updated,
+            "unchanged": outcome.unchanged,
+        }
+        self.stdout.write(summary)
+        if outcome.dry_run:
+            self.stdout.write(_("Dry run: nothing was written."))
+        elif outcome.committed:
+            self.stdout.write(self.style.SUCCESS(_("Imported.")))
+        else:
+            self.stdout.write(self.style.ERROR(_("Nothing was written: correct the rows above, or use --valid-only.")))
+        if outcome.errors.count:
+            raise CommandError(
+                _("%(count)d errors in %(file)s") % {"count": outcome.errors.count, "file": path.name}, returncode=1
+            )

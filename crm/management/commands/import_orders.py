@@ -1,0 +1,6 @@
+from crm.management.commands._importing import ImportCommand
+
+
+class Command(ImportCommand):
+    help = "Import orders from a CSV or .xlsx file (upsert: importing a file twice is the same as once)."
+    kind = "orders"

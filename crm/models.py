@@ -1,0 +1,384 @@
+"""The member core: who the members are, what they bought, how they engage,
+and what they agreed to. Nothing here knows about tiers or campaigns."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from crm.masking import mask_mobile
+from crm.validators import validate_cn_mobile
+
+
+class GroupLeader(models.Model):
+    """A group leader (团长): a staff user who runs one or more community groups."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="group_leader", verbose_name=_("login")
+    )
+    display_name = models.CharField(_("display name"), max_length=64)
+    mobile = models.CharField(_("mobile"), max_length=11, blank=True, validators=[validate_cn_mobile])
+
+    class Meta:
+        verbose_name = _("group leader")
+        verbose_name_plural = _("group leaders")
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class Community(models.Model):
+    """A community group (社群), usually one WeChat group led by a group leader."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    leader = models.ForeignKey(
+        GroupLeader,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="communities",
+        verbose_name=_("group leader"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("community")
+        verbose_name_plural = _("communities")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    name = models.CharField(_("name"), max_length=50, unique=True)
+
+    class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Gender(models.TextChoices):
+    FEMALE = "F", _("female")
+    MALE = "M", _("male")
+    UNKNOWN = "U", _("unknown")
+
+
+class AgeBand(models.TextChoices):
+    UNKNOWN = "", _("unknown")
+    UNDER_25 = "18-24", _("18–24")
+    FROM_25 = "25-34", _("25–34")
+    FROM_35 = "35-44", _("35–44")
+    FROM_45 = "45-54", _("45–54")
+    FROM_55 = "55+", _("55 and over")
+
+
+class Member(models.Model):
+    external_id = models.CharField(_("member ID"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=64, blank=True)
+    mobile = models.CharField(_("mobile"), max_length=11, blank=True, db_index=True, validators=[validate_cn_mobile])
+    wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True)
+    gender = models.CharField(_("gender"), max_length=1, choices=Gender.choices, default=Gender.UNKNOWN)
+    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    age_band = models.CharField(_("age band"), max_length=5, choices=AgeBand.choices, blank=True, default="")
+    lives_alone = models.BooleanField(_("lives alone"), default=False)
+    has_elderly = models.BooleanField(_("has elderly at home"), default=False)
+    has_children = models.BooleanField(_("has children"), default=False)
+    works_late = models.BooleanField(_("often works late"), default=False)
+    registered_at = models.DateTimeField(_("registered at"), null=True, blank=True)
+    source_channel = models.CharField(_("source channel"), max_length=32, blank=True)
+    community = models.ForeignKey(
+        Community,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="members",
+        verbose_name=_("community"),
+    )
+    tags = models.ManyToManyField(Tag, through="MemberTag", blank=True, related_name="members", verbose_name=_("tags"))
+    personalisation_opt_out = models.BooleanField(
+        _("opted out of personalised marketing"),
+        default=False,
+        help_text=_("PIPL art. 24: the member refuses marketing chosen by personal traits (tiers, circles)."),
+    )
+    personalisation_opt_out_at = models.DateTimeField(_("opted out at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
+        indexes = [
+            # The changelist's registration-range filter and "newest first" sort.
+            models.Index(fields=["registered_at"], name="member_registered_idx"),
+            models.Index(fields=["community", "registered_at"], name="member_community_reg_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.external_id} ({self.external_id})"
+
+    @property
+    def masked_mobile(self) -> str:
+        return mask_mobile(self.mobile)
+
+
+class MemberTag(models.Model):
+    # Both lookups are served by the unique constraint and the (tag, member) index.
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, db_index=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["member", "tag"], name="member_tag_unique")]
+        indexes = [models.Index(fields=["tag", "member"], name="membertag_tag_idx")]
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", _("SMS")
+    WECOM = "wecom", _("WeCom")
+    EMAIL = "email", _("email")
+    PUSH = "push", _("app push")
+
+
+class Consent(models.Model):
+    """The current marketing consent of one member on one channel.
+
+    No row means never asked, which is not consent. Every change is also kept
+    in ConsentEvent, which is the proof."""
+
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="consents", verbose_name=_("member"), db_index=False
+    )
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
+    granted = models.BooleanField(_("granted"))
+    changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
+    source = models.CharField(_("source"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+        constraints = [models.UniqueConstraint(fields=["member", "channel"], name="consent_member_channel_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()}: {_('granted') if self.granted else _('withdrawn')}"
+
+
+class ConsentEvent(models.Model):
+    """Append-only history of consent changes (time and source kept as proof)."""
+
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="consent_events", verbose_name=_("member"), db_index=False
+    )
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
+    granted = models.BooleanField(_("granted"))
+    occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
+    source = models.CharField(_("source"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("consent event")
+        verbose_name_plural = _("consent events")
+        indexes = [models.Index(fields=["member", "occurred_at"], name="consentevent_member_idx")]
+
+
+class Category(models.Model):
+    name = models.CharField(_("name"), max_length=50, unique=True)
+
+    class Meta:
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(models.Model):
+    sku = models.CharField(_("SKU"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=200)
+    category = models.ForeignKey(
+        Category, on_delete=models.SET_NULL, null=True, blank=True, related_name="products", verbose_name=_("category")
+    )
+
+    class Meta:
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sku})"
+
+
+class OrderStatus(models.TextChoices):
+    PAID = "paid", _("paid")
+    REFUNDED = "refunded", _("refunded")
+
+
+class Order(models.Model):
+    # Unique by a constraint, not unique=True, which on PostgreSQL adds a second
+    # (LIKE) index that costs seconds per million imported rows.
+    order_no = models.CharField(_("order no."), max_length=64)
+    # Indexed by (member, ordered_at) below; a plain member index would be redundant.
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="orders", verbose_name=_("member"), db_index=False
+    )
+    ordered_at = models.DateTimeField(_("ordered at"))
+    amount = models.DecimalField(
+        _("amount (¥)"), max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    status = models.CharField(_("status"), max_length=8, choices=OrderStatus.choices, default=OrderStatus.PAID)
+    channel = models.CharField(_("channel"), max_length=32, blank=True)
+    coupon_code = models.CharField(_("coupon code"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        indexes = [
+            # Metrics per member over a time window, and a member's latest orders.
+            models.Index(fields=["member", "ordered_at"], name="order_member_time_idx"),
+            # The order list, newest first, and date-range filters.
+            models.Index(fields=["ordered_at"], name="order_time_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["order_no"], name="order_no_unique"),
+            models.CheckConstraint(condition=models.Q(amount__gte=0), name="order_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.order_no
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="lines", verbose_name=_("order"), db_index=False
+    )
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, related_name="order_lines", verbose_name=_("product"), db_index=False
+    )
+    quantity = models.PositiveIntegerField(_("quantity"), default=1)
+    unit_price = models.DecimalField(
+        _("unit price (¥)"), max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    is_promo = models.BooleanField(_("bought on promotion"), default=False)
+
+    class Meta:
+        verbose_name = _("order line")
+        verbose_name_plural = _("order lines")
+        constraints = [
+            models.UniqueConstraint(fields=["order", "product"], name="orderline_order_product_unique"),
+            models.CheckConstraint(condition=models.Q(unit_price__gte=0), name="orderline_price_not_negative"),
+        ]
+        indexes = [models.Index(fields=["product", "order"], name="orderline_product_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} × {self.quantity}"
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+class EngagementKind(models.TextChoices):
+    SHARE = "share", _("share")
+    INVITE = "invite", _("friend invited")
+    GROUP_MESSAGE = "group_message", _("group message")
+    ORGANISED_GROUP_BUY = "organised_group_buy", _("group-buy organised")
+
+
+class EngagementEvent(models.Model):
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="engagement_events", verbose_name=_("member"), db_index=False
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=EngagementKind.choices)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    count = models.PositiveIntegerField(_("count"), default=1)
+
+    class Meta:
+        verbose_name = _("engagement event")
+        verbose_name_plural = _("engagement events")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "kind", "occurred_at"], name="engagement_natural_key"),
+        ]
+        indexes = [models.Index(fields=["occurred_at"], name="engagement_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} × {self.count}"
+
+
+class ImportKind(models.TextChoices):
+    MEMBERS = "members", _("members")
+    ORDERS = "orders", _("orders")
+    ORDER_LINES = "order_lines", _("order lines")
+    EVENTS = "events", _("engagement events")
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    VALIDATED = "validated", _("checked, waiting for confirmation")
+    DONE = "done", _("imported")
+    REJECTED = "rejected", _("rejected, nothing written")
+    FAILED = "failed", _("failed, nothing written")
+    CANCELLED = "cancelled", _("cancelled")
+
+
+class ImportMode(models.TextChoices):
+    DRY_RUN = "dry_run", _("check only")
+    ALL_OR_NOTHING = "all", _("import if every row is valid")
+    VALID_ONLY = "valid_only", _("import the valid rows only")
+
+
+class ImportJob(models.Model):
+    """One uploaded file, checked (dry run) and then imported on confirmation."""
+
+    kind = models.CharField(_("data"), max_length=12, choices=ImportKind.choices)
+    file = models.FileField(_("file"), upload_to="imports/%Y/%m/", blank=True)
+    original_name = models.CharField(_("file name"), max_length=255)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("uploaded by")
+    )
+    created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    mode = models.CharField(_("mode"), max_length=12, choices=ImportMode.choices, default=ImportMode.DRY_RUN)
+    status = models.CharField(_("status"), max_length=12, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    total_rows = models.PositiveIntegerField(_("rows"), default=0)
+    valid_rows = models.PositiveIntegerField(_("valid rows"), default=0)
+    error_rows = models.PositiveIntegerField(_("rows with errors"), default=0)
+    created_count = models.PositiveIntegerField(_("new"), default=0)
+    updated_count = models.PositiveIntegerField(_("changed"), default=0)
+    unchanged_count = models.PositiveIntegerField(_("unchanged"), default=0)
+    message = models.TextField(_("message"), blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.original_name}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in (ImportStatus.QUEUED, ImportStatus.RUNNING)
+
+
+class ImportRowError(models.Model):
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="row_errors")
+    row_no = models.PositiveIntegerField(_("row"))
+    column = models.CharField(_("column"), max_length=64, blank=True)
+    message = models.CharField(_("reason"), max_length=255)
+    value = models.CharField(_("value"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("import error")
+        verbose_name_plural = _("import errors")
+        ordering = ["row_no", "id"]
+        indexes = [models.Index(fields=["job", "row_no"], name="importerror_job_row_idx")]

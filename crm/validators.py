@@ -1,0 +1,26 @@
+import re
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+CN_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+_SEPARATORS = str.maketrans("", "", " -\t()（）")
+
+
+def normalise_cn_mobile(raw: str) -> str:
+    """Strip separators and a +86 / 0086 prefix; validation is separate."""
+    digits = raw.strip().translate(_SEPARATORS)
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("0086"):
+        digits = digits[4:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return digits
+
+
+def validate_cn_mobile(value: str) -> None:
+    if value and not CN_MOBILE_RE.match(value):
+        raise ValidationError(
+            _("A mainland mobile number has 11 digits and starts with 13–19."), code="invalid_mobile"
+        )

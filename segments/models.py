@@ -1,0 +1,1 @@
+"""Tiers, circles and churn: built in the tiers issue."""
