@@ -223,14 +223,10 @@ class MemberAdmin(ImportButtonMixin, ExportMixin, BigTableAdmin):
     def save_formset(self, request, form, formset, change) -> None:
         if formset.model is not Consent:
             return super().save_formset(request, form, formset, change)
+        # Consent changes go through the service, which keeps the proof.
         source = f"admin: {request.user.get_username()}"
-        for consent_form in formset.forms:
-            if not consent_form.has_changed() or not consent_form.cleaned_data:
-                continue
-            data = consent_form.cleaned_data
-            if data.get("DELETE"):
-                continue  # consent is withdrawn, never deleted: the proof stays
-            consent_set(member=form.instance, channel=data["channel"], granted=data["granted"], source=source)
+        for consent in formset.save(commit=False):
+            consent_set(member=form.instance, channel=consent.channel, granted=consent.granted, source=source)
 
     def get_queryset(self, request) -> QuerySet:
         queryset = super().get_queryset(request)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
 from django.utils.translation import gettext_lazy as _
 
 
@@ -35,7 +34,7 @@ class FilterSetListFilter(admin.ListFilter):
         for name, field in form.fields.items():
             widget = field.widget
             if hasattr(widget, "widgets"):
-                names.extend(f"{name}{suffix}" for suffix in widget.suffixes)
+                names.extend(f"{name}_{suffix}" if suffix else name for suffix in widget.suffixes)
             else:
                 names.append(name)
         return names
@@ -50,6 +49,7 @@ class FilterSetListFilter(admin.ListFilter):
         if not self.used_parameters:
             return queryset
         self.filterset.queryset = queryset
-        if not self.filterset.is_valid():
-            raise IncorrectLookupParameters(self.filterset.errors)
+        # A field with a bad value is skipped and its error shown beside it;
+        # the others still filter.
+        self.filterset.is_valid()
         return self.filterset.filter_queryset(queryset)

@@ -28,7 +28,7 @@ class MemberFilter(django_filters.FilterSet):
     registered = django_filters.DateFromToRangeFilter(
         field_name="registered_at",
         label=_("registered between"),
-        widget=django_filters.widgets.RangeWidget(attrs={"type": "date"}),
+        widget=django_filters.widgets.DateRangeWidget(attrs={"type": "date"}),
     )
     has_ordered = django_filters.BooleanFilter(method="filter_has_ordered", label=_("has ordered"))
 
@@ -49,7 +49,7 @@ class OrderFilter(django_filters.FilterSet):
     ordered = django_filters.DateFromToRangeFilter(
         field_name="ordered_at",
         label=_("ordered between"),
-        widget=django_filters.widgets.RangeWidget(attrs={"type": "date"}),
+        widget=django_filters.widgets.DateRangeWidget(attrs={"type": "date"}),
     )
     community = django_filters.ModelChoiceFilter(
         field_name="member__community",

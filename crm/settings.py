@@ -143,7 +143,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "static"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 # whitenoise serves the admin's static files with or without DEBUG, straight
 # from the apps, so that no collectstatic step is needed to get going.
 WHITENOISE_USE_FINDERS = True

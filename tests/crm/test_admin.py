@@ -1,0 +1,163 @@
+"""The member core's admin pages, as staff see them."""
+
+import datetime as dt
+import re
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.urls import reverse
+
+from crm.models import Consent, ConsentEvent, Member
+from tests.crm.factories import (
+    CommunityFactory,
+    EngagementEventFactory,
+    MemberFactory,
+    OrderFactory,
+    OrderLineFactory,
+)
+
+pytestmark = pytest.mark.django_db
+SH = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def many_members(db):
+    community = CommunityFactory(name="阳光二群")
+    members = MemberFactory.create_batch(30, community=community)
+    for member in members[:10]:
+        OrderFactory(member=member)
+    return members
+
+
+def test_member_list_shows_masked_mobiles_only(admin_client, many_members, django_assert_max_num_queries):
+    url = reverse("admin:crm_member_changelist")
+    with django_assert_max_num_queries(12):
+        response = admin_client.get(url)
+    html = response.content.decode()
+    member = many_members[0]
+    assert response.status_code == 200
+    assert f"{member.mobile[:3]}****{member.mobile[-4:]}" in html
+    assert not re.search(r"1[3-9]\d{9}", html), "a full mobile number reached the page"
+    assert "阳光二群" in html
+
+
+def test_member_list_query_count_does_not_grow_with_rows(admin_client, django_assert_max_num_queries):
+    MemberFactory.create_batch(5)
+    with django_assert_max_num_queries(12) as few:
+        admin_client.get(reverse("admin:crm_member_changelist"))
+    MemberFactory.create_batch(40)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        admin_client.get(reverse("admin:crm_member_changelist"))
+
+
+def test_member_search_by_mobile_prefix_id_or_name(admin_client, many_members):
+    target = many_members[3]
+    url = reverse("admin:crm_member_changelist")
+    for term in (target.mobile[:9], target.external_id, target.name):
+        html = admin_client.get(url, {"q": term}).content.decode()
+        assert target.external_id in html, term
+    assert "0 members" in admin_client.get(url, {"q": "19999"}).content.decode() or "0 " in admin_client.get(url, {"q": "19999"}).content.decode()
+
+
+def test_member_filters(admin_client, many_members):
+    url = reverse("admin:crm_member_changelist")
+    ordered = {m.external_id for m in many_members[:10]}
+    html = admin_client.get(url, {"has_ordered": "true"}).content.decode()
+    shown = set(re.findall(r"M\d{6}", html))
+    assert shown == ordered
+    other = MemberFactory(community=CommunityFactory(name="翠湖苑1群"), registered_at=dt.datetime(2023, 3, 1, tzinfo=SH))
+    html = admin_client.get(url, {"community": other.community_id}).content.decode()
+    assert set(re.findall(r"M\d{6}", html)) == {other.external_id}
+    html = admin_client.get(url, {"registered_after": "2023-02-01", "registered_before": "2023-03-31"}).content.decode()
+    assert set(re.findall(r"M\d{6}", html)) == {other.external_id}
+    html = admin_client.get(url, {"leader": other.community.leader_id}).content.decode()
+    assert set(re.findall(r"M\d{6}", html)) == {other.external_id}
+
+
+def test_a_bad_filter_value_is_explained_and_the_rest_still_filters(admin_client, many_members):
+    response = admin_client.get(
+        reverse("admin:crm_member_changelist"), {"registered_after": "not-a-date", "has_ordered": "true"}
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'class="errornote"' in html
+    assert set(re.findall(r"M\d{6}", html)) == {m.external_id for m in many_members[:10]}
+
+
+def test_member_page_shows_orders_engagement_and_consent_without_the_full_mobile(admin_client, django_assert_max_num_queries):
+    member = MemberFactory(mobile="13912345678")
+    for day in range(1, 26):
+        OrderFactory(member=member, ordered_at=dt.datetime(2025, 5, day, 9, tzinfo=SH), amount=Decimal(day))
+    EngagementEventFactory(member=member, kind="share", count=4)
+    Consent.objects.create(member=member, channel="sms", granted=True, source="import")
+    url = reverse("admin:crm_member_change", args=[member.pk])
+    with django_assert_max_num_queries(25):
+        response = admin_client.get(url)
+    html = response.content.decode()
+    assert "139****5678" in html and "13912345678" not in html
+    # The 20 latest orders, newest first, and a link to all of them.
+    assert html.index("SO") < len(html)
+    latest = Member.objects.get(pk=member.pk).orders.order_by("-ordered_at")
+    assert latest[0].order_no in html and latest[19].order_no in html and latest[20].order_no not in html
+    assert f"?member={member.external_id}" in html
+
+
+def test_changing_a_mobile_and_a_consent_in_the_member_page(admin_client):
+    member = MemberFactory(mobile="13912345678")
+    consent = Consent.objects.create(member=member, channel="sms", granted=True, source="import")
+    url = reverse("admin:crm_member_change", args=[member.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {key: value for key, value in form.initial.items() if value is not None and key in form.fields}
+    data.update(
+        {
+            "external_id": member.external_id,
+            "gender": "F",
+            "new_mobile": "137 0000 1111",
+            "consents-TOTAL_FORMS": "1",
+            "consents-INITIAL_FORMS": "1",
+            "consents-0-id": consent.pk,
+            "consents-0-member": member.pk,
+            "consents-0-channel": "sms",
+            "membertag_set-TOTAL_FORMS": "0",
+            "membertag_set-INITIAL_FORMS": "0",
+        }
+    )
+    data.pop("community", None)
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    member.refresh_from_db()
+    assert member.mobile == "13700001111"
+    consent.refresh_from_db()
+    assert consent.granted is False
+    assert ConsentEvent.objects.filter(member=member, granted=False, source="admin: boss").exists()
+    data["new_mobile"] = "12345"
+    response = admin_client.post(url, data)
+    assert response.status_code == 200 and "11 digits" in response.content.decode()
+
+
+def test_order_list_and_page(admin_client, django_assert_max_num_queries):
+    order = OrderFactory(order_no="SO-A1", amount=Decimal("128.50"))
+    OrderLineFactory(order=order, unit_price=Decimal("64.25"), quantity=2)
+    OrderFactory.create_batch(20)
+    with django_assert_max_num_queries(12):
+        html = admin_client.get(reverse("admin:crm_order_changelist")).content.decode()
+    assert "SO-A1" in html and "128.50" in html
+    html = admin_client.get(reverse("admin:crm_order_changelist"), {"member": order.member.external_id}).content.decode()
+    assert set(re.findall(r"SO\d{8}|SO-A1", html)) == {"SO-A1"}
+    with django_assert_max_num_queries(20):
+        html = admin_client.get(reverse("admin:crm_order_change", args=[order.pk])).content.decode()
+    assert "64.25" in html
+
+
+@pytest.mark.parametrize("name", ["community", "grouplead", "category", "product", "tag", "engagementevent", "orderline", "consentevent", "importjob"])
+def test_every_other_list_opens(admin_client, name):
+    OrderLineFactory()
+    EngagementEventFactory()
+    url = reverse(f"admin:crm_{'groupleader' if name == 'grouplead' else name}_changelist")
+    assert admin_client.get(url).status_code == 200
+
+
+def test_admin_speaks_chinese_by_default(admin_client, chinese):
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert "私域会员运营" in html and "会员与订单" in html and "订单明细" in html
