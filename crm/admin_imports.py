@@ -78,6 +78,7 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status")
     list_select_related = ("uploaded_by",)
     ordering = ("-created_at",)
+    show_facets = admin.ShowFacets.NEVER
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

@@ -5,10 +5,15 @@ filter members (saved circles build on MemberFilter)."""
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import AgeBand, Community, Gender, GroupLeader, Member, Order, OrderStatus
+
+
+def yes_no_any():
+    return forms.Select(choices=[("", _("all")), ("true", _("yes")), ("false", _("no"))])
 
 
 class MemberFilter(django_filters.FilterSet):
@@ -30,7 +35,7 @@ class MemberFilter(django_filters.FilterSet):
         label=_("registered between"),
         widget=django_filters.widgets.DateRangeWidget(attrs={"type": "date"}),
     )
-    has_ordered = django_filters.BooleanFilter(method="filter_has_ordered", label=_("has ordered"))
+    has_ordered = django_filters.BooleanFilter(method="filter_has_ordered", label=_("has ordered"), widget=yes_no_any())
 
     class Meta:
         model = Member
@@ -57,7 +62,7 @@ class OrderFilter(django_filters.FilterSet):
         label=_("community"),
         empty_label=_("all"),
     )
-    with_coupon = django_filters.BooleanFilter(method="filter_with_coupon", label=_("used a coupon"))
+    with_coupon = django_filters.BooleanFilter(method="filter_with_coupon", label=_("used a coupon"), widget=yes_no_any())
 
     class Meta:
         model = Order

@@ -9,6 +9,8 @@ ZH = {
     "Go": "切换",
     "Import": "导入",
     "Filter": "筛选",
+    "Conditions": "筛选条件",
+    "no": "否",
     "Apply": "应用",
     "Clear": "清除",
     "Home": "首页",

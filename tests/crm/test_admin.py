@@ -161,3 +161,11 @@ def test_every_other_list_opens(admin_client, name):
 def test_admin_speaks_chinese_by_default(admin_client, chinese):
     html = admin_client.get(reverse("admin:index")).content.decode()
     assert "私域会员运营" in html and "会员与订单" in html and "订单明细" in html
+
+
+def test_chinese_even_when_the_browser_asks_for_english_until_the_user_switches(admin_client, chinese):
+    html = admin_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert "私域会员运营" in html
+    admin_client.post(reverse("set_language"), {"language": "en", "next": "/admin/"})
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Member operations" in html and "私域会员运营" not in html

@@ -1,0 +1,73 @@
+"""A big import handed to a real Celery worker process through the configured
+broker (kombu's filesystem transport by default, Redis when CELERY_BROKER_URL
+says so) and database."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.base import ContentFile
+from django.db import connection
+
+from crm import celery_app
+from crm.importing.jobs import import_job_start
+from crm.models import ImportJob, ImportMode, ImportStatus, Member
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(settings):
+    settings.MEDIA_ROOT = django_settings.DATA_DIR / "media"
+    celery_app.conf.task_always_eager = False
+    celery_app.control.purge()
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_TASK_ALWAYS_EAGER": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"],
+        cwd=ROOT,
+        env=env,
+    )
+    yield process
+    process.terminate()
+    process.wait(timeout=20)
+    celery_app.conf.task_always_eager = True
+
+
+def wait_for(job: ImportJob, timeout: float = 90) -> ImportJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if not job.is_running:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job still {job.status} after {timeout} s")
+
+
+def test_a_worker_checks_then_imports_a_big_file(worker, admin_user):
+    rows = "\n".join(f"M{i:06d},会员{i},1380000{i:04d},F" for i in range(3000))
+    job = ImportJob(kind="members", original_name="big.csv", uploaded_by=admin_user)
+    job.file.save("big.csv", ContentFile(f"external_id,name,mobile,gender\n{rows}\n".encode()), save=False)
+    job.save()
+
+    import_job_start(job=job, mode=ImportMode.DRY_RUN, background=True)
+    job = wait_for(job)
+    assert job.status == ImportStatus.VALIDATED and job.created_count == 3000
+    assert not Member.objects.exists()
+
+    import_job_start(job=job, mode=ImportMode.ALL_OR_NOTHING, background=True)
+    job = wait_for(job)
+    assert job.status == ImportStatus.DONE, job.message
+    assert Member.objects.count() == 3000
+    assert not job.file
