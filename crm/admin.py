@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ExportMixin
 
-from crm.admin_filters import FilterSetListFilter
+from crm.admin_filters import FilterSetListFilter, FilterSetMediaMixin
 from crm.admin_imports import ImportButtonMixin, ImportJobAdmin  # noqa: F401 - registers the import screens
 from crm.filters import MemberFilter, OrderFilter
 from crm.masking import mask_mobile
@@ -45,7 +45,7 @@ admin.site.index_title = _("Work bench")
 LATEST_ORDERS_ON_MEMBER_PAGE = 20
 
 
-class BigTableAdmin(admin.ModelAdmin):
+class BigTableAdmin(FilterSetMediaMixin, admin.ModelAdmin):
     """Defaults for tables that grow to millions of rows."""
 
     paginator = EstimatedCountPaginator

@@ -53,3 +53,15 @@ class FilterSetListFilter(admin.ListFilter):
         # the others still filter.
         self.filterset.is_valid()
         return self.filterset.filter_queryset(queryset)
+
+
+class FilterSetMediaMixin:
+    """Adds the media of the sidebar FilterSets' widgets (autocomplete) to a changelist."""
+
+    @property
+    def media(self):
+        media = super().media
+        for list_filter in self.list_filter:
+            if isinstance(list_filter, type) and issubclass(list_filter, FilterSetListFilter):
+                media += list_filter.filterset_class().form.media
+        return media

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import django_filters
 from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.translation import gettext_lazy as _
 
@@ -16,15 +18,21 @@ def yes_no_any():
     return forms.Select(choices=[("", _("all")), ("true", _("yes")), ("false", _("no"))])
 
 
+def type_ahead(model, field: str):
+    """The admin's autocomplete widget: thousands of communities or leaders are
+    searched as the user types, not rendered as options on every page."""
+    return AutocompleteSelect(model._meta.get_field(field), admin.site, attrs={"data-placeholder": _("all")})
+
+
 class MemberFilter(django_filters.FilterSet):
     community = django_filters.ModelChoiceFilter(
-        queryset=Community.objects.order_by("name"), label=_("community"), empty_label=_("all")
+        queryset=Community.objects.all(), label=_("community"), widget=type_ahead(Member, "community")
     )
     leader = django_filters.ModelChoiceFilter(
         field_name="community__leader",
-        queryset=GroupLeader.objects.order_by("display_name"),
+        queryset=GroupLeader.objects.all(),
         label=_("group leader"),
-        empty_label=_("all"),
+        widget=type_ahead(Community, "leader"),
     )
     gender = django_filters.ChoiceFilter(choices=Gender.choices, label=_("gender"), empty_label=_("all"))
     age_band = django_filters.ChoiceFilter(
@@ -58,9 +66,9 @@ class OrderFilter(django_filters.FilterSet):
     )
     community = django_filters.ModelChoiceFilter(
         field_name="member__community",
-        queryset=Community.objects.order_by("name"),
+        queryset=Community.objects.all(),
         label=_("community"),
-        empty_label=_("all"),
+        widget=type_ahead(Member, "community"),
     )
     with_coupon = django_filters.BooleanFilter(method="filter_with_coupon", label=_("used a coupon"), widget=yes_no_any())
 

@@ -121,6 +121,8 @@ class Member(models.Model):
             # The changelist's registration-range filter and "newest first" sort.
             models.Index(fields=["registered_at"], name="member_registered_idx"),
             models.Index(fields=["community", "registered_at"], name="member_community_reg_idx"),
+            # Name-prefix search (张…) in the admin; pattern ops let LIKE 'x%' use it on PostgreSQL.
+            models.Index(fields=["name"], name="member_name_prefix_idx", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:

@@ -14,7 +14,7 @@ from django.core.paginator import Paginator
 from django.db import DatabaseError, connections, transaction
 from django.utils.functional import cached_property
 
-COUNT_TIMEOUT_MS = 150
+COUNT_TIMEOUT_MS = 50
 # Below this many rows an exact count is cheap and always used.
 EXACT_BELOW = 100_000
 

@@ -1,0 +1,57 @@
+"""Big lists are never counted row by row on PostgreSQL."""
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from crm import paginator
+from tests.crm.factories import CommunityFactory, MemberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def big_table_threshold(monkeypatch):
+    """Treat every table as big, so the estimate path runs on a small one."""
+    monkeypatch.setattr(paginator, "EXACT_BELOW", 0)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="estimates come from PostgreSQL's statistics")
+def test_an_unfiltered_list_shows_the_estimate_and_a_filtered_one_counts(admin_client, big_table_threshold, django_assert_num_queries):
+    community = CommunityFactory()
+    MemberFactory.create_batch(30)
+    MemberFactory.create_batch(4, community=community)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE crm_member")
+    html = admin_client.get(reverse("admin:crm_member_changelist")).content.decode()
+    assert "about 34 members" in html
+    html = admin_client.get(reverse("admin:crm_member_changelist"), {"community": community.pk}).content.decode()
+    assert "4 members" in html and "about" not in html
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="estimates come from PostgreSQL's statistics")
+def test_a_count_that_takes_too_long_falls_back_to_the_planner(admin_client, big_table_threshold, monkeypatch):
+    MemberFactory.create_batch(10)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE crm_member")
+    # The database cancels the count, as a statement_timeout on a huge table would.
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    real_count = QuerySet.count
+
+    def slow_count(queryset):
+        if queryset.model.__name__ == "Member" and queryset.query.where:
+            raise OperationalError("canceling statement due to statement timeout")
+        return real_count(queryset)
+
+    monkeypatch.setattr(QuerySet, "count", slow_count)
+    response = admin_client.get(reverse("admin:crm_member_changelist"), {"has_ordered": "false"})
+    assert response.status_code == 200
+    assert "about" in response.content.decode()
+
+
+def test_small_tables_are_counted_exactly(admin_client):
+    MemberFactory.create_batch(3)
+    html = admin_client.get(reverse("admin:crm_member_changelist")).content.decode()
+    assert "3 members" in html and "about" not in html
