@@ -74,17 +74,7 @@ class MemberResource(SafeExportResource):
             "community",
             "source_channel",
         )
-        export_order = (
-            "external_id",
-            "name",
-            "mobile",
-            "gender",
-            "birthday",
-            "age_band",
-            "registered_at",
-            "community",
-            "source_channel",
-        )
+        export_order = fields
 
     def get_export_queryset(self, request=None):
         return super().get_export_queryset(request).select_related("community")
@@ -111,7 +101,7 @@ class OrderResource(SafeExportResource):
         model = Order
         fields = ("order_no", "member_external_id", "ordered_at", "amount", "status", "channel", "coupon_code")
         import_id_fields = ("order_no",)
-        export_order = ("order_no", "member_external_id", "ordered_at", "amount", "status", "channel", "coupon_code")
+        export_order = fields
 
     def get_export_queryset(self, request=None):
         return super().get_export_queryset(request).select_related("member")
@@ -131,7 +121,7 @@ class OrderLineResource(SafeExportResource):
     class Meta:
         model = OrderLine
         fields = ("order_no", "sku", "product_name", "category", "quantity", "unit_price", "is_promo")
-        export_order = ("order_no", "sku", "product_name", "category", "quantity", "unit_price", "is_promo")
+        export_order = fields
 
     def get_export_queryset(self, request=None):
         return super().get_export_queryset(request).select_related("order", "product__category")
@@ -150,7 +140,7 @@ class EngagementEventResource(SafeExportResource):
     class Meta:
         model = EngagementEvent
         fields = ("member_external_id", "kind", "occurred_at", "count")
-        export_order = ("member_external_id", "kind", "occurred_at", "count")
+        export_order = fields
 
     def get_export_queryset(self, request=None):
         return super().get_export_queryset(request).select_related("member")
