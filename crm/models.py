@@ -135,8 +135,8 @@ class Member(models.Model):
 
 class MemberTag(models.Model):
     # Both lookups are served by the unique constraint and the (tag, member) index.
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, db_index=False)
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, db_index=False)
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, db_index=False, verbose_name=_("member"))
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, db_index=False, verbose_name=_("tag"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["member", "tag"], name="member_tag_unique")]
