@@ -80,8 +80,9 @@ def reset_sequences(models: Sequence) -> None:
 
 def analyze(tables: Sequence[str]) -> None:
     """Planner statistics (and on PostgreSQL the visibility map, so that index-only
-    scans work on freshly loaded tables). Call outside a transaction."""
-    command = "VACUUM (ANALYZE)" if connection.vendor == "postgresql" else "ANALYZE"
+    scans work on freshly loaded tables; VACUUM cannot run inside a transaction)."""
+    vacuum = connection.vendor == "postgresql" and not connection.in_atomic_block
+    command = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
     with connection.cursor() as cursor:
         for table in tables:
             cursor.execute(f"{command} {table}")
