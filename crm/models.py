@@ -113,10 +113,23 @@ class Member(models.Model):
     )
     personalisation_opt_out_at = models.DateTimeField(_("opted out at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    erased_at = models.DateTimeField(
+        _("personal data erased at"),
+        null=True,
+        blank=True,
+        help_text=_("Erased on the member's request (PIPL): personal fields are blank and imports no longer fill them."),
+    )
 
     class Meta:
         verbose_name = _("member")
         verbose_name_plural = _("members")
+        permissions = [
+            ("view_all_members", _("Can see members of every community")),
+            ("reveal_mobile", _("Can reveal a full mobile number (logged)")),
+            ("export_personal_data", _("Can export everything held about a member (PIPL)")),
+            ("erase_member", _("Can erase a member's personal data (PIPL)")),
+            ("export_member", _("Can export member lists (masked)")),
+        ]
         indexes = [
             # The changelist's registration-range filter and "newest first" sort.
             models.Index(fields=["registered_at"], name="member_registered_idx"),
@@ -242,6 +255,7 @@ class Order(models.Model):
     class Meta:
         verbose_name = _("order")
         verbose_name_plural = _("orders")
+        permissions = [("export_order", _("Can export orders"))]
         indexes = [
             # Metrics per member over a time window, and a member's latest orders.
             models.Index(fields=["member", "ordered_at"], name="order_member_time_idx"),
@@ -273,6 +287,7 @@ class OrderLine(models.Model):
     class Meta:
         verbose_name = _("order line")
         verbose_name_plural = _("order lines")
+        permissions = [("export_orderline", _("Can export order lines"))]
         constraints = [
             models.UniqueConstraint(fields=["order", "product"], name="orderline_order_product_unique"),
             models.CheckConstraint(condition=models.Q(unit_price__gte=0), name="orderline_price_not_negative"),
@@ -305,6 +320,7 @@ class EngagementEvent(models.Model):
     class Meta:
         verbose_name = _("engagement event")
         verbose_name_plural = _("engagement events")
+        permissions = [("export_engagementevent", _("Can export engagement events"))]
         constraints = [
             models.UniqueConstraint(fields=["member", "kind", "occurred_at"], name="engagement_natural_key"),
         ]
@@ -384,3 +400,38 @@ class ImportRowError(models.Model):
         verbose_name_plural = _("import errors")
         ordering = ["row_no", "id"]
         indexes = [models.Index(fields=["job", "row_no"], name="importerror_job_row_idx")]
+
+
+class AuditAction(models.TextChoices):
+    EXPORT = "export", _("export")
+    REVEAL_MOBILE = "reveal_mobile", _("mobile revealed")
+    CONSENT_CHANGE = "consent_change", _("consent changed")
+    IMPORT = "import", _("import")
+    PERSONAL_DATA_EXPORT = "pipl_export", _("personal data exported")
+    ERASURE = "erasure", _("personal data erased")
+
+
+class AuditEvent(models.Model):
+    """Who did what to whose data. Written by the code that acts; never edited."""
+
+    at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("by")
+    )
+    action = models.CharField(_("action"), max_length=20, choices=AuditAction.choices)
+    object_type = models.CharField(_("object type"), max_length=50, blank=True)
+    object_id = models.CharField(_("object"), max_length=64, blank=True)
+    summary = models.CharField(_("summary"), max_length=255)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit log")
+        indexes = [
+            models.Index(fields=["action", "at"], name="audit_action_time_idx"),
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.summary

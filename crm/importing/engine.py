@@ -15,6 +15,10 @@ with bad rows roll it back, so nothing from the file is written; only
 "valid rows only" commits a file that had errors.
 """
 
+# SQL here is assembled from table and column names defined in code (marked
+# "nosec B608" for bandit); every value from a file or a user travels as a
+# query parameter or through COPY, never inside the SQL text.
+
 from __future__ import annotations
 
 import csv
@@ -172,7 +176,7 @@ class Context:
         for start in range(0, len(bad), 5_000):
             part = bad[start : start + 5_000]
             placeholders = ",".join(["%s"] * len(part))
-            self.cursor.execute(f"DELETE FROM {STAGE} WHERE row_no IN ({placeholders})", part)
+            self.cursor.execute(f"DELETE FROM {STAGE} WHERE row_no IN ({placeholders})", part)  # nosec B608
         return len(bad)
 
     def reject_duplicates(self, key: Sequence[str], column: str) -> int:
@@ -180,11 +184,11 @@ class Context:
         keys = ", ".join(key)
         join = " AND ".join(f"s.{name} = d.{name}" for name in key)
         return self.reject_rows(
-            f"""SELECT s.row_no, s.{column}, d.first_row
-                FROM {STAGE} s JOIN (
-                    SELECT {keys}, MIN(row_no) AS first_row FROM {STAGE} GROUP BY {keys} HAVING COUNT(*) > 1
-                ) d ON {join}
-                WHERE s.row_no > d.first_row ORDER BY s.row_no""",
+            f"SELECT s.row_no, s.{column}, d.first_row "  # nosec B608
+            f"FROM {STAGE} s JOIN ( "
+            f"SELECT {keys}, MIN(row_no) AS first_row FROM {STAGE} GROUP BY {keys} HAVING COUNT(*) > 1 "
+            f") d ON {join} "
+            f"WHERE s.row_no > d.first_row ORDER BY s.row_no",
             [],
             column,
             lambda row: _("duplicate of row %(row)d in this file") % {"row": row[2]},
@@ -200,12 +204,14 @@ class Context:
         source_sql: str,
         params: dict[str, Any] | None = None,
         changed_when: Sequence[str] | None = None,
+        update_only_where: str = "",
     ) -> tuple[int, int]:
         """Update the rows whose values differ, then insert the new ones; returns (created, updated).
 
         values maps every column to insert to its SQL expression over source_sql;
         update lists the columns a re-import may change, and changed_when those
         whose difference makes a row count as changed (default: all of update).
+        update_only_where limits which existing rows may change (SQL over t).
         Two statements instead of INSERT … ON CONFLICT: measured 25% faster on
         PostgreSQL for a million new orders, as no row is inserted speculatively."""
         params = params or {}
@@ -215,15 +221,17 @@ class Context:
             triggers = update if changed_when is None else changed_when
             assignments = ", ".join(f"{column} = {values[column]}" for column in update)
             differs = " OR ".join(self.distinct(f"t.{column}", values[column]) for column in triggers)
+            only = f" AND ({update_only_where})" if update_only_where else ""
             self.cursor.execute(
-                f"UPDATE {table} AS t SET {assignments} FROM {source_sql} WHERE {match_key} AND ({differs})", params
+                f"UPDATE {table} AS t SET {assignments} FROM {source_sql} WHERE {match_key} AND ({differs}){only}",  # nosec B608
+                params,
             )
             updated = self.cursor.rowcount
         columns = list(values)
         # Inserting in key order keeps the unique index's pages warm.
         order_by = ", ".join(values[column] for column in key if not values[column].startswith("'"))
         self.cursor.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values[c] for c in columns)} "
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values[c] for c in columns)} "  # nosec B608
             f"FROM {source_sql} WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match_key})"
             + (f" ORDER BY {order_by}" if order_by else ""),
             params,
@@ -317,7 +325,7 @@ def run_import(
                     _create_stage(ctx, spec)
                     _fill_stage(ctx, spec, table, positions, outcome, progress)
                     spec.check(ctx)
-                    cursor.execute(f"SELECT COUNT(*) FROM {STAGE}")
+                    cursor.execute(f"SELECT COUNT(*) FROM {STAGE}")  # nosec B608
                     outcome.valid_rows = cursor.fetchone()[0]
                     if mode == "all" and outcome.errors.count:
                         raise Rejected
@@ -424,7 +432,7 @@ def _fill_stage(ctx: Context, spec: Spec, table, positions, outcome: ImportOutco
         ctx.cursor.execute(f"ANALYZE {STAGE}")
         return
     placeholders = ", ".join(["%s"] * (len(spec.columns) + 1))
-    sql = f"INSERT INTO {STAGE} ({names}) VALUES ({placeholders})"
+    sql = f"INSERT INTO {STAGE} ({names}) VALUES ({placeholders})"  # nosec B608
     batch: list[tuple] = []
     for row in rows:
         batch.append(tuple(_sqlite_value(value) for value in row))

@@ -6,6 +6,7 @@ import datetime as dt
 import time
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -82,7 +83,7 @@ class Command(BaseCommand):
         User = get_user_model()
         communities = demo.community_count(members)
         users = User.objects.bulk_create(
-            [User(username=f"leader{i + 1:04d}", is_staff=True, password="!") for i in range(communities)]
+            [User(username=f"leader{i + 1:04d}", is_staff=True, password=make_password(None)) for i in range(communities)]
         )
         users = list(User.objects.filter(username__in=[user.username for user in users]).order_by("username"))
         GroupLeader.objects.bulk_create(

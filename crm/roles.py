@@ -1,0 +1,77 @@
+"""The roles staff hold, as Django groups. A data migration applies them; a
+later issue that adds models adds its permissions here and a migration that
+calls roles_sync again."""
+
+from __future__ import annotations
+
+# Permission codenames per role, as "app_label.codename". "app_label.*" is every
+# permission of that app.
+VIEW_CORE = [
+    "crm.view_member",
+    "crm.view_order",
+    "crm.view_orderline",
+    "crm.view_engagementevent",
+    "crm.view_consent",
+    "crm.view_consentevent",
+    "crm.view_community",
+    "crm.view_groupleader",
+    "crm.view_product",
+    "crm.view_category",
+    "crm.view_tag",
+    "crm.view_membertag",
+]
+OPERATOR = [
+    *VIEW_CORE,
+    "crm.view_all_members",
+    "crm.add_member",
+    "crm.change_member",
+    "crm.add_consent",
+    "crm.change_consent",
+    "crm.add_membertag",
+    "crm.change_membertag",
+    "crm.delete_membertag",
+    "crm.add_order",
+    "crm.change_order",
+    "crm.add_orderline",
+    "crm.change_orderline",
+    "crm.add_engagementevent",
+    "crm.change_engagementevent",
+    "crm.add_tag",
+    "crm.view_importjob",
+    "crm.add_importjob",
+    "crm.export_member",
+    "crm.export_order",
+    "crm.export_orderline",
+    "crm.export_engagementevent",
+]
+ROLES: dict[str, list[str]] = {
+    "总部策略 HQ strategist": ["crm.*", "segments.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
+    # Until tiers exist (segments), operators see every member; their tier scope comes with the ladder.
+    "S/A 运营 S/A operator": OPERATOR,
+    "B/C 运营 B/C operator": OPERATOR,
+    "团长 group leader": VIEW_CORE,
+    "审计 auditor": [*VIEW_CORE, "crm.view_all_members", "crm.view_importjob", "crm.view_auditevent", "django_celery_beat.view_periodictask"],
+}
+HQ, SA_OPERATOR, BC_OPERATOR, LEADER, AUDITOR = ROLES
+
+
+def roles_sync(apps) -> None:
+    """Create or update the groups; works with the migration's app registry."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for name, codes in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        permissions = []
+        for code in codes:
+            app_label, codename = code.split(".")
+            found = Permission.objects.filter(content_type__app_label=app_label)
+            if codename != "*":
+                found = found.filter(codename=codename)
+            permissions.extend(found)
+        group.permissions.set(permissions)

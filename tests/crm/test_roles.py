@@ -1,0 +1,130 @@
+"""Each role sees and does only what it may: a crawl of every admin URL per role."""
+
+import re
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from crm import roles
+from crm.models import AuditEvent, Consent, ConsentEvent, ImportJob
+from tests.crm.factories import (
+    CommunityFactory,
+    EngagementEventFactory,
+    GroupLeaderFactory,
+    MemberFactory,
+    OrderFactory,
+    OrderLineFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(db):
+    """Two communities; every kind of row exists once in each."""
+    leader_a = GroupLeaderFactory(display_name="王团长")
+    a = CommunityFactory(name="幸福里1群", leader=leader_a)
+    b = CommunityFactory(name="阳光花园9群")
+    rows = {}
+    for key, community in (("a", a), ("b", b)):
+        member = MemberFactory(community=community, name=f"会员{key.upper()}", mobile="13800000001" if key == "a" else "13900000009")
+        order = OrderFactory(member=member, order_no=f"SO-{key.upper()}")
+        line = OrderLineFactory(order=order)
+        event = EngagementEventFactory(member=member)
+        consent = Consent.objects.create(member=member, channel="sms", granted=True)
+        consent_event = ConsentEvent.objects.create(member=member, channel="sms", granted=True, source="seed")
+        rows[key] = {"member": member, "order": order, "orderline": line, "engagementevent": event, "consent": consent, "consentevent": consent_event, "community": community}
+    AuditEvent.objects.create(action="export", summary="x")
+    ImportJob.objects.create(kind="members", original_name="m.csv")
+    return {"leader_a": leader_a, **rows}
+
+
+def user_in(role: str | None, **extra):
+    user = UserFactory(**extra)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def crawl(client):
+    """GET every registered model's list, and the page of every row of it."""
+    responses = {}
+    for model, model_admin in admin.site._registry.items():
+        info = (model._meta.app_label, model._meta.model_name)
+        url = reverse("admin:%s_%s_changelist" % info)
+        responses[url] = client.get(url)
+        for pk in model._default_manager.values_list("pk", flat=True)[:50]:
+            url = reverse("admin:%s_%s_change" % info, args=[pk])
+            responses[url] = client.get(url)
+    return responses
+
+
+def test_the_roles_exist_with_their_rights():
+    hq = Group.objects.get(name=roles.HQ)
+    leader = Group.objects.get(name=roles.LEADER)
+    auditor = Group.objects.get(name=roles.AUDITOR)
+    assert hq.permissions.filter(codename="erase_member").exists()
+    assert not leader.permissions.filter(codename__in=["view_all_members", "change_member", "export_member", "reveal_mobile"]).exists()
+    assert auditor.permissions.filter(codename="view_auditevent").exists()
+    assert not auditor.permissions.exclude(codename__startswith="view").exists()
+
+
+def test_a_group_leader_sees_only_his_own_community_everywhere(client, world):
+    world["leader_a"].user.groups.add(Group.objects.get(name=roles.LEADER))
+    client.force_login(world["leader_a"].user)
+    foreign = ["会员B", "SO-B", "阳光花园9群", world["b"]["member"].external_id, "139****0009", "13900000009"]
+    for url, response in crawl(client).items():
+        assert response.status_code in (200, 302, 403), (url, response.status_code)
+        body = response.content.decode()
+        for marker in foreign:
+            assert marker not in body, (url, marker)
+    for key in ("member", "order", "orderline", "engagementevent", "consentevent"):
+        obj = world["b"][key]
+        url = reverse(f"admin:crm_{key}_change", args=[obj.pk])
+        assert client.get(url).status_code == 302  # "does not exist", back to the index
+    html = client.get(reverse("admin:crm_member_changelist")).content.decode()
+    assert "会员A" in html and "138****0001" in html
+    # The autocomplete behind the filters lists only his community.
+    found = client.get(reverse("admin:autocomplete"), {"app_label": "crm", "model_name": "member", "field_name": "community", "term": ""}).json()
+    assert [item["text"] for item in found["results"]] == ["幸福里1群"]
+    # No exports, no imports, no reveals.
+    assert client.get(reverse("admin:crm_member_export")).status_code == 403
+    assert client.get(reverse("admin:crm_importjob_add")).status_code == 403
+    assert client.get(reverse("admin:crm_member_reveal_mobile", args=[world["a"]["member"].pk])).status_code == 403
+
+
+def test_a_staff_user_without_a_role_sees_no_member(client, world):
+    client.force_login(user_in(None, is_staff=True))
+    for url, response in crawl(client).items():
+        assert response.status_code in (302, 403), url
+
+
+def test_an_auditor_reads_everything_and_changes_nothing(client, world):
+    client.force_login(user_in(roles.AUDITOR, is_staff=True))
+    responses = crawl(client)
+    assert responses[reverse("admin:crm_member_changelist")].status_code == 200
+    assert responses[reverse("admin:crm_auditevent_changelist")].status_code == 200
+    html = responses[reverse("admin:crm_member_changelist")].content.decode()
+    assert "会员A" in html and "会员B" in html
+    member = world["b"]["member"]
+    response = client.post(reverse("admin:crm_member_change", args=[member.pk]), {"name": "改掉"})
+    assert response.status_code == 403
+    member.refresh_from_db()
+    assert member.name == "会员B"
+    assert client.get(reverse("admin:crm_member_export")).status_code == 403
+
+
+def test_operators_see_all_members_but_not_the_full_numbers(client, world):
+    client.force_login(user_in(roles.SA_OPERATOR, is_staff=True))
+    responses = crawl(client)
+    for url, response in responses.items():
+        body = response.content.decode()
+        assert not re.search(r"1[3-9]\d{9}", body), url
+    html = responses[reverse("admin:crm_member_changelist")].content.decode()
+    assert "会员A" in html and "会员B" in html
+    assert responses[reverse("admin:crm_auditevent_changelist")].status_code == 403
+    assert client.get(reverse("admin:crm_member_export")).status_code == 200
+    assert client.get(reverse("admin:crm_member_reveal_mobile", args=[world["b"]["member"].pk])).status_code == 403
