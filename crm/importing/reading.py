@@ -8,7 +8,6 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,19 +143,20 @@ def _open_csv(path: Path, known_headings: set[str]) -> Table:
 def _open_xlsx(path: Path) -> Table:
     import openpyxl
 
+    # Whatever openpyxl or the zip and XML parsers beneath it raise on a user's
+    # file means the same to the user: the workbook cannot be read.
+    handle = open(path, "rb")
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise FileError(_("the .xlsx file is damaged or incomplete (%(error)s)") % {"error": exc}) from None
-    sheet = workbook.worksheets[0]
-    iterator = sheet.iter_rows(values_only=True)
-    try:
+        workbook = openpyxl.load_workbook(handle, read_only=True, data_only=True)
+        sheet = workbook.worksheets[0]
+        iterator = sheet.iter_rows(values_only=True)
         first = next(iterator, None)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        workbook.close()
+    except Exception as exc:  # noqa: BLE001
+        handle.close()
         raise FileError(_("the .xlsx file is damaged or incomplete (%(error)s)") % {"error": exc}) from None
     if first is None:
         workbook.close()
+        handle.close()
         raise FileError(_("the sheet is empty: row 1 must hold the column headings"))
     headings = [_xlsx_text(value) for value in first]
 
@@ -165,7 +165,7 @@ def _open_xlsx(path: Path) -> Table:
         try:
             for row_no, values in enumerate(iterator, start=2):  # noqa: B007
                 yield row_no, [_xlsx_text(value) for value in values]
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - see _open_xlsx
             raise FileError(
                 _("the .xlsx file is damaged after this row (%(error)s)") % {"error": exc}, row_no=row_no + 1
             ) from None
@@ -182,6 +182,6 @@ def _open_xlsx(path: Path) -> Table:
         headings=headings,
         rows=counted_rows(),
         format="xlsx",
-        closers=[workbook.close],
+        closers=[workbook.close, handle.close],
         position=lambda: min(state["row"] / last_row, 1.0),
     )
