@@ -6,9 +6,9 @@
 2. Checks that need the database run as set queries against the stage:
    duplicate keys inside the file, references to unknown members or orders.
    The rows they reject are reported and removed from the stage.
-3. The stage is merged into the real tables with one INSERT … SELECT …
-   ON CONFLICT DO UPDATE per table, which only touches rows whose values
-   differ, so importing the same file twice changes nothing the second time.
+3. The stage is merged into each real table with one UPDATE of the rows
+   whose values differ and one INSERT of the new keys (Context.upsert), so
+   importing the same file twice changes nothing the second time.
 
 Everything runs in one transaction. A dry run and an all-or-nothing import
 with bad rows roll it back, so nothing from the file is written; only

@@ -99,8 +99,6 @@ def test_operators_cannot_erase_or_export_personal_data(client, member):
 
 
 def test_consent_changes_in_the_admin_are_audited(admin_client, member):
-    from crm.admin import MemberAdmin  # noqa: F401 - the inline posts through the member page
-
     url = reverse("admin:crm_member_change", args=[member.pk])
     form = admin_client.get(url).context["adminform"].form
     data = {key: value for key, value in form.initial.items() if value is not None and key in form.fields}

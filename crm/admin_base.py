@@ -1,0 +1,56 @@
+"""Admin building blocks for tables about members that grow to millions of rows."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from import_export.admin import ExportMixin
+
+from crm.admin_filters import FilterSetMediaMixin
+from crm.audit import audit_record
+from crm.models import AuditAction
+from crm.paginator import EstimatedCountPaginator
+from crm.scoping import scope_to_user
+
+
+class ScopedAdmin(admin.ModelAdmin):
+    """Rows about members are limited to what the user may see (crm.scoping).
+    member_path leads from the model to Member; None means not about members."""
+
+    member_path: str | None = None
+
+    def get_queryset(self, request) -> QuerySet:
+        queryset = super().get_queryset(request)
+        if self.member_path is None:
+            return queryset
+        return scope_to_user(queryset, request.user, self.member_path)
+
+
+class AuditedExportMixin(ExportMixin):
+    """Every export is written to the audit log with its row count and filters."""
+
+    def get_export_data(self, file_format, request, queryset, **kwargs):
+        data = super().get_export_data(file_format, request, queryset, **kwargs)
+        rows = queryset.count()
+        audit_record(
+            actor=request.user,
+            action=AuditAction.EXPORT,
+            summary=f"{self.model._meta.verbose_name_plural}: {rows}",
+            detail={
+                "model": self.model._meta.label_lower,
+                "rows": rows,
+                "format": file_format.get_title() if hasattr(file_format, "get_title") else str(file_format),
+                "filters": dict(request.GET.lists()) | {"changelist": request.POST.get("changelist_filters", "")},
+            },
+            request=request,
+        )
+        return data
+
+
+class BigTableAdmin(FilterSetMediaMixin, ScopedAdmin):
+    """Defaults for tables that grow to millions of rows."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
