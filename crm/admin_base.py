@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from import_export.admin import ExportMixin
 
 from crm.admin_filters import FilterSetMediaMixin
 from crm.audit import audit_record
 from crm.models import AuditAction
 from crm.paginator import EstimatedCountPaginator
-from crm.scoping import scope_to_user
+from crm.scoping import scope_to_user, sees_all_members
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -24,6 +25,24 @@ class ScopedAdmin(admin.ModelAdmin):
         if self.member_path is None:
             return queryset
         return scope_to_user(queryset, request.user, self.member_path)
+
+    def get_ordering(self, request):
+        """For a user limited to a few communities, sort by an expression no index
+        matches. Otherwise PostgreSQL walks the whole time index backwards looking
+        for his rare rows: measured 1.0 s for a leader's orders among 19.6M,
+        27 ms when it starts from his members instead (bench/admin_latency.py)."""
+        ordering = super().get_ordering(request)
+        if self.member_path is None or sees_all_members(request.user):
+            return ordering
+        return [_unindexed(field) for field in ordering]
+
+
+def _unindexed(field):
+    if not isinstance(field, str):
+        return field
+    name = field.lstrip("-")
+    expression = Coalesce(F(name), F(name))
+    return expression.desc() if field.startswith("-") else expression.asc()
 
 
 class AuditedExportMixin(ExportMixin):

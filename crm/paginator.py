@@ -15,8 +15,10 @@ from django.db import DatabaseError, connections, transaction
 from django.utils.functional import cached_property
 
 COUNT_TIMEOUT_MS = 50
-# Below this many rows an exact count is cheap and always used.
-EXACT_BELOW = 100_000
+# A table with fewer rows than this is always counted exactly.
+SMALL_TABLE = 100_000
+# A filtered list the planner expects to hold more rows than this is not counted.
+COUNT_UP_TO = 20_000
 
 
 class EstimatedCountPaginator(Paginator):
@@ -29,19 +31,27 @@ class EstimatedCountPaginator(Paginator):
         if connection.vendor != "postgresql":
             return queryset.count()
         table_estimate = self._table_estimate(connection, queryset.model._meta.db_table)
-        if table_estimate < EXACT_BELOW:
+        if table_estimate < SMALL_TABLE:
             return queryset.count()
         if not queryset.query.where:
             self.is_estimate = True
             return table_estimate
+        estimate = self._planner_estimate(queryset)
+        if estimate > COUNT_UP_TO:
+            self.is_estimate = True
+            return estimate
         try:
             with transaction.atomic(using=queryset.db), connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL statement_timeout = {COUNT_TIMEOUT_MS}")
                 return queryset.count()
         except DatabaseError:
             self.is_estimate = True
-            plan = json.loads(queryset.explain(format="json"))
-            return int(plan[0]["Plan"]["Plan Rows"])
+            return estimate
+
+    @staticmethod
+    def _planner_estimate(queryset) -> int:
+        plan = json.loads(queryset.explain(format="json"))
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     @staticmethod
     def _table_estimate(connection, table: str) -> int:

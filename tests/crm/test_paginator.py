@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def big_table_threshold(monkeypatch):
     """Treat every table as big, so the estimate path runs on a small one."""
-    monkeypatch.setattr(paginator, "EXACT_BELOW", 0)
+    monkeypatch.setattr(paginator, "SMALL_TABLE", 0)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="estimates come from PostgreSQL's statistics")
@@ -49,6 +49,17 @@ def test_a_count_that_takes_too_long_falls_back_to_the_planner(admin_client, big
     response = admin_client.get(reverse("admin:crm_member_changelist"), {"has_ordered": "false"})
     assert response.status_code == 200
     assert "about" in response.content.decode()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="estimates come from PostgreSQL's statistics")
+def test_a_filter_expected_to_match_many_rows_is_not_counted(admin_client, big_table_threshold, monkeypatch, django_assert_max_num_queries):
+    MemberFactory.create_batch(10)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE crm_member")
+    monkeypatch.setattr(paginator, "COUNT_UP_TO", 0)  # the planner never expects fewer than 1 row
+    response = admin_client.get(reverse("admin:crm_member_changelist"), {"has_ordered": "false"})
+    assert "about" in response.content.decode()
+    assert not any("COUNT(*)" in query["sql"] for query in connection.queries_log), "the list was counted"
 
 
 def test_small_tables_are_counted_exactly(admin_client):

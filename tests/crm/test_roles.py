@@ -128,3 +128,17 @@ def test_operators_see_all_members_but_not_the_full_numbers(client, world):
     assert responses[reverse("admin:crm_auditevent_changelist")].status_code == 403
     assert client.get(reverse("admin:crm_member_export")).status_code == 200
     assert client.get(reverse("admin:crm_member_reveal_mobile", args=[world["b"]["member"].pk])).status_code == 403
+
+
+def test_a_leader_sees_his_orders_newest_first(client, world):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    member = world["a"]["member"]
+    for day in (3, 1, 2):
+        OrderFactory(member=member, order_no=f"SO-DAY{day}", ordered_at=dt.datetime(2025, 7, day, tzinfo=ZoneInfo("Asia/Shanghai")))
+    world["leader_a"].user.groups.add(Group.objects.get(name=roles.LEADER))
+    client.force_login(world["leader_a"].user)
+    html = client.get(reverse("admin:crm_order_changelist")).content.decode()
+    shown = re.findall(r"SO-DAY\d|SO-A\b", html)
+    assert shown[:3] == ["SO-DAY3", "SO-DAY2", "SO-DAY1"] and "SO-B" not in html
