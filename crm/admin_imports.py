@@ -24,6 +24,7 @@ from crm.importing.jobs import import_job_cancel, import_job_create, import_job_
 from crm.importing.specs import SPECS
 from crm.models import ImportJob, ImportKind, ImportMode, ImportStatus
 from crm.resources import neutralise_formula
+from crm.scoping import sees_all_members
 
 ERRORS_PER_PAGE = 100
 ALLOWED_SUFFIXES = (".csv", ".txt", ".xlsx")
@@ -82,7 +83,8 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        if request.user.is_superuser:
+        # Error rows quote the file's cells: only those who see every member see every upload.
+        if sees_all_members(request.user):
             return queryset
         return queryset.filter(uploaded_by=request.user)
 
@@ -107,9 +109,13 @@ class ImportJobAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[object_id]))
 
-    def _job(self, request, job_id: int) -> ImportJob:
+    def _job(self, request, job_id: int, *, acting: bool = False) -> ImportJob:
+        """The job, if the user may read it (or, acting, confirm or cancel it)."""
         job = get_object_or_404(self.get_queryset(request), pk=job_id)
-        if not may_import(request, job.kind):
+        allowed = may_import(request, job.kind) if acting else (
+            may_import(request, job.kind) or request.user.has_perm("crm.view_importjob")
+        )
+        if not allowed:
             raise PermissionDenied
         return job
 
@@ -146,9 +152,10 @@ class ImportJobAdmin(admin.ModelAdmin):
         return not settings.CRM_IMPORT_RUN_INLINE and size > settings.CRM_IMPORT_BACKGROUND_BYTES
 
     def detail_view(self, request, job_id: int):
-        job = self._job(request, job_id)
+        job = self._job(request, job_id, acting=request.method == "POST")
         if request.method == "POST":
             return self._act(request, job)
+        acting = may_import(request, job.kind)
         errors_page = Paginator(job.row_errors.all(), ERRORS_PER_PAGE).get_page(request.GET.get("p"))
         context = {
             **self.admin_site.each_context(request),
@@ -157,9 +164,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             "job": job,
             "errors_page": errors_page,
             "progress": import_job_progress(job.pk) if job.is_running else None,
-            "can_confirm": job.status == ImportStatus.VALIDATED and job.error_rows == 0 and job.valid_rows > 0,
-            "can_import_valid": job.status == ImportStatus.VALIDATED and job.error_rows > 0 and job.valid_rows > 0,
-            "can_cancel": job.status == ImportStatus.VALIDATED,
+            "can_confirm": acting and job.status == ImportStatus.VALIDATED and job.error_rows == 0 and job.valid_rows > 0,
+            "can_import_valid": acting and job.status == ImportStatus.VALIDATED and job.error_rows > 0 and job.valid_rows > 0,
+            "can_cancel": acting and job.status == ImportStatus.VALIDATED,
             "changelist_url": reverse(f"admin:crm_{TARGET_MODELS[job.kind]}_changelist"),
         }
         return TemplateResponse(request, "admin/crm/importjob/detail.html", context)

@@ -15,7 +15,8 @@ from django.utils.translation import gettext as _
 
 from crm.importing.engine import ImportOutcome, run_import
 from crm.importing.specs import SPECS
-from crm.models import ImportJob, ImportRowError, ImportStatus
+from crm.audit import audit_record
+from crm.models import AuditAction, ImportJob, ImportRowError, ImportStatus
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,25 @@ def import_job_run(*, job_id: int, mode: str) -> ImportJob | None:
     if job.status in FINAL:
         _discard_file(job)
     if outcome.committed:
+        audit_import(actor=job.uploaded_by, kind=job.kind, file_name=job.original_name, outcome=outcome, obj=job)
         import_committed.send(sender=ImportJob, job=job, kind=job.kind)
     return job
+
+
+def audit_import(*, actor, kind: str, file_name: str, outcome: ImportOutcome, obj=None) -> None:
+    audit_record(
+        actor=actor,
+        action=AuditAction.IMPORT,
+        summary=f"{kind}: {file_name}"[:255],
+        obj=obj,
+        detail={
+            "rows": outcome.total_rows,
+            "valid": outcome.valid_rows,
+            "created": outcome.created,
+            "updated": outcome.updated,
+            "valid_only": bool(outcome.errors.count),
+        },
+    )
 
 
 def _store_outcome(job: ImportJob, outcome: ImportOutcome) -> None:

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from crm.models import ImportJob, ImportStatus, Member
+from crm.models import AuditEvent, ImportJob, ImportStatus, Member
 from crm.resources import MemberResource, neutralise_formula
 from tests.crm.factories import MemberFactory, UserFactory
 
@@ -56,6 +56,8 @@ def test_a_clean_file_is_checked_then_confirmed(admin_client):
     admin_client.post(location, {"action": "all"})
     job.refresh_from_db()
     assert job.status == ImportStatus.DONE and Member.objects.count() == 2
+    event = AuditEvent.objects.get(action="import")
+    assert event.actor.username == "boss" and event.detail["created"] == 2 and "members.csv" in event.summary
     # Uploading it again changes nothing.
     job2, _ = upload(admin_client, GOOD)
     assert (job2.created_count, job2.updated_count, job2.unchanged_count) == (0, 0, 2)

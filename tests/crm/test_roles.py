@@ -142,3 +142,14 @@ def test_a_leader_sees_his_orders_newest_first(client, world):
     html = client.get(reverse("admin:crm_order_changelist")).content.decode()
     shown = re.findall(r"SO-DAY\d|SO-A\b", html)
     assert shown[:3] == ["SO-DAY3", "SO-DAY2", "SO-DAY1"] and "SO-B" not in html
+
+
+def test_an_auditor_reads_an_import_but_cannot_confirm_it(client, world):
+    from crm.models import ImportStatus
+
+    job = ImportJob.objects.create(kind="members", original_name="m.csv", status=ImportStatus.VALIDATED, valid_rows=1, total_rows=1)
+    client.force_login(user_in(roles.AUDITOR, is_staff=True))
+    url = reverse("admin:crm_importjob_detail", args=[job.pk])
+    html = client.get(url).content.decode()
+    assert "m.csv" in html and 'value="all"' not in html
+    assert client.post(url, {"action": "all"}).status_code == 403

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from crm.importing.engine import run_import
+from crm.importing.jobs import audit_import
 from crm.importing.specs import SPECS
 
 
@@ -32,6 +33,8 @@ class ImportCommand(BaseCommand):
         outcome = run_import(SPECS[self.kind], path, original_name=path.name, mode=mode, source=path.name)
         for error in outcome.errors:
             self.stderr.write(str(error))
+        if outcome.committed:
+            audit_import(actor=None, kind=self.kind, file_name=f"{path.name} (command line)", outcome=outcome)
         outcome.errors.close()
         if outcome.ignored_columns:
             self.stdout.write(_("Columns not used: %(columns)s") % {"columns": ", ".join(outcome.ignored_columns)})
