@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from crm.admin_base import AuditedExportMixin, BigTableAdmin
+from crm.admin_base import AuditedExportMixin, BigTableAdmin, ReadOnlyAdmin
 from crm.admin_filters import FilterSetListFilter
 from crm.admin_imports import ImportButtonMixin, ImportJobAdmin  # noqa: F401 - registers the import screens
 from crm.admin_members import MemberAdmin  # noqa: F401 - registers the member screen
@@ -164,7 +164,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(BigTableAdmin):
+class ConsentEventAdmin(ReadOnlyAdmin, BigTableAdmin):
     """The proof of consent: read only."""
 
     member_path = "member"
@@ -174,18 +174,9 @@ class ConsentEventAdmin(BigTableAdmin):
     search_fields = ("member__external_id__exact",)
     ordering = ("-occurred_at",)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(BigTableAdmin):
+class AuditEventAdmin(ReadOnlyAdmin, BigTableAdmin):
     """Who exported, revealed or changed what: viewable and filterable, never editable."""
 
     list_display = ("at", "actor", "action", "summary", "object_type", "object_id", "ip_address")
@@ -195,12 +186,3 @@ class AuditEventAdmin(BigTableAdmin):
     search_help_text = _("User name or object ID (exact).")
     ordering = ("-at",)
     readonly_fields = [field.name for field in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -73,3 +73,16 @@ class BigTableAdmin(FilterSetMediaMixin, ScopedAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records that are proof (consent history, audit log): viewable, never edited."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -22,3 +22,32 @@ def write_file(tmp_path):
 @pytest.fixture
 def members_m1_m2(db):
     return [MemberFactory(external_id="M1"), MemberFactory(external_id="M2")]
+
+
+@pytest.fixture
+def member_form_data(admin_client):
+    """member_form_data(member, consent, **changes): the member page's POST data,
+    as the browser sends it, with the consent's "granted" box unticked."""
+    from django.urls import reverse
+
+    def build(member, consent, **changes):
+        form = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).context["adminform"].form
+        data = {key: value for key, value in form.initial.items() if value is not None and key in form.fields}
+        data.pop("community", None)
+        data.update(
+            {
+                "external_id": member.external_id,
+                "gender": "F",
+                "consents-TOTAL_FORMS": "1",
+                "consents-INITIAL_FORMS": "1",
+                "consents-0-id": consent.pk,
+                "consents-0-member": member.pk,
+                "consents-0-channel": consent.channel,
+                "membertag_set-TOTAL_FORMS": "0",
+                "membertag_set-INITIAL_FORMS": "0",
+                **changes,
+            }
+        )
+        return data
+
+    return build

@@ -103,27 +103,11 @@ def test_member_page_shows_orders_engagement_and_consent_without_the_full_mobile
     assert f"?member={member.external_id}" in html
 
 
-def test_changing_a_mobile_and_a_consent_in_the_member_page(admin_client):
+def test_changing_a_mobile_and_a_consent_in_the_member_page(admin_client, member_form_data):
     member = MemberFactory(mobile="13912345678")
     consent = Consent.objects.create(member=member, channel="sms", granted=True, source="import")
     url = reverse("admin:crm_member_change", args=[member.pk])
-    form = admin_client.get(url).context["adminform"].form
-    data = {key: value for key, value in form.initial.items() if value is not None and key in form.fields}
-    data.update(
-        {
-            "external_id": member.external_id,
-            "gender": "F",
-            "new_mobile": "137 0000 1111",
-            "consents-TOTAL_FORMS": "1",
-            "consents-INITIAL_FORMS": "1",
-            "consents-0-id": consent.pk,
-            "consents-0-member": member.pk,
-            "consents-0-channel": "sms",
-            "membertag_set-TOTAL_FORMS": "0",
-            "membertag_set-INITIAL_FORMS": "0",
-        }
-    )
-    data.pop("community", None)
+    data = member_form_data(member, consent, new_mobile="137 0000 1111")
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
     member.refresh_from_db()

@@ -98,23 +98,8 @@ def test_operators_cannot_erase_or_export_personal_data(client, member):
     assert Member.objects.get(pk=member.pk).name == "张丽"
 
 
-def test_consent_changes_in_the_admin_are_audited(admin_client, member):
+def test_consent_changes_in_the_admin_are_audited(admin_client, member, member_form_data):
     url = reverse("admin:crm_member_change", args=[member.pk])
-    form = admin_client.get(url).context["adminform"].form
-    data = {key: value for key, value in form.initial.items() if value is not None and key in form.fields}
-    consent = Consent.objects.get(member=member)
-    data.update(
-        {
-            "gender": "F",
-            "consents-TOTAL_FORMS": "1",
-            "consents-INITIAL_FORMS": "1",
-            "consents-0-id": consent.pk,
-            "consents-0-member": member.pk,
-            "consents-0-channel": "sms",
-            "membertag_set-TOTAL_FORMS": "0",
-            "membertag_set-INITIAL_FORMS": "0",
-        }
-    )
-    data.pop("community", None)
+    data = member_form_data(member, Consent.objects.get(member=member))
     assert admin_client.post(url, data).status_code == 302
     assert AuditEvent.objects.get(action="consent_change").detail == {"channel": "sms", "granted": False}
