@@ -256,8 +256,9 @@ class MemberAdmin(ImportButtonMixin, AuditedExportMixin, BigTableAdmin):
         member = self._member_for(request, member_id, "crm.export_personal_data")
         form = ReasonForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            data = member_personal_data(member=member, actor=request.user, request=request)
-            data["request_reason"] = form.cleaned_data["reason"]
+            data = member_personal_data(
+                member=member, actor=request.user, reason=form.cleaned_data["reason"], request=request
+            )
             response = HttpResponse(
                 json.dumps(data, ensure_ascii=False, indent=2), content_type="application/json; charset=utf-8"
             )

@@ -97,15 +97,19 @@ SECTIONS: list[tuple[str, Callable[[Member], Any]]] = [
 ]
 
 
-def member_personal_data(*, member: Member, actor, request=None) -> dict[str, Any]:
+def member_personal_data(*, member: Member, actor, reason: str, request=None) -> dict[str, Any]:
     """Everything held about one member (PIPL art. 45), logged in the audit log."""
-    data = {"exported_at": timezone.now().isoformat(), **{name: build(member) for name, build in SECTIONS}}
+    data = {
+        "exported_at": timezone.now().isoformat(),
+        "request_reason": reason,
+        **{name: build(member) for name, build in SECTIONS},
+    }
     audit_record(
         actor=actor,
         action=AuditAction.PERSONAL_DATA_EXPORT,
         summary=f"{member.external_id}",
         obj=member,
-        detail={"sections": [name for name, _ in SECTIONS]},
+        detail={"reason": reason, "sections": [name for name, _ in SECTIONS]},
         request=request,
     )
     return data

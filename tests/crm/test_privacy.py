@@ -67,7 +67,8 @@ def test_everything_held_about_a_member_downloads_as_json(hq_client, member):
     assert data["profile"]["mobile"] == "13812345678" and data["profile"]["name"] == "张丽"
     assert data["orders"][0]["order_no"] == "SO-77" and len(data["orders"][0]["lines"]) == 1
     assert data["consents"]["history"][0]["granted"] is True
-    assert AuditEvent.objects.filter(action="pipl_export", object_id=str(member.pk)).exists()
+    assert data["request_reason"] == "会员申请 #12"
+    assert AuditEvent.objects.get(action="pipl_export", object_id=str(member.pk)).detail["reason"] == "会员申请 #12"
 
 
 def test_erasure_blanks_the_person_keeps_the_business_and_survives_reimport(hq_client, member, write_file):
