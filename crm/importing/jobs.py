@@ -20,7 +20,8 @@ from crm.models import AuditAction, ImportJob, ImportRowError, ImportStatus
 
 logger = logging.getLogger(__name__)
 
-# Sent after a file was imported and committed; receivers get job and kind.
+# Sent after a file was imported and committed, from the admin flow and the
+# import_* commands; receivers get kind and job (None from the command line).
 import_committed = Signal()
 
 ERROR_BATCH = 5_000

@@ -47,6 +47,26 @@ def test_import_then_reimport_is_a_no_op(write_file):
     assert (Member.objects.count(), Order.objects.count(), OrderLine.objects.count(), EngagementEvent.objects.count()) == (1, 1, 1, 1)
 
 
+def test_a_committed_import_is_announced_once_and_audited(write_file):
+    from crm.importing.jobs import import_committed
+    from crm.models import AuditEvent
+
+    heard = []
+
+    def receiver(sender, kind, job, **kwargs):
+        heard.append(kind)
+
+    import_committed.connect(receiver)
+    try:
+        path = write_file("m.csv", "external_id\nM1\n")
+        run("import_members", str(path))
+        run("import_members", str(path), "--dry-run")
+    finally:
+        import_committed.disconnect(receiver)
+    assert heard == ["members"]
+    assert AuditEvent.objects.get(action="import").summary == "members: m.csv (command line)"
+
+
 def test_dry_run_and_valid_only(write_file):
     path = write_file("m.csv", "external_id,mobile\nM1,13800138000\nM2,1\n")
     code, out, _ = run("import_members", str(path), "--dry-run")

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from crm.importing.engine import run_import
-from crm.importing.jobs import audit_import
+from crm.importing.jobs import audit_import, import_committed
+from crm.models import ImportJob
 from crm.importing.specs import SPECS
 
 
@@ -35,6 +36,7 @@ class ImportCommand(BaseCommand):
             self.stderr.write(str(error))
         if outcome.committed:
             audit_import(actor=None, kind=self.kind, file_name=f"{path.name} (command line)", outcome=outcome)
+            import_committed.send(sender=ImportJob, job=None, kind=self.kind)
         outcome.errors.close()
         if outcome.ignored_columns:
             self.stdout.write(_("Columns not used: %(columns)s") % {"columns": ", ".join(outcome.ignored_columns)})
