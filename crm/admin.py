@@ -40,7 +40,6 @@ admin.site.site_title = _("Member operations")
 admin.site.index_title = _("Work bench")
 
 
-
 class OrderFilterBox(FilterSetListFilter):
     filterset_class = OrderFilter
     title = _("orders")

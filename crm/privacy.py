@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from crm.audit import audit_record
 from crm.masking import mask_mobile
-from crm.models import AuditAction, Channel, Consent, Member, MemberTag
+from crm.models import AuditAction, Member, MemberTag
 from crm.services import consent_set
 
 ERASED_NAME = "已注销会员"
@@ -121,9 +121,8 @@ def member_erase(*, member: Member, actor, reason: str, request=None) -> None:
     amounts and aggregates stay; consent history stays as proof, and every
     channel is withdrawn so that nothing is sent to the member again."""
     source = f"erasure: {reason}"[:120]
-    for channel in Channel.values:
-        if Consent.objects.filter(member=member, channel=channel, granted=True).exists():
-            consent_set(member=member, channel=channel, granted=False, source=source)
+    for channel in list(member.consents.filter(granted=True).values_list("channel", flat=True)):
+        consent_set(member=member, channel=channel, granted=False, source=source)
     MemberTag.objects.filter(member=member).delete()
     masked = mask_mobile(member.mobile)
     member.name = ERASED_NAME

@@ -10,6 +10,7 @@ from __future__ import annotations
 from import_export import fields, resources, widgets
 
 from crm.importing.specs import SPECS
+from crm.masking import mask_mobile
 from crm.models import EngagementEvent, Member, Order, OrderLine
 
 # A cell starting with one of these is read as a formula by Excel, WPS and
@@ -39,8 +40,6 @@ class SafeExportResource(resources.ModelResource):
 
 class MaskedMobileWidget(widgets.CharWidget):
     def render(self, value, obj=None, **kwargs):
-        from crm.masking import mask_mobile
-
         return mask_mobile(value or "")
 
 

@@ -305,14 +305,15 @@ def run_import(
     outcome = ImportOutcome(kind=spec.kind, dry_run=mode == "dry_run")
     now = timezone.now()
     LATEST_ACCEPTED.set(now + dt.timedelta(days=1))
+    accepted = spec.headings()
     try:
-        table = open_table(path, original_name, set(spec.headings()))
+        table = open_table(path, original_name, set(accepted))
     except FileError as exc:
         outcome.errors.add(exc.row_no, exc.column, exc.message)
         return outcome
     outcome.format, outcome.encoding = table.format, table.encoding
     try:
-        positions = _map_headings(spec, table.headings, outcome)
+        positions = _map_headings(spec, accepted, table.headings, outcome)
         if positions is None:
             return outcome
         try:
@@ -347,8 +348,9 @@ def run_import(
     return outcome
 
 
-def _map_headings(spec: Spec, headings: list[str], outcome: ImportOutcome) -> dict[str, int] | None:
-    accepted = spec.headings()
+def _map_headings(
+    spec: Spec, accepted: dict[str, str], headings: list[str], outcome: ImportOutcome
+) -> dict[str, int] | None:
     positions: dict[str, int] = {}
     for index, heading in enumerate(headings):
         cleaned = heading.strip().lstrip("\ufeff").lower()
