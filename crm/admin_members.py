@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from crm.admin_base import AuditedExportMixin, BigTableAdmin
 from crm.admin_filters import FilterSetListFilter
 from crm.admin_imports import ImportButtonMixin
+from crm.admin_member_standing import MemberStandingMixin
 from crm.audit import audit_record
 from crm.filters import MemberFilter
 from crm.masking import mask_mobile
@@ -86,7 +87,7 @@ class MemberForm(forms.ModelForm):
 
 
 @admin.register(Member)
-class MemberAdmin(ImportButtonMixin, AuditedExportMixin, BigTableAdmin):
+class MemberAdmin(MemberStandingMixin, ImportButtonMixin, AuditedExportMixin, BigTableAdmin):
     member_path = ""
     import_kind = "members"
     resource_classes = [MemberResource]
@@ -99,23 +100,28 @@ class MemberAdmin(ImportButtonMixin, AuditedExportMixin, BigTableAdmin):
         "age_band",
         "community",
         "leader",
+        *MemberStandingMixin.standing_list_display,
         "registered_at",
     )
     list_display_links = ("external_id", "name")
-    list_select_related = ("community__leader",)
-    list_filter = (MemberFilterBox,)
+    list_select_related = ("community__leader", "metrics__tier")
+    list_filter = (*MemberStandingMixin.standing_list_filter, MemberFilterBox)
     # Exact or prefix lookups only: each is served by an index.
     search_fields = ("external_id__exact", "mobile__startswith", "name__startswith")
     search_help_text = _("Member ID (exact), the start of a mobile number, or the start of a name.")
     ordering = ("-id",)
     autocomplete_fields = ("community",)
     inlines = (ConsentInline, MemberTagInline)
-    readonly_fields = ("masked_mobile", "created_at", "latest_orders", "engagement", "consent_history")
+    readonly_fields = (
+        "masked_mobile", "created_at", "latest_orders", "engagement", "consent_history",
+        *MemberStandingMixin.standing_readonly_fields,
+    )
     fieldsets = (
         (None, {"fields": ("external_id", "name", "masked_mobile", "new_mobile", "wechat_unionid")}),
         (_("Profile"), {"fields": ("gender", "birthday", "age_band", "registered_at", "source_channel", "community")}),
         (_("Household"), {"fields": ("lives_alone", "has_elderly", "has_children", "works_late")}),
         (_("Personalisation"), {"fields": ("personalisation_opt_out", "personalisation_opt_out_at")}),
+        *MemberStandingMixin.standing_fieldsets,
         (_("Orders"), {"fields": ("latest_orders",)}),
         (_("Engagement"), {"fields": ("engagement",)}),
         (_("Consent history"), {"fields": ("consent_history",)}),

@@ -409,6 +409,8 @@ class AuditAction(models.TextChoices):
     IMPORT = "import", _("import")
     PERSONAL_DATA_EXPORT = "pipl_export", _("personal data exported")
     ERASURE = "erasure", _("personal data erased")
+    TIER = "tier", _("tier, pin or review")
+    RULES = "rules", _("tiers or circles edited")
 
 
 class AuditEvent(models.Model):

@@ -1,7 +1,8 @@
 """Members' rights under PIPL: what is held about a member, and erasure.
 
-Other apps add their sections (tier history, deliveries, …) to SECTIONS in
-their AppConfig.ready(), so that one export holds everything."""
+Other apps add their sections (tier history, deliveries, …) to SECTIONS, and
+what erasure must also remove to ERASE_HOOKS, in their AppConfig.ready(), so
+that one export holds everything and one erasure reaches everywhere."""
 
 from __future__ import annotations
 
@@ -95,6 +96,8 @@ SECTIONS: list[tuple[str, Callable[[Member], Any]]] = [
     ("orders", _orders),
     ("engagement", _engagement),
 ]
+# Called with the member inside the erasure's transaction.
+ERASE_HOOKS: list[Callable[[Member], None]] = []
 
 
 def member_personal_data(*, member: Member, actor, reason: str, request=None) -> dict[str, Any]:
@@ -136,6 +139,8 @@ def member_erase(*, member: Member, actor, reason: str, request=None) -> None:
     member.personalisation_opt_out_at = member.personalisation_opt_out_at or timezone.now()
     member.erased_at = timezone.now()
     member.save()
+    for hook in ERASE_HOOKS:
+        hook(member)
     audit_record(
         actor=actor,
         action=AuditAction.ERASURE,

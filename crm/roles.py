@@ -44,13 +44,34 @@ OPERATOR = [
     "crm.export_orderline",
     "crm.export_engagementevent",
 ]
+VIEW_SEGMENTS = [
+    "segments.view_tier",
+    "segments.view_circle",
+    "segments.view_membermetrics",
+    "segments.view_tierchange",
+    "segments.view_tierpin",
+    "segments.view_tierreview",
+    "segments.view_groupmove",
+    "segments.view_recomputerun",
+    "segments.view_churnfit",
+]
+OPERATOR += [
+    *VIEW_SEGMENTS,
+    "segments.add_tierpin",
+    "segments.change_tierpin",
+    "segments.change_tierreview",
+    "segments.change_groupmove",
+]
 ROLES: dict[str, list[str]] = {
     "总部策略 HQ strategist": ["crm.*", "segments.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
     # Until tiers exist (segments), operators see every member; their tier scope comes with the ladder.
     "S/A 运营 S/A operator": OPERATOR,
     "B/C 运营 B/C operator": OPERATOR,
-    "团长 group leader": VIEW_CORE,
-    "审计 auditor": [*VIEW_CORE, "crm.view_all_members", "crm.view_importjob", "crm.view_auditevent", "django_celery_beat.view_periodictask"],
+    "团长 group leader": [*VIEW_CORE, "segments.view_tier", "segments.view_membermetrics", "segments.view_tierchange"],
+    "审计 auditor": [
+        *VIEW_CORE, *VIEW_SEGMENTS, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
+        "crm.view_auditevent", "django_celery_beat.view_periodictask",
+    ],
 }
 HQ, SA_OPERATOR, BC_OPERATOR, LEADER, AUDITOR = ROLES
 

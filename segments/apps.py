@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 from django.utils.translation import gettext_lazy as _
 
 
@@ -6,3 +7,14 @@ class SegmentsConfig(AppConfig):
     name = "segments"
     verbose_name = _("Tiers and circles")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from crm.importing.jobs import import_committed
+        from crm.models import EngagementEvent, Order
+        from segments import privacy, signals
+
+        post_save.connect(signals.order_saved, sender=Order, dispatch_uid="segments.order_saved")
+        post_delete.connect(signals.order_saved, sender=Order, dispatch_uid="segments.order_deleted")
+        post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="segments.engagement_saved")
+        import_committed.connect(signals.import_committed, dispatch_uid="segments.import_committed")
+        privacy.register()

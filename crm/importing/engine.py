@@ -127,6 +127,7 @@ class ImportOutcome:
     format: str = ""
     encoding: str = ""
     ignored_columns: list[str] = field(default_factory=list)
+    member_ids: list[int] = field(default_factory=list)  # members whose rows a committed import wrote
 
     @property
     def error_rows(self) -> int:
@@ -262,6 +263,10 @@ class Spec:
     def merge(self, ctx: Context) -> tuple[int, int]:
         raise NotImplementedError
 
+    def touched_members_sql(self) -> str:
+        """SELECT of the member ids the stage's rows belong to (after merge)."""
+        raise NotImplementedError
+
 
 _PG_TYPES = {
     "text": "text",
@@ -332,6 +337,9 @@ def run_import(
                         raise Rejected
                     if outcome.valid_rows:
                         outcome.created, outcome.updated = spec.merge(ctx)
+                        if mode != "dry_run":
+                            cursor.execute(f"SELECT DISTINCT member_id FROM ({spec.touched_members_sql()}) touched")  # nosec B608
+                            outcome.member_ids = [row[0] for row in cursor.fetchall()]
                     cursor.execute(f"DROP TABLE {STAGE}")
                     if mode == "dry_run":
                         raise Rejected

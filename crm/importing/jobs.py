@@ -21,7 +21,8 @@ from crm.models import AuditAction, ImportJob, ImportRowError, ImportStatus
 logger = logging.getLogger(__name__)
 
 # Sent after a file was imported and committed, from the admin flow and the
-# import_* commands; receivers get kind and job (None from the command line).
+# import_* commands; receivers get kind, job (None from the command line) and
+# member_ids (the members whose rows were written).
 import_committed = Signal()
 
 ERROR_BATCH = 5_000
@@ -97,7 +98,7 @@ def import_job_run(*, job_id: int, mode: str) -> ImportJob | None:
         _discard_file(job)
     if outcome.committed:
         audit_import(actor=job.uploaded_by, kind=job.kind, file_name=job.original_name, outcome=outcome, obj=job)
-        import_committed.send(sender=ImportJob, job=job, kind=job.kind)
+        import_committed.send(sender=ImportJob, job=job, kind=job.kind, member_ids=outcome.member_ids)
     return job
 
 

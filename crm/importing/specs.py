@@ -106,6 +106,9 @@ class MemberSpec(Spec):
     def check(self, ctx: Context) -> None:
         ctx.reject_duplicates(["external_id"], "external_id")
 
+    def touched_members_sql(self) -> str:
+        return f"SELECT m.id AS member_id FROM {STAGE} s JOIN crm_member m ON m.external_id = s.external_id"  # nosec B608
+
     def merge(self, ctx: Context) -> tuple[int, int]:
         cursor = ctx.cursor
         present = ctx.present | ({"age_band"} if "birthday" in ctx.present else set())
@@ -235,6 +238,9 @@ class OrderSpec(Spec):
         ctx.reject_duplicates(["order_no"], "order_no")
         _reject_unknown_members(ctx)
 
+    def touched_members_sql(self) -> str:
+        return f"SELECT m.id AS member_id FROM {STAGE} s JOIN crm_member m ON m.external_id = s.member_external_id"  # nosec B608
+
     def merge(self, ctx: Context) -> tuple[int, int]:
         values = {
             "order_no": "s.order_no",
@@ -275,6 +281,9 @@ class OrderLineSpec(Spec):
             "order_no",
             lambda row: _("no order with this order number: import the orders first"),
         )
+
+    def touched_members_sql(self) -> str:
+        return f"SELECT o.member_id AS member_id FROM {STAGE} s JOIN crm_order o ON o.order_no = s.order_no"  # nosec B608
 
     def merge(self, ctx: Context) -> tuple[int, int]:
         cursor = ctx.cursor
@@ -361,6 +370,9 @@ class EventSpec(Spec):
     def check(self, ctx: Context) -> None:
         ctx.reject_duplicates(["member_external_id", "kind", "occurred_at"], "occurred_at")
         _reject_unknown_members(ctx)
+
+    def touched_members_sql(self) -> str:
+        return f"SELECT m.id AS member_id FROM {STAGE} s JOIN crm_member m ON m.external_id = s.member_external_id"  # nosec B608
 
     def merge(self, ctx: Context) -> tuple[int, int]:
         return ctx.upsert(

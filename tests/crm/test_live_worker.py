@@ -71,3 +71,33 @@ def test_a_worker_checks_then_imports_a_big_file(worker, admin_user):
     assert job.status == ImportStatus.DONE, job.message
     assert Member.objects.count() == 3000
     assert not job.file
+
+
+def test_a_new_order_moves_the_member_through_a_live_worker(worker):
+    """No manual step: the order's commit enqueues the recompute, the worker places the member."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from crm.models import Order
+    from segments.models import MemberMetrics
+    from segments.services import tiers_recompute
+
+    # A transactional test starts from an emptied database: put the shipped ladder back.
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
+    member = Member.objects.create(external_id="M-LIVE", name="王姐")
+    tiers_recompute(member_ids=[member.pk])
+    assert MemberMetrics.objects.get(member=member).tier.code == "C"
+    now = dt.datetime.now(tz=dt.timezone.utc)
+    for n in range(3):
+        Order.objects.create(member=member, order_no=f"SO-LIVE-{n}", ordered_at=now - dt.timedelta(hours=n + 1), amount=Decimal("400"))
+    for _ in range(200):
+        tier = MemberMetrics.objects.select_related("tier").get(member=member).tier.code
+        if tier == "B":
+            break
+        time.sleep(0.3)
+    assert tier == "B"
+    assert member.tier_changes.filter(reason="order").exists()

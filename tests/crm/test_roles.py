@@ -1,5 +1,6 @@
 """Each role sees and does only what it may: a crawl of every admin URL per role."""
 
+import datetime as dt
 import re
 
 import pytest
@@ -9,6 +10,8 @@ from django.urls import reverse
 
 from crm import roles
 from crm.models import AuditEvent, Consent, ConsentEvent, ImportJob
+from segments.models import Tier, TierChange, TierPin
+from segments.services import tiers_recompute
 from tests.crm.factories import (
     CommunityFactory,
     EngagementEventFactory,
@@ -39,6 +42,13 @@ def world(db):
         rows[key] = {"member": member, "order": order, "orderline": line, "engagementevent": event, "consent": consent, "consentevent": consent_event, "community": community}
     AuditEvent.objects.create(action="export", summary="x")
     ImportJob.objects.create(kind="members", original_name="m.csv")
+    # Tiers, circles and a pin for both members, so the crawl also covers segments' pages.
+    tiers_recompute()
+    for key in ("a", "b"):
+        rows[key]["tierpin"] = TierPin.objects.create(
+            member=rows[key]["member"], tier=Tier.objects.get(code="A"), ends_on=dt.date(2099, 1, 1), reason="key account"
+        )
+        rows[key]["tierchange"] = TierChange.objects.filter(member=rows[key]["member"]).first()
     return {"leader_a": leader_a, **rows}
 
 
@@ -85,6 +95,9 @@ def test_a_group_leader_sees_only_his_own_community_everywhere(client, world):
         obj = world["b"][key]
         url = reverse(f"admin:crm_{key}_change", args=[obj.pk])
         assert client.get(url).status_code == 302  # "does not exist", back to the index
+    for key in ("tierpin", "tierchange"):
+        url = reverse(f"admin:segments_{key}_change", args=[world["b"][key].pk])
+        assert client.get(url).status_code in (302, 403)
     html = client.get(reverse("admin:crm_member_changelist")).content.decode()
     assert "会员A" in html and "138****0001" in html
     # The autocomplete behind the filters lists only his community.

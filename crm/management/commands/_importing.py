@@ -36,7 +36,7 @@ class ImportCommand(BaseCommand):
             self.stderr.write(str(error))
         if outcome.committed:
             audit_import(actor=None, kind=self.kind, file_name=f"{path.name} (command line)", outcome=outcome)
-            import_committed.send(sender=ImportJob, job=None, kind=self.kind)
+            import_committed.send(sender=ImportJob, job=None, kind=self.kind, member_ids=outcome.member_ids)
         outcome.errors.close()
         if outcome.ignored_columns:
             self.stdout.write(_("Columns not used: %(columns)s") % {"columns": ", ".join(outcome.ignored_columns)})

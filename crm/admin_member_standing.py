@@ -1,0 +1,171 @@
+"""What the member page and list show from segments: tier, churn risk, circles,
+metrics, the gap to the next tier, tier history and pins.
+
+This is the one place where the member admin composes from the other apps
+(DESIGN.md: crm itself knows nothing of tiers)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from crm.models import Member
+from segments.models import Circle, RiskBand, Tier, TierChange, TierPin
+from segments.services import member_standing
+
+TIER_HISTORY_ON_PAGE = 30
+
+
+class TierListFilter(admin.SimpleListFilter):
+    title = _("tier")
+    parameter_name = "tier"
+
+    def lookups(self, request, model_admin):
+        return [(str(tier.pk), str(tier)) for tier in Tier.objects.all()]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(metrics__tier_id=self.value()) if self.value() else queryset
+
+
+class CircleListFilter(admin.SimpleListFilter):
+    title = _("circle")
+    parameter_name = "circle"
+
+    def lookups(self, request, model_admin):
+        return [(str(circle.pk), circle.name) for circle in Circle.objects.filter(active=True)]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(circle_memberships__circle_id=self.value()) if self.value() else queryset
+
+
+class RiskListFilter(admin.SimpleListFilter):
+    title = _("churn risk")
+    parameter_name = "risk"
+
+    def lookups(self, request, model_admin):
+        return RiskBand.choices
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(metrics__risk_band=self.value()) if self.value() else queryset
+
+
+def _metrics(member: Member):
+    try:
+        return member.metrics
+    except Member.metrics.RelatedObjectDoesNotExist:
+        return None
+
+
+class MemberStandingMixin:
+    """Columns, filters and read-only panels of the member admin that come from segments."""
+
+    standing_list_display = ("tier", "churn_risk")
+    standing_list_filter = (TierListFilter, CircleListFilter, RiskListFilter)
+    standing_readonly_fields = ("standing", "circles", "tier_history")
+    standing_fieldsets = ((_("Tier, churn risk and circles"), {"fields": ("standing", "circles", "tier_history")}),)
+
+    @admin.display(description=_("tier"), ordering="metrics__tier__rank")
+    def tier(self, member: Member) -> str:
+        metrics = _metrics(member)
+        return str(metrics.tier.code + " " + metrics.tier.name) if metrics and metrics.tier else "-"
+
+    @admin.display(description=_("churn risk"))
+    def churn_risk(self, member: Member) -> str:
+        metrics = _metrics(member)
+        if not metrics or not metrics.risk_band:
+            return "-"
+        return format_html('<span class="crm-risk crm-risk-{}">{}</span>', metrics.risk_band, metrics.get_risk_band_display())
+
+    @admin.display(description=_("standing"))
+    def standing(self, member: Member) -> str:
+        if not member.pk:
+            return "-"
+        state = member_standing(member)
+        if state is None:
+            return _("Not computed yet: the next recompute places this member.")
+        metrics = state["metrics"]
+        rows = [
+            (_("tier"), f"{metrics.tier.code} {metrics.tier.name}" if metrics.tier else "-"),
+            (_("in tier since"), admin.utils.display_for_value(metrics.tier_since, "-")),
+            (_("days since last order (R)"), "-" if state["recency_days"] is None else state["recency_days"]),
+            (_("orders (365 days, F)"), metrics.orders_365),
+            (_("spend (365 days, M)"), f"¥{metrics.spend_365:,.2f}"),
+            (_("orders / spend per month"), f"{metrics.orders_365 / 12:.1f} / ¥{metrics.spend_365 / 12:,.2f}"),
+            (_("average order value"), f"¥{metrics.avg_order_value:,.2f}"),
+            (_("trend (30 days against the 90 before)"), f"{metrics.get_trend_display()} ({metrics.orders_30d} / {metrics.orders_prior_90d})"),
+            (_("promo share"), f"{metrics.promo_share:.0%}"),
+            (_("return rate"), f"{metrics.refund_rate:.0%}"),
+            (_("favourite categories"), " / ".join(str(c) for c in (metrics.favourite_category, metrics.second_category) if c) or "-"),
+            (_("usual order hour"), "-" if metrics.usual_order_hour is None else f"{metrics.usual_order_hour}:00"),
+            (_("V score"), f"{metrics.v_score:g}"),
+            (_("P(alive)"), "-" if metrics.p_alive is None else f"{metrics.p_alive:.0%}"),
+            (_("churn risk"), metrics.get_risk_band_display() or "-"),
+            (_("expected orders (next 30 days)"), "-" if metrics.expected_orders_30d is None else f"{metrics.expected_orders_30d:.1f}"),
+            (_("expected next order"), state["expected_next_order"] or "-"),
+        ]
+        gap = state["gap"]
+        if gap is not None:
+            parts = []
+            if gap.spend > 0:
+                parts.append(_("spend ¥%(amount)s more") % {"amount": f"{gap.spend:,.2f}"})
+            if gap.orders > 0:
+                parts.append(_("buy %(orders)s more times") % {"orders": gap.orders})
+            if gap.needs_recent_order:
+                parts.append(_("order within %(days)s days") % {"days": gap.rung.max_recency_days})
+            rows.append((_("to the next tier"), (" / ".join(str(p) for p in parts) + str(_(", to reach %(tier)s") % {"tier": gap.rung.name})) if parts else "-"))
+        pins = TierPin.objects.filter(member=member, released_at=None, ends_on__gte=timezone.localdate()).select_related("tier")
+        for pin in pins:
+            rows.append((_("pinned"), f"{pin.tier} {pin.starts_on} – {pin.ends_on}: {pin.reason}"))
+        add_pin = reverse("admin:segments_tierpin_add") + f"?member={member.pk}"
+        return format_html(
+            '<table class="crm-inline-table crm-standing"><tbody>{}</tbody></table><p><a href="{}">{}</a></p>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+            add_pin,
+            _("Pin to a tier"),
+        )
+
+    @admin.display(description=_("circles and automatic tags"))
+    def circles(self, member: Member) -> str:
+        if not member.pk:
+            return "-"
+        memberships = member.circle_memberships.select_related("circle").order_by("circle__kind", "circle__name")
+        if not memberships:
+            return _("In no circle.")
+        return format_html_join(
+            "",
+            '<span class="crm-chip crm-chip-{}" title="{}">{}</span> ',
+            (
+                (m.circle.kind, admin.utils.display_for_value(m.since, "-"), m.circle.name)
+                for m in memberships
+            ),
+        )
+
+    @admin.display(description=_("tier history"))
+    def tier_history(self, member: Member) -> str:
+        if not member.pk:
+            return "-"
+        changes = list(
+            TierChange.objects.filter(member=member).select_related("from_tier", "to_tier").order_by("-at", "-id")[:TIER_HISTORY_ON_PAGE]
+        )
+        if not changes:
+            return _("No tier changes yet.")
+        return format_html(
+            '<ol class="crm-timeline">{}</ol>',
+            format_html_join(
+                "",
+                "<li><time>{}</time> {} → <strong>{}</strong> <span class='crm-muted'>{}</span></li>",
+                (
+                    (
+                        admin.utils.display_for_value(change.at, "-"),
+                        change.from_tier.code if change.from_tier else "–",
+                        f"{change.to_tier.code} {change.to_tier.name}",
+                        change.get_reason_display(),
+                    )
+                    for change in changes
+                ),
+            ),
+        )

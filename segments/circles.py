@@ -1,0 +1,186 @@
+"""Circles as saved filters: a django-filter FilterSet over member fields and
+the recomputed metrics. A circle's rules are the filter's data (a dict of
+strings), so the same rules drive the recompute's materialisation, the live
+count in the admin and the campaign audience.
+
+Day-based rules (days since the last order, days since registering) are
+relative to an as-of date, like recency everywhere else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+
+import django_filters
+from django import forms
+from django.core.cache import cache
+from django.db.models import Model, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from crm.models import AgeBand, Category, Community, Gender, Member
+from segments.models import Circle, MemberMetrics, RiskBand, Tier, Trend
+
+V_THRESHOLD_SECONDS = 3600
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    from segments.recompute import local_midnight
+
+    return local_midnight(day)
+
+
+class CircleFilter(django_filters.FilterSet):
+    tier = django_filters.ModelMultipleChoiceFilter(
+        field_name="metrics__tier", queryset=Tier.objects.all(), label=_("tier"), widget=forms.CheckboxSelectMultiple
+    )
+    has_ordered = django_filters.BooleanFilter(method="filter_has_ordered", label=_("has ordered"))
+    recency_min = django_filters.NumberFilter(method="filter_recency_min", label=_("days since last order at least"), min_value=0)
+    recency_max = django_filters.NumberFilter(method="filter_recency_max", label=_("days since last order at most"), min_value=0)
+    orders_365_min = django_filters.NumberFilter(field_name="metrics__orders_365", lookup_expr="gte", label=_("orders (365 days) at least"), min_value=0)
+    orders_365_max = django_filters.NumberFilter(field_name="metrics__orders_365", lookup_expr="lte", label=_("orders (365 days) at most"), min_value=0)
+    monthly_orders_below = django_filters.NumberFilter(
+        method="filter_monthly_orders_below", label=_("orders per month below"), min_value=0
+    )
+    spend_365_min = django_filters.NumberFilter(field_name="metrics__spend_365", lookup_expr="gte", label=_("spend (365 days, ¥) at least"), min_value=0)
+    spend_365_max = django_filters.NumberFilter(field_name="metrics__spend_365", lookup_expr="lt", label=_("spend (365 days, ¥) below"), min_value=0)
+    avg_order_value_min = django_filters.NumberFilter(
+        field_name="metrics__avg_order_value", lookup_expr="gte", label=_("average order value (¥) at least"), min_value=0
+    )
+    promo_share_min = django_filters.NumberFilter(field_name="metrics__promo_share", lookup_expr="gte", label=_("promo share at least (0–1)"), min_value=0, max_value=1)
+    promo_share_max = django_filters.NumberFilter(field_name="metrics__promo_share", lookup_expr="lte", label=_("promo share at most (0–1)"), min_value=0, max_value=1)
+    refund_rate_min = django_filters.NumberFilter(field_name="metrics__refund_rate", lookup_expr="gte", label=_("return rate at least (0–1)"), min_value=0, max_value=1)
+    v_score_min = django_filters.NumberFilter(field_name="metrics__v_score", lookup_expr="gte", label=_("V score at least"), min_value=0)
+    v_top_percent = django_filters.NumberFilter(method="filter_v_top_percent", label=_("V score in the top (%)"), min_value=0, max_value=100)
+    trend = django_filters.MultipleChoiceFilter(
+        field_name="metrics__trend", choices=Trend.choices, label=_("trend"), widget=forms.CheckboxSelectMultiple
+    )
+    risk_band = django_filters.MultipleChoiceFilter(
+        field_name="metrics__risk_band", choices=RiskBand.choices, label=_("churn risk"), widget=forms.CheckboxSelectMultiple
+    )
+    p_alive_max = django_filters.NumberFilter(field_name="metrics__p_alive", lookup_expr="lte", label=_("P(alive) at most"), min_value=0, max_value=1)
+    favourite_category = django_filters.ModelChoiceFilter(
+        field_name="metrics__favourite_category", queryset=Category.objects.all(), label=_("favourite category")
+    )
+    favourite_category_name = django_filters.CharFilter(
+        field_name="metrics__favourite_category__name", label=_("favourite category (name)")
+    )
+    usual_hour_from = django_filters.NumberFilter(field_name="metrics__usual_order_hour", lookup_expr="gte", label=_("usual order hour from"), min_value=0, max_value=23)
+    usual_hour_to = django_filters.NumberFilter(field_name="metrics__usual_order_hour", lookup_expr="lte", label=_("usual order hour to"), min_value=0, max_value=23)
+    registered_days_min = django_filters.NumberFilter(
+        method="filter_registered_days_min", label=_("registered at least days ago"), min_value=0
+    )
+    gender = django_filters.ChoiceFilter(choices=Gender.choices, label=_("gender"))
+    age_band = django_filters.MultipleChoiceFilter(choices=AgeBand.choices, label=_("age band"), widget=forms.CheckboxSelectMultiple)
+    community = django_filters.ModelChoiceFilter(queryset=Community.objects.all(), label=_("community"))
+    lives_alone = django_filters.BooleanFilter(label=_("lives alone"))
+    has_elderly = django_filters.BooleanFilter(label=_("has elderly at home"))
+    has_children = django_filters.BooleanFilter(label=_("has children"))
+    works_late = django_filters.BooleanFilter(label=_("often works late"))
+
+    class Meta:
+        model = Member
+        fields: list[str] = []
+
+    def __init__(self, data=None, queryset=None, *, as_of: dt.date | None = None, **kwargs) -> None:
+        super().__init__(data, queryset, **kwargs)
+        self.as_of = as_of or timezone.localdate()
+
+    def filter_has_ordered(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
+        if value is None:
+            return queryset
+        return queryset.filter(metrics__last_order_at__isnull=not value)
+
+    def filter_recency_min(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        # R >= n: the last order's date is on or before as_of - n.
+        return queryset.filter(metrics__last_order_at__lt=_midnight(self.as_of - dt.timedelta(days=int(value) - 1)))
+
+    def filter_recency_max(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        return queryset.filter(metrics__last_order_at__gte=_midnight(self.as_of - dt.timedelta(days=int(value))))
+
+    def filter_monthly_orders_below(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        # Fewer than n orders a month over the 365-day window.
+        return queryset.filter(metrics__orders_365__lt=math.ceil(Decimal(value) * 12))
+
+    def filter_registered_days_min(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        return queryset.filter(registered_at__lt=_midnight(self.as_of - dt.timedelta(days=int(value) - 1)))
+
+    def filter_v_top_percent(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
+        threshold = v_score_threshold(float(value))
+        if threshold is None:
+            return queryset.none()
+        return queryset.filter(metrics__v_score__gte=threshold, metrics__v_score__gt=0)
+
+
+def v_score_threshold(top_percent: float) -> float | None:
+    """The V score at the top_percent line of all members (served by the v_score
+    index). Cached for an hour: the line moves slowly and counting a million
+    rows on every per-order update would not."""
+    key = f"segments:v_threshold:{top_percent}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached[0]
+    members = MemberMetrics.objects.count()
+    position = math.ceil(members * top_percent / 100) - 1
+    if members == 0 or position < 0:
+        return None
+    row = MemberMetrics.objects.order_by("-v_score").values_list("v_score", flat=True)[position : position + 1]
+    values = list(row)
+    threshold = values[0] if values else None
+    cache.set(key, (threshold,), V_THRESHOLD_SECONDS)
+    return threshold
+
+
+def v_score_threshold_forget() -> None:
+    cache.delete_many(
+        [f"segments:v_threshold:{float(circle.rules['v_top_percent'])}" for circle in Circle.objects.all() if "v_top_percent" in circle.rules]
+    )
+
+
+class RulesError(ValueError):
+    def __init__(self, errors: dict) -> None:
+        super().__init__(str(errors))
+        self.errors = errors
+
+
+def circle_filterset(rules: dict, *, as_of: dt.date | None = None, queryset: QuerySet | None = None) -> CircleFilter:
+    return CircleFilter(rules or {}, queryset=queryset if queryset is not None else Member.objects.all(), as_of=as_of)
+
+
+def circle_queryset(rules: dict, *, as_of: dt.date | None = None, queryset: QuerySet | None = None) -> QuerySet:
+    """Members matching rules; erased members are never in a circle."""
+    filterset = circle_filterset(rules, as_of=as_of, queryset=queryset)
+    if not filterset.is_valid():
+        raise RulesError(filterset.errors)
+    return filterset.qs.filter(erased_at__isnull=True)
+
+
+def rules_from_cleaned(cleaned: dict) -> dict:
+    """Store a filter form's cleaned data as plain JSON strings (only the fields that are set)."""
+    rules: dict = {}
+    for name, value in cleaned.items():
+        if value in (None, "", [], ()) or (hasattr(value, "exists") and not value.exists()):
+            continue
+        if isinstance(value, bool):
+            rules[name] = "true" if value else "false"
+        elif isinstance(value, Model):
+            rules[name] = str(value.pk)
+        elif isinstance(value, (list, tuple, QuerySet)):
+            rules[name] = [str(item.pk) if isinstance(item, Model) else str(item) for item in value]
+        elif isinstance(value, Decimal):
+            rules[name] = format(value.normalize(), "f")
+        else:
+            rules[name] = str(value)
+    return rules
+
+
+def rules_describe(rules: dict) -> str:
+    """A one-line human summary: 'label: value; …'."""
+    filters = CircleFilter.base_filters
+    parts = []
+    for name, value in rules.items():
+        label = filters[name].label if name in filters else name
+        shown = ", ".join(value) if isinstance(value, list) else value
+        parts.append(f"{label}: {shown}")
+    return "; ".join(parts)

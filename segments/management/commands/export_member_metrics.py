@@ -1,0 +1,58 @@
+"""Write every member's metrics, tier, churn figures and circles as CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from segments.models import CircleMembership, MemberMetrics
+
+HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
+CHUNK = 20_000
+
+
+class Command(BaseCommand):
+    help = "Write external_id, recency_days, orders_365, spend_365, tier, p_alive, expected_orders_30d, circles (| separated) as CSV."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--as-of", type=dt.date.fromisoformat, default=None, help="the date recency is counted to (default: today)")
+        parser.add_argument("file", type=Path)
+
+    def handle(self, *args, as_of: dt.date | None, file: Path, **options) -> None:
+        as_of = as_of or timezone.localdate()
+        rows = 0
+        with file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(HEADER)
+            last_id = 0
+            while True:
+                chunk = list(
+                    MemberMetrics.objects.filter(member_id__gt=last_id)
+                    .order_by("member_id")
+                    .values_list("member_id", "member__external_id", "last_order_at", "orders_365", "spend_365", "tier__code", "p_alive", "expected_orders_30d")[:CHUNK]
+                )
+                if not chunk:
+                    break
+                ids = [row[0] for row in chunk]
+                circles: dict[int, list[str]] = {}
+                for member_id, name in (
+                    CircleMembership.objects.filter(member_id__in=ids).order_by("circle__name").values_list("member_id", "circle__name")
+                ):
+                    circles.setdefault(member_id, []).append(name)
+                for member_id, external_id, last_order_at, orders, spend, tier, p_alive, expected in chunk:
+                    recency = (as_of - timezone.localtime(last_order_at).date()).days if last_order_at else ""
+                    writer.writerow(
+                        [
+                            external_id, recency, orders, f"{spend:.2f}", tier or "",
+                            "" if p_alive is None else f"{p_alive:.3f}",
+                            "" if expected is None else f"{expected:.3f}",
+                            "|".join(circles.get(member_id, [])),
+                        ]
+                    )
+                rows += len(chunk)
+                last_id = ids[-1]
+        self.stdout.write(f"Wrote {rows:,} members to {file}.")

@@ -1,0 +1,41 @@
+"""Run the recompute in the foreground: everyone, or the members named."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count
+
+from crm.models import Member
+from segments.models import ChangeReason, MemberMetrics
+from segments.services import tiers_recompute
+
+
+class Command(BaseCommand):
+    help = "Recompute metrics, tiers, churn risk and circles (everyone, or --member EXTERNAL_ID ...) and print a summary."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--as-of", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
+        parser.add_argument("--member", nargs="+", default=None, metavar="EXTERNAL_ID")
+
+    def handle(self, *args, as_of: dt.date | None, member: list[str] | None, **options) -> None:
+        member_ids = None
+        if member:
+            found = dict(Member.objects.filter(external_id__in=member).values_list("external_id", "id"))
+            missing = [external_id for external_id in member if external_id not in found]
+            if missing:
+                raise CommandError(f"No member with ID {', '.join(missing)}")
+            member_ids = list(found.values())
+        run = tiers_recompute(member_ids=member_ids, as_of=as_of, reason=ChangeReason.MANUAL, refit=member_ids is None)
+        seconds = (run.finished_at - run.started_at).total_seconds()
+        self.stdout.write(
+            f"As of {run.as_of}: {run.members:,} members evaluated in {seconds:.1f} s, "
+            f"{run.tier_changes:,} tier changes, {run.reviews:,} held for review."
+        )
+        tiers = (
+            MemberMetrics.objects.filter(member_id__in=member_ids) if member_ids else MemberMetrics.objects.all()
+        ).values_list("tier__code", "tier__name").annotate(members=Count("pk")).order_by("-tier__rank")
+        for code, name, members in tiers:
+            self.stdout.write(f"  {code} {name}: {members:,}")
+        self.stdout.write("  " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in run.timings.items()))

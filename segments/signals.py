@@ -1,0 +1,20 @@
+"""Receivers: they only schedule a recompute of the members concerned once
+the transaction commits. No business logic here."""
+
+from __future__ import annotations
+
+from segments.models import ChangeReason
+from segments.tasks import recompute_members_enqueue
+
+
+def order_saved(sender, instance, **kwargs) -> None:
+    recompute_members_enqueue([instance.member_id], ChangeReason.ORDER)
+
+
+def engagement_saved(sender, instance, **kwargs) -> None:
+    recompute_members_enqueue([instance.member_id], ChangeReason.ORDER)
+
+
+def import_committed(sender, kind: str, member_ids: list[int] | None = None, **kwargs) -> None:
+    if member_ids:
+        recompute_members_enqueue(member_ids, ChangeReason.IMPORT)

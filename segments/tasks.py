@@ -1,0 +1,45 @@
+"""Celery tasks: thin wrappers around segments.services."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+
+from segments import services
+from segments.models import ChangeReason, RecomputeRun
+
+# One task carries at most this many members (an import of a million rows
+# enqueues a few hundred tasks, never one per row).
+MEMBERS_PER_TASK = 5_000
+
+
+@shared_task(acks_late=True)
+def recompute_members_task(member_ids: list[int], reason: str = ChangeReason.ORDER) -> int:
+    return services.tiers_recompute(member_ids=member_ids, reason=reason).tier_changes
+
+
+@shared_task(acks_late=True)
+def recompute_nightly_task(as_of: str | None = None) -> int:
+    run = services.tiers_recompute_nightly(as_of=dt.date.fromisoformat(as_of) if as_of else None)
+    return run.tier_changes
+
+
+@shared_task(acks_late=True)
+def recompute_all_task(run_id: int) -> int:
+    run = RecomputeRun.objects.get(pk=run_id)
+    return services.tiers_recompute(as_of=run.as_of, reason=run.reason, run=run, refit=True).tier_changes
+
+
+def recompute_members_enqueue(member_ids: list[int], reason: str) -> None:
+    """Schedule the recompute of these members after the current transaction commits, in batches."""
+    ordered = sorted(set(member_ids))
+    for start in range(0, len(ordered), MEMBERS_PER_TASK):
+        recompute_members_task.delay_on_commit(ordered[start : start + MEMBERS_PER_TASK], reason)
+
+
+@shared_task(acks_late=True)
+def recompute_full_task(as_of: str | None = None) -> int:
+    """Everyone, with a churn refit when the last fit is a week old (the weekly beat entry)."""
+    as_of_date = dt.date.fromisoformat(as_of) if as_of else None
+    return services.tiers_recompute(as_of=as_of_date, reason=ChangeReason.NIGHTLY).tier_changes

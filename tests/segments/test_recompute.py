@@ -1,0 +1,244 @@
+"""The recompute against the database: tiers at the boundaries, history, pins,
+the review queue, circles, churn figures, triggers and the commands."""
+
+import csv
+import datetime as dt
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from crm.models import Order
+from segments.models import (
+    ChangeReason,
+    Circle,
+    CircleMembership,
+    GroupMove,
+    MemberMetrics,
+    ReviewStatus,
+    Tier,
+    TierChange,
+    TierPin,
+    TierReview,
+)
+from segments.services import tier_pin, tier_review_decide, tiers_recompute, tiers_recompute_nightly
+from tests.crm.factories import SHANGHAI, CommunityFactory, MemberFactory, OrderFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+AS_OF = dt.date(2026, 11, 20)
+
+
+def orders(member, *, count: int, total: str, last_days_ago: int, hour: int = 9, spread_days: int = 3):
+    """count paid orders adding up to total, the last one last_days_ago days before AS_OF."""
+    total = Decimal(total)
+    each = (total / count).quantize(Decimal("0.01"))
+    amounts = [each] * (count - 1) + [total - each * (count - 1)]
+    for n, amount in enumerate(amounts):
+        day = AS_OF - dt.timedelta(days=last_days_ago + n * spread_days)
+        OrderFactory(member=member, amount=amount, ordered_at=dt.datetime.combine(day, dt.time(hour, 30), tzinfo=SHANGHAI))
+
+
+def tier_of(member) -> str:
+    return MemberMetrics.objects.select_related("tier").get(member=member).tier.code
+
+
+@pytest.mark.parametrize(
+    ("count", "total", "last_days_ago", "tier"),
+    [
+        (13, "20000.01", 30, "S"),
+        (13, "20000.01", 31, "A"),
+        (12, "20000.01", 30, "A"),
+        (13, "20000.00", 30, "A"),
+        (7, "5000.00", 60, "A"),
+        (7, "4999.99", 60, "B"),
+        (3, "1000.00", 90, "B"),
+        (3, "1000.00", 91, "C"),
+    ],
+)
+def test_the_database_recompute_places_members_at_every_boundary(count, total, last_days_ago, tier):
+    member = MemberFactory()
+    orders(member, count=count, total=total, last_days_ago=last_days_ago, spread_days=2)
+    tiers_recompute(as_of=AS_OF)
+    assert tier_of(member) == tier
+
+
+def test_orders_outside_the_window_and_refunds_do_not_count():
+    member = MemberFactory()
+    orders(member, count=13, total="26000", last_days_ago=1, spread_days=1)
+    # An order of 365 days ago is out of the window (the window is the as-of date and the 364 days before).
+    OrderFactory(member=member, amount=Decimal("50000"), ordered_at=dt.datetime.combine(AS_OF - dt.timedelta(days=365), dt.time(10), tzinfo=SHANGHAI))
+    OrderFactory(member=member, amount=Decimal("9999"), status="refunded", ordered_at=dt.datetime.combine(AS_OF, dt.time(8), tzinfo=SHANGHAI))
+    tiers_recompute(as_of=AS_OF)
+    metrics = MemberMetrics.objects.get(member=member)
+    assert (metrics.orders_365, metrics.spend_365, metrics.orders_total) == (13, Decimal("26000.00"), 14)
+    assert metrics.refund_rate == pytest.approx(1 / 14, abs=1e-4)
+    assert metrics.usual_order_hour == 9
+    assert tier_of(member) == "S"
+
+
+def test_a_member_without_orders_is_a_prospect_and_every_move_is_history():
+    never, regular = MemberFactory(), MemberFactory()
+    orders(regular, count=3, total="1200", last_days_ago=5)
+    first = tiers_recompute(as_of=AS_OF)
+    assert (tier_of(never), tier_of(regular)) == ("C", "B")
+    assert first.tier_changes == 2
+    # The next day nothing changed: nothing is written.
+    again = tiers_recompute(as_of=AS_OF)
+    assert again.tier_changes == 0 and TierChange.objects.count() == 2
+    orders(regular, count=4, total="4000", last_days_ago=0)
+    tiers_recompute(member_ids=[regular.pk], as_of=AS_OF, reason=ChangeReason.ORDER)
+    change = TierChange.objects.filter(member=regular).first()
+    assert (change.from_tier.code, change.to_tier.code, change.reason) == ("B", "A", "order")
+
+
+def test_a_new_order_moves_the_member_once_the_transaction_commits(django_capture_on_commit_callbacks):
+    member = MemberFactory()
+    orders(member, count=3, total="1200", last_days_ago=5)
+    tiers_recompute()
+    assert tier_of(member) == "B"
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        for n in range(7):
+            OrderFactory(member=member, amount=Decimal("800"), ordered_at=dt.datetime.now(tz=SHANGHAI) - dt.timedelta(hours=n + 1))
+    assert len(callbacks) >= 1
+    assert tier_of(member) == "A"
+    assert TierChange.objects.filter(member=member, reason="order").exists()
+
+
+def test_a_bulk_import_schedules_one_batch_not_one_task_per_row(write_file, django_capture_on_commit_callbacks):
+    from crm.models import Member
+
+    members = [MemberFactory() for _ in range(5)]
+    rows = "\n".join(
+        f"SO-IMP-{n},{member.external_id},2026-11-01 10:00,{100 + n}" for n, member in enumerate(members * 4)
+    )
+    path = write_file("orders.csv", "order_no,member_external_id,ordered_at,amount\n" + rows + "\n")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        call_command("import_orders", str(path), stdout=StringIO(), stderr=StringIO())
+    assert Order.objects.count() == 20
+    assert len(callbacks) == 1  # one batch for the 5 members of 20 rows
+    assert MemberMetrics.objects.filter(member__in=members, orders_total=4).count() == 5
+    assert Member.objects.count() == 5
+
+
+def test_the_nightly_run_catches_recency_crossing_a_boundary_and_skips_quiet_members():
+    platinum, quiet = MemberFactory(), MemberFactory()
+    orders(platinum, count=13, total="21000", last_days_ago=30, spread_days=1)
+    orders(quiet, count=3, total="1500", last_days_ago=10, spread_days=1)
+    tiers_recompute(as_of=AS_OF)
+    assert tier_of(platinum) == "S"
+    run = tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
+    assert tier_of(platinum) == "A"  # 31 days since the last order
+    change = TierChange.objects.filter(member=platinum).first()
+    assert (change.reason, change.run_id) == ("nightly", run.pk)
+    assert run.members < 2 and not TierChange.objects.filter(member=quiet, run=run).exists()
+
+
+def test_a_pin_holds_the_tier_until_it_ends():
+    member = MemberFactory()
+    orders(member, count=3, total="1200", last_days_ago=5)
+    tiers_recompute(as_of=AS_OF)
+    user = UserFactory()
+    tier_pin(member=member, tier=Tier.objects.get(code="S"), ends_on=AS_OF + dt.timedelta(days=3), reason="新店开业大客户", user=user, starts_on=AS_OF)
+    tiers_recompute(as_of=AS_OF)
+    assert tier_of(member) == "S"
+    tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=4))
+    assert tier_of(member) == "B"
+    assert list(TierChange.objects.filter(member=member).values_list("to_tier__code", flat=True)[:2]) == ["B", "S"]
+
+
+def test_one_outlying_order_sends_the_promotion_to_review():
+    member = MemberFactory()
+    orders(member, count=8, total="1600", last_days_ago=10)
+    tiers_recompute(as_of=AS_OF)
+    assert tier_of(member) == "B"
+    OrderFactory(member=member, amount=Decimal("30000"), ordered_at=dt.datetime.combine(AS_OF, dt.time(20), tzinfo=SHANGHAI))
+    for _ in range(4):
+        OrderFactory(member=member, amount=Decimal("200"), ordered_at=dt.datetime.combine(AS_OF, dt.time(9), tzinfo=SHANGHAI))
+    run = tiers_recompute(member_ids=[member.pk], as_of=AS_OF)
+    review = TierReview.objects.get(member=member)
+    assert run.reviews == 1 and tier_of(member) == "B"
+    assert (review.to_tier.code, review.largest_order, review.status) == ("S", Decimal("30000.00"), "pending")
+    # Recomputing again keeps one pending review, not two.
+    tiers_recompute(member_ids=[member.pk], as_of=AS_OF)
+    assert TierReview.objects.filter(member=member).count() == 1
+    tier_review_decide(review=review, approve=False, user=UserFactory())
+    tiers_recompute(member_ids=[member.pk], as_of=AS_OF)
+    assert tier_of(member) == "B" and TierReview.objects.filter(member=member, status=ReviewStatus.PENDING).count() == 0
+
+
+def test_an_approved_review_promotes_and_a_move_becomes_a_group_todo():
+    s_group, b_group = CommunityFactory(name="铂金会员群"), CommunityFactory(name="白银会员群")
+    Tier.objects.filter(code="S").update(community=s_group)
+    Tier.objects.filter(code="B").update(community=b_group)
+    member = MemberFactory()
+    orders(member, count=8, total="1600", last_days_ago=1)
+    tiers_recompute()
+    for n in range(5):
+        OrderFactory(member=member, amount=Decimal("30000") if n == 0 else Decimal("200"), ordered_at=dt.datetime.now(tz=SHANGHAI) - dt.timedelta(hours=n))
+    tiers_recompute(member_ids=[member.pk])
+    review = TierReview.objects.get(member=member, status="pending")
+    tier_review_decide(review=review, approve=True, user=UserFactory())
+    assert tier_of(member) == "S"
+    move = GroupMove.objects.get(member=member)
+    assert (move.from_community, move.to_community, move.status) == (b_group, s_group, "pending")
+
+
+def test_circles_are_materialised_and_double_as_automatic_tags():
+    dormant, morning = MemberFactory(), MemberFactory()
+    orders(dormant, count=3, total="900", last_days_ago=45, hour=20)
+    orders(morning, count=5, total="900", last_days_ago=1, hour=7)
+    tiers_recompute(as_of=AS_OF)
+    names = lambda member: set(CircleMembership.objects.filter(member=member).values_list("circle__name", flat=True))  # noqa: E731
+    assert "沉睡" in names(dormant) and "沉睡" not in names(morning)
+    assert "早上下单" in names(morning) and "早上下单" not in names(dormant)
+    assert Circle.objects.get(name="沉睡").member_count == 1
+    # The dormant member orders again: the next recompute takes him out of the circle.
+    orders(dormant, count=1, total="100", last_days_ago=0, hour=20)
+    tiers_recompute(member_ids=[dormant.pk], as_of=AS_OF)
+    assert "沉睡" not in names(dormant)
+
+
+def test_churn_figures_rate_a_lapsed_regular_riskier_than_an_active_one():
+    active, lapsed = MemberFactory(), MemberFactory()
+    orders(active, count=10, total="1000", last_days_ago=2, spread_days=7)
+    orders(lapsed, count=10, total="1000", last_days_ago=200, spread_days=7)
+    tiers_recompute(as_of=AS_OF)  # two members: too few to fit, the heuristic decides
+    a, b = MemberMetrics.objects.get(member=active), MemberMetrics.objects.get(member=lapsed)
+    assert a.p_alive > 0.9 and a.risk_band == "low"
+    assert b.p_alive < 0.3 and b.risk_band == "high"
+    assert a.expected_orders_30d > b.expected_orders_30d
+
+
+def test_recompute_tiers_and_export_member_metrics_commands(tmp_path):
+    member = MemberFactory(external_id="M-EXP")
+    orders(member, count=3, total="1500", last_days_ago=10, hour=8)
+    out = StringIO()
+    call_command("recompute_tiers", "--as-of", AS_OF.isoformat(), stdout=out)
+    assert "1 members evaluated" in out.getvalue() and "B 白银: 1" in out.getvalue()
+    target = tmp_path / "metrics.csv"
+    call_command("export_member_metrics", "--as-of", AS_OF.isoformat(), str(target), stdout=StringIO())
+    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert list(rows[0]) == ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
+    assert (rows[0]["external_id"], rows[0]["recency_days"], rows[0]["orders_365"], rows[0]["spend_365"], rows[0]["tier"]) == ("M-EXP", "10", "3", "1500.00", "B")
+    assert "早上下单" in rows[0]["circles"].split("|")
+
+
+def test_an_erased_member_leaves_every_circle(admin_user):
+    from crm.privacy import member_erase
+
+    member = MemberFactory()
+    orders(member, count=3, total="900", last_days_ago=45)
+    tiers_recompute(as_of=AS_OF)
+    assert CircleMembership.objects.filter(member=member).exists()
+    member_erase(member=member, actor=admin_user, reason="本人申请")
+    assert not CircleMembership.objects.filter(member=member).exists()
+    tiers_recompute(as_of=AS_OF)
+    assert not CircleMembership.objects.filter(member=member).exists()
+
+
+def test_pins_are_respected_even_without_orders():
+    member = MemberFactory()
+    TierPin.objects.create(member=member, tier=Tier.objects.get(code="A"), ends_on=AS_OF, starts_on=AS_OF, reason="试点")
+    tiers_recompute(as_of=AS_OF)
+    assert tier_of(member) == "A"
