@@ -99,7 +99,7 @@ def scope_create(cursor, member_ids: Sequence[int] | None) -> None:
 
 
 def _member_filter(full: bool, column: str = "member_id") -> str:
-    return "" if full else f" AND {column} IN (SELECT member_id FROM {SCOPE})"
+    return "" if full else f" AND {column} IN (SELECT member_id FROM {SCOPE})"  # nosec B608
 
 
 def _cents(expression: str) -> str:
@@ -372,7 +372,7 @@ def lines_stage_write(cursor, bounds: Bounds, full: bool) -> None:
             GROUP BY member_id"""
     )
     distinct = _sql("IS DISTINCT FROM", "IS NOT")
-    in_scope = "" if full else f" AND segments_membermetrics.member_id IN (SELECT member_id FROM {SCOPE})"
+    in_scope = "" if full else f" AND segments_membermetrics.member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     # Members in scope without lines in the window lose their categories.
     cursor.execute(
         f"""UPDATE segments_membermetrics SET favourite_category_id = NULL, second_category_id = NULL, promo_share = 0
@@ -455,7 +455,7 @@ def v_stage_write(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -
             GROUP BY e.member_id""",  # nosec B608
         params + [bounds.window_start, bounds.end],
     )
-    in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"
+    in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     cursor.execute(
         f"""UPDATE segments_membermetrics SET v_score = 0
             WHERE v_score <> 0{in_scope} AND member_id NOT IN (SELECT member_id FROM seg_v)"""  # nosec B608
@@ -478,7 +478,7 @@ class ChurnInputs:
 
 def churn_inputs(cursor, as_of: dt.date, full: bool) -> ChurnInputs:
     """x, t_x and T in days for members with a paid order, from the stored metrics."""
-    in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"
+    in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     cursor.execute(
         f"SELECT member_id, repeat_days, first_order_at, last_order_at FROM segments_membermetrics "
         f"WHERE first_order_at IS NOT NULL{in_scope}"  # nosec B608
@@ -551,11 +551,11 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
     matches (since now), remove who no longer does."""
     from crm.models import Member
 
-    scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B611
+    scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B608 B611
     for circle in circles:
         matching = circle_queryset(circle.rules, as_of=as_of, queryset=scope).values("id")
         match_sql, match_params = matching.query.sql_with_params()
-        scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"
+        scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
         cursor.execute(
             f"DELETE FROM segments_circlemembership WHERE circle_id = %s{scope_clause} "
             f"AND member_id NOT IN ({match_sql})",  # nosec B608
