@@ -71,7 +71,7 @@ class MemberStandingMixin:
     @admin.display(description=_("tier"), ordering="metrics__tier__rank")
     def tier(self, member: Member) -> str:
         metrics = _metrics(member)
-        return str(metrics.tier.code + " " + metrics.tier.name) if metrics and metrics.tier else "-"
+        return str(metrics.tier) if metrics and metrics.tier else "-"
 
     @admin.display(description=_("churn risk"))
     def churn_risk(self, member: Member) -> str:
@@ -89,7 +89,7 @@ class MemberStandingMixin:
             return _("Not computed yet: the next recompute places this member.")
         metrics = state["metrics"]
         rows = [
-            (_("tier"), f"{metrics.tier.code} {metrics.tier.name}" if metrics.tier else "-"),
+            (_("tier"), str(metrics.tier) if metrics.tier else "-"),
             (_("in tier since"), admin.utils.display_for_value(metrics.tier_since, "-")),
             (_("days since last order (R)"), "-" if state["recency_days"] is None else state["recency_days"]),
             (_("orders (365 days, F)"), metrics.orders_365),

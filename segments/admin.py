@@ -18,7 +18,7 @@ from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, ScopedAdmin
 from crm.audit import audit_record
 from crm.models import AuditAction, Member
 from segments import services
-from segments.circles import RulesError, rules_describe
+from segments.circles import RulesError, rules_describe, rules_from_cleaned
 from segments.forms import RULE_PREFIX, CircleForm, TierForm, candidate_ladder
 from segments.ladder import LadderError
 from segments.models import (
@@ -159,7 +159,7 @@ class CircleAdmin(admin.ModelAdmin):
         )
 
     def changelist_view(self, request, extra_context=None):
-        self._total = Member.objects.filter(erased_at__isnull=True).count() if Circle.objects.exists() else 0
+        self._total = Member.objects.filter(erased_at__isnull=True).count()
         return super().changelist_view(request, extra_context)
 
     @admin.display(description=_("members"), ordering="member_count")
@@ -196,8 +196,6 @@ class CircleAdmin(admin.ModelAdmin):
         if not filterset.form.is_valid():
             errors = {RULE_PREFIX + name: [str(e) for e in errs] for name, errs in filterset.form.errors.items()}
             return JsonResponse({"errors": errors}, status=400)
-        from segments.circles import rules_from_cleaned
-
         rules = rules_from_cleaned(filterset.form.cleaned_data)
         try:
             count = services.circle_count(rules)

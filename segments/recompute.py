@@ -25,10 +25,11 @@ from django.db import connection
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from crm.bulkload import load_rows
 from crm.models import OrderStatus
 from segments import churn
 from segments.circles import circle_queryset
-from segments.ladder import RFM, Rung, tier_for
+from segments.ladder import RFM, Rung, recency_days, tier_for
 from segments.models import (
     ChurnFit,
     Circle,
@@ -74,6 +75,11 @@ def _sql(postgres: str, sqlite: str) -> str:
     return postgres if connection.vendor == "postgresql" else sqlite
 
 
+def _distinct() -> str:
+    """NULL-safe inequality in this database's SQL."""
+    return _sql("IS DISTINCT FROM", "IS NOT")
+
+
 def _execute(cursor, sql: str, params: Sequence = ()) -> int:
     cursor.execute(sql, params)
     return cursor.rowcount
@@ -91,8 +97,6 @@ def scope_create(cursor, member_ids: Sequence[int] | None) -> None:
     if member_ids is None:
         cursor.execute(f"INSERT INTO {SCOPE} (member_id) SELECT id FROM crm_member")  # nosec B608
     else:
-        from crm.bulkload import load_rows
-
         load_rows(SCOPE, ["member_id"], ((member_id,) for member_id in sorted(set(member_ids))))
     if connection.vendor == "postgresql":
         cursor.execute(f"ANALYZE {SCOPE}")
@@ -208,7 +212,6 @@ def reviews_hold(cursor, bounds: Bounds, ladder: Sequence[Rung], config: Segment
     """Promotions that only the member's one outlying order explains wait for a
     person. Rejected orders do not count towards a tier."""
     ranks = {rung.id: rung.rank for rung in ladder}
-    by_id = {rung.id: rung for rung in ladder}
     cursor.execute(
         """SELECT r.member_id, m.tier_id, r.tier_id FROM seg_rfm r
             JOIN segments_membermetrics m ON m.member_id = r.member_id
@@ -241,10 +244,7 @@ def reviews_hold(cursor, bounds: Bounds, ladder: Sequence[Rung], config: Segment
         rows = [row for row in orders.get(candidate.member_id, []) if row[0] not in rejected]
         if not rows:
             continue
-        last = max(row[2] for row in rows)
-        recency = (bounds.as_of - timezone.localtime(last).date()).days
-        counted = RFM(recency_days=recency, orders_365=len(rows), spend_365=sum((row[1] for row in rows), Decimal("0")))
-        allowed = tier_for(counted, ladder)
+        allowed = tier_for(_rfm_of(rows, bounds.as_of), ladder)
         if len(rows) != len(orders.get(candidate.member_id, [])) and allowed.rank <= ranks[candidate.current_tier_id]:
             holds.append((candidate.member_id, candidate.current_tier_id))
             continue
@@ -253,16 +253,7 @@ def reviews_hold(cursor, bounds: Bounds, ladder: Sequence[Rung], config: Segment
             continue
         largest_id = max(rows, key=lambda row: (row[1], row[0]))[0]
         without = [row for row in rows if row[0] != largest_id]
-        if without:
-            last_without = max(row[2] for row in without)
-            rfm_without = RFM(
-                recency_days=(bounds.as_of - timezone.localtime(last_without).date()).days,
-                orders_365=len(without),
-                spend_365=sum((row[1] for row in without), Decimal("0")),
-            )
-        else:
-            rfm_without = RFM(recency_days=None, orders_365=0, spend_365=Decimal("0"))
-        if tier_for(rfm_without, ladder).rank >= by_id[candidate.proposed_tier_id].rank:
+        if tier_for(_rfm_of(without, bounds.as_of), ladder).rank >= ranks[candidate.proposed_tier_id]:
             continue  # the member qualifies without the outlying order
         holds.append((candidate.member_id, candidate.current_tier_id))
         fields = {
@@ -282,8 +273,18 @@ def reviews_hold(cursor, bounds: Bounds, ladder: Sequence[Rung], config: Segment
     return len(holds)
 
 
+def _rfm_of(rows: Sequence[tuple[int, Decimal, dt.datetime]], as_of: dt.date) -> RFM:
+    """R, F and M of (order id, amount, ordered at) rows already limited to the window."""
+    last = max((row[2] for row in rows), default=None)
+    return RFM(
+        recency_days=recency_days(timezone.localtime(last).date() if last else None, as_of),
+        orders_365=len(rows),
+        spend_365=sum((row[1] for row in rows), Decimal("0")),
+    )
+
+
 def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datetime) -> int:
-    distinct = _sql("IS DISTINCT FROM", "IS NOT")
+    distinct = _distinct()
     changed = _execute(
         cursor,
         f"""INSERT INTO segments_tierchange (member_id, from_tier_id, to_tier_id, at, reason, run_id, note)
@@ -308,8 +309,8 @@ def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datet
 
 def rfm_write(cursor, *, now: dt.datetime, trend_ratio: float) -> None:
     """Upsert the order metrics and tiers; rows whose values did not change are not written."""
-    distinct = _sql("IS DISTINCT FROM", "IS NOT")
-    money = _sql("r.spend_cents / 100.0", "r.spend_cents / 100.0")
+    distinct = _distinct()
+    money = "r.spend_cents / 100.0"
     trend = (
         "CASE WHEN r.orders_30 * 3 > r.orders_prior * %s AND r.orders_30 > 0 THEN 'rising' "
         "WHEN r.orders_30 * 3 * %s < r.orders_prior THEN 'falling' ELSE 'steady' END"
@@ -328,7 +329,6 @@ def rfm_write(cursor, *, now: dt.datetime, trend_ratio: float) -> None:
         "refund_rate": "CASE WHEN r.all_365 > 0 THEN ROUND(1.0 * r.refunded_365 / r.all_365, 4) ELSE 0 END",
         "tier_id": "r.tier_id",
     }
-    compared = [name for name in columns]
     updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
     cursor.execute(
         f"""INSERT INTO segments_membermetrics (member_id, {", ".join(columns)}, tier_since, computed_at,
@@ -339,7 +339,7 @@ def rfm_write(cursor, *, now: dt.datetime, trend_ratio: float) -> None:
                 tier_since = CASE WHEN segments_membermetrics.tier_id {distinct} excluded.tier_id
                     THEN excluded.tier_since ELSE segments_membermetrics.tier_since END,
                 computed_at = excluded.computed_at
-            WHERE {" OR ".join(f"segments_membermetrics.{name} {distinct} excluded.{name}" for name in compared)}""",  # nosec B608
+            WHERE {" OR ".join(f"segments_membermetrics.{name} {distinct} excluded.{name}" for name in columns)}""",  # nosec B608
         [trend_ratio, trend_ratio, now, now],
     )
 
@@ -371,7 +371,7 @@ def lines_stage_write(cursor, bounds: Bounds, full: bool) -> None:
                   FROM seg_lines) ranked
             GROUP BY member_id"""
     )
-    distinct = _sql("IS DISTINCT FROM", "IS NOT")
+    distinct = _distinct()
     in_scope = "" if full else f" AND segments_membermetrics.member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     # Members in scope without lines in the window lose their categories.
     cursor.execute(
@@ -426,7 +426,7 @@ def habits_stage_write(cursor, bounds: Bounds, full: bool) -> None:
             FROM {SCOPE} s LEFT JOIN seg_hours h ON h.member_id = s.member_id LEFT JOIN seg_days d ON d.member_id = s.member_id"""  # nosec B608
     )
     cursor.execute("CREATE UNIQUE INDEX seg_habits_member ON seg_habits (member_id)")
-    distinct = _sql("IS DISTINCT FROM", "IS NOT")
+    distinct = _distinct()
     cursor.execute(
         f"""UPDATE segments_membermetrics SET usual_order_hour = h.hour, repeat_days = h.repeat_days
             FROM seg_habits h WHERE h.member_id = segments_membermetrics.member_id
@@ -460,7 +460,7 @@ def v_stage_write(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -
         f"""UPDATE segments_membermetrics SET v_score = 0
             WHERE v_score <> 0{in_scope} AND member_id NOT IN (SELECT member_id FROM seg_v)"""  # nosec B608
     )
-    distinct = _sql("IS DISTINCT FROM", "IS NOT")
+    distinct = _distinct()
     cursor.execute(
         f"""UPDATE segments_membermetrics SET v_score = v.v_score FROM seg_v v
             WHERE v.member_id = segments_membermetrics.member_id AND segments_membermetrics.v_score {distinct} v.v_score"""  # nosec B608
@@ -528,14 +528,12 @@ def churn_write(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray
     _drop(cursor, "seg_churn")
     cursor.execute("CREATE TEMP TABLE seg_churn (member_id bigint PRIMARY KEY, p_alive double precision, expected double precision, band varchar(8))")
     bands = churn.risk_band(p, high_below=config.risk_high_below, medium_below=config.risk_medium_below)
-    from crm.bulkload import load_rows
-
     load_rows(
         "seg_churn",
         ["member_id", "p_alive", "expected", "band"],
         zip(inputs.member_ids.tolist(), np.round(p, 3).tolist(), np.round(expected, 3).tolist(), bands.tolist()),
     )
-    distinct = _sql("IS DISTINCT FROM", "IS NOT")
+    distinct = _distinct()
     return _execute(
         cursor,
         f"""UPDATE segments_membermetrics SET p_alive = c.p_alive, expected_orders_30d = c.expected, risk_band = c.band
