@@ -1,8 +1,27 @@
+import datetime as dt
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
+
+
+def _sqlite_datetime(value: dt.datetime) -> str:
+    """An aware datetime as SQLite stores it (UTC, no offset), so that raw SQL compares like the ORM."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.isoformat(" ")
 
 
 class CrmConfig(AppConfig):
     name = "crm"
     verbose_name = _("Members and orders")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Django's SQLite adapter writes an aware datetime with its offset
+        # ("… 00:00:00+08:00"); stored values are UTC without one, and text
+        # comparison then shifts every raw-SQL time window by the offset.
+        import sqlite3
+
+        import django.db.backends.sqlite3.base  # noqa: F401 - its adapter first, then ours over it
+
+        sqlite3.register_adapter(dt.datetime, _sqlite_datetime)

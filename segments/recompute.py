@@ -21,6 +21,7 @@ from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -552,7 +553,10 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
     scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B608 B611
     for circle in circles:
         matching = circle_queryset(circle.rules, as_of=as_of, queryset=scope).values("id")
-        match_sql, match_params = matching.query.sql_with_params()
+        try:
+            match_sql, match_params = matching.query.sql_with_params()
+        except EmptyResultSet:  # a rule that can match nobody (say, the top 5% of an empty base)
+            match_sql, match_params = "SELECT id FROM crm_member WHERE false", []
         scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
         cursor.execute(
             f"DELETE FROM segments_circlemembership WHERE circle_id = %s{scope_clause} "

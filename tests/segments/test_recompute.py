@@ -242,3 +242,14 @@ def test_pins_are_respected_even_without_orders():
     TierPin.objects.create(member=member, tier=Tier.objects.get(code="A"), ends_on=AS_OF, starts_on=AS_OF, reason="试点")
     tiers_recompute(as_of=AS_OF)
     assert tier_of(member) == "A"
+
+
+def test_an_order_in_the_early_hours_of_the_windows_first_day_counts():
+    """Windows are local (Asia/Shanghai) days: 01:00 local on the first day is 17:00 UTC the day before."""
+    member = MemberFactory()
+    first_day = AS_OF - dt.timedelta(days=364)
+    OrderFactory(member=member, amount=Decimal("50"), ordered_at=dt.datetime.combine(first_day, dt.time(1, 0), tzinfo=SHANGHAI))
+    OrderFactory(member=member, amount=Decimal("70"), ordered_at=dt.datetime.combine(first_day, dt.time(1, 0), tzinfo=SHANGHAI) - dt.timedelta(hours=2))
+    tiers_recompute(as_of=AS_OF)
+    metrics = MemberMetrics.objects.get(member=member)
+    assert (metrics.orders_365, metrics.spend_365) == (1, Decimal("50.00"))
