@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_save
 from django.utils.translation import gettext_lazy as _
 
 
@@ -6,3 +7,12 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = _("Campaigns")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from campaigns import privacy, signals
+        from crm.importing.jobs import import_committed
+        from crm.models import Order
+
+        post_save.connect(signals.order_saved, sender=Order, dispatch_uid="campaigns.order_saved")
+        import_committed.connect(signals.import_committed, dispatch_uid="campaigns.import_committed")
+        privacy.register()

@@ -117,7 +117,7 @@ class MemberAdmin(MemberStandingMixin, ImportButtonMixin, AuditedExportMixin, Bi
         *MemberStandingMixin.standing_readonly_fields,
     )
     fieldsets = (
-        (None, {"fields": ("external_id", "name", "masked_mobile", "new_mobile", "wechat_unionid")}),
+        (None, {"fields": ("external_id", "name", "masked_mobile", "new_mobile", "wechat_unionid", "email")}),
         (_("Profile"), {"fields": ("gender", "birthday", "age_band", "registered_at", "source_channel", "community")}),
         (_("Household"), {"fields": ("lives_alone", "has_elderly", "has_children", "works_late")}),
         (_("Personalisation"), {"fields": ("personalisation_opt_out", "personalisation_opt_out_at")}),

@@ -88,6 +88,7 @@ class Member(models.Model):
     name = models.CharField(_("name"), max_length=64, blank=True)
     mobile = models.CharField(_("mobile"), max_length=11, blank=True, db_index=True, validators=[validate_cn_mobile])
     wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True)
+    email = models.EmailField(_("email"), max_length=254, blank=True, db_default="")
     gender = models.CharField(_("gender"), max_length=1, choices=Gender.choices, default=Gender.UNKNOWN)
     birthday = models.DateField(_("birthday"), null=True, blank=True)
     age_band = models.CharField(_("age band"), max_length=5, choices=AgeBand.choices, blank=True, default="")
@@ -411,6 +412,7 @@ class AuditAction(models.TextChoices):
     ERASURE = "erasure", _("personal data erased")
     TIER = "tier", _("tier, pin or review")
     RULES = "rules", _("tiers or circles edited")
+    CAMPAIGN = "campaign", _("campaign submitted, approved, launched or cancelled")
 
 
 class AuditEvent(models.Model):

@@ -26,6 +26,7 @@ def _profile(member: Member) -> dict[str, Any]:
         "name": member.name,
         "mobile": member.mobile,
         "wechat_unionid": member.wechat_unionid,
+        "email": member.email,
         "gender": member.gender,
         "birthday": member.birthday.isoformat() if member.birthday else None,
         "age_band": member.age_band,
@@ -131,6 +132,7 @@ def member_erase(*, member: Member, actor, reason: str, request=None) -> None:
     member.name = ERASED_NAME
     member.mobile = ""
     member.wechat_unionid = ""
+    member.email = ""
     member.birthday = None
     member.age_band = ""
     member.gender = "U"

@@ -62,6 +62,27 @@ OPERATOR += [
     "segments.change_tierreview",
     "segments.change_groupmove",
 ]
+VIEW_CAMPAIGNS = [
+    "campaigns.view_campaign",
+    "campaigns.view_variant",
+    "campaigns.view_messagetemplate",
+    "campaigns.view_delivery",
+    "campaigns.view_coupon",
+    "campaigns.view_salutationrule",
+    "campaigns.view_bannedword",
+    "campaigns.view_sendingpolicy",
+    "campaigns.view_inboundreply",
+]
+OPERATOR += [
+    *VIEW_CAMPAIGNS,
+    "campaigns.add_campaign",
+    "campaigns.change_campaign",
+    "campaigns.add_variant",
+    "campaigns.change_variant",
+    "campaigns.delete_variant",
+    "campaigns.add_messagetemplate",
+    "campaigns.change_messagetemplate",
+]
 ROLES: dict[str, list[str]] = {
     "总部策略 HQ strategist": ["crm.*", "segments.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
     # Until tiers exist (segments), operators see every member; their tier scope comes with the ladder.
@@ -69,7 +90,7 @@ ROLES: dict[str, list[str]] = {
     "B/C 运营 B/C operator": OPERATOR,
     "团长 group leader": [*VIEW_CORE, "segments.view_tier", "segments.view_membermetrics", "segments.view_tierchange"],
     "审计 auditor": [
-        *VIEW_CORE, *VIEW_SEGMENTS, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
+        *VIEW_CORE, *VIEW_SEGMENTS, *VIEW_CAMPAIGNS, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
         "crm.view_auditevent", "django_celery_beat.view_periodictask",
     ],
 }

@@ -248,3 +248,19 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 AXES_VERBOSE = False
+
+# Campaign channels: a backend per channel by dotted path (campaigns.backends).
+# The default writes JSON lines to DATA_DIR/outbox/<channel>.jsonl; set
+# CAMPAIGN_<CHANNEL>_BACKEND=campaigns.backends.HttpGatewayBackend (with
+# GATEWAY_URL and GATEWAY_SECRET) or campaigns.backends.SmtpBackend for real sends.
+CAMPAIGN_BACKENDS = {
+    channel: {"BACKEND": os.environ.get(f"CAMPAIGN_{channel.upper()}_BACKEND", "campaigns.backends.FileBackend"), "OPTIONS": {}}
+    for channel in ("sms", "wecom", "email", "push")
+}
+GATEWAY_URL = os.environ.get("GATEWAY_URL", "")
+GATEWAY_SECRET = os.environ.get("GATEWAY_SECRET", "")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "crm@localhost")
+# Deliveries per Celery task: one task carries a batch, never one member.
+CAMPAIGN_BATCH = int(os.environ.get("CAMPAIGN_BATCH", "500"))

@@ -2,8 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from campaigns.views import sms_replies
+
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("hooks/sms/replies/", sms_replies, name="sms_replies"),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
 ]

@@ -27,6 +27,7 @@ from crm.importing.values import (
     parse_date,
     parse_past_datetime,
     parse_gender,
+    parse_email,
     parse_mobile,
     parse_money,
     parse_positive_int,
@@ -81,6 +82,7 @@ class MemberSpec(Spec):
         Column("works_late", "常加班", parse_bool, sql_type="bool", default=False),
         Column("source_channel", "来源渠道", text_parser(32), default=""),
         Column("wechat_unionid", "微信unionid", text_parser(64), default=""),
+        Column("email", "邮箱", parse_email, default="", aliases=("email", "电子邮箱")),
     ]
     # Member columns copied from the stage as they are; the value used for a
     # new member when the file lacks the column.
@@ -97,6 +99,7 @@ class MemberSpec(Spec):
         "works_late": "false",
         "source_channel": "''",
         "wechat_unionid": "''",
+        "email": "''",
     }
 
     def finish_row(self, values: dict[str, Any], now: dt.datetime) -> None:

@@ -13,6 +13,8 @@ from functools import lru_cache
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.utils.translation import gettext as _
 
 from crm.validators import CN_MOBILE_RE, normalise_cn_mobile
@@ -175,6 +177,14 @@ def parse_mobile(raw: str) -> str:
     if not CN_MOBILE_RE.match(mobile):
         raise CellError(_("a mainland mobile number has 11 digits and starts with 13–19"))
     return mobile
+
+
+def parse_email(raw: str) -> str:
+    try:
+        validate_email(raw)
+    except ValidationError:
+        raise CellError(_("not an email address")) from None
+    return raw.lower()
 
 
 def text_parser(max_length: int):

@@ -1,0 +1,279 @@
+"""The outbox at work: hand due rows to workers in batches, claim, re-check,
+render, send, record. The database is the truth; a lost task or a killed
+worker delays a message but never drops or doubles it.
+
+Row states: queued → claimed (a worker took it; nothing sent yet) → sending
+(handed to the gateway) → sent / failed / unknown, or back to queued (quiet
+hours, a transient error with backoff). dispatch() re-enqueues rows queued or
+claimed too long and turns rows stuck in `sending` into `unknown`: the
+gateway may have taken them, so they wait for reconciliation, not a resend."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections import Counter, defaultdict
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from campaigns import backends
+from campaigns.audience import CAPPED_STATUSES, CONTACT_COLUMN
+from campaigns.models import (
+    Campaign,
+    CampaignStatus,
+    Coupon,
+    Delivery,
+    DeliveryStatus,
+    MessageTemplate,
+    Purpose,
+    SendingPolicy,
+    SkipReason,
+    Variant,
+)
+from campaigns.policy import Rules, cap_reached, in_quiet_hours, send_time
+from campaigns.rendering import compile_template, contexts_for, render, with_unsubscribe
+from crm.models import Consent, Member
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _enqueue(ids: list[int]) -> None:
+    from campaigns.tasks import deliveries_send_task
+
+    deliveries_send_task.delay(ids)
+
+
+def dispatch(*, now: dt.datetime | None = None, enqueue=_enqueue) -> int:
+    """Hand every due row to the workers, batch by batch; sweep stuck rows first."""
+    now = now or timezone.now()
+    policy = SendingPolicy.current()
+    stale = now - dt.timedelta(minutes=policy.stale_minutes)
+    Delivery.objects.filter(status=DeliveryStatus.CLAIMED, claimed_at__lt=stale).update(
+        status=DeliveryStatus.QUEUED, enqueued_at=None, claimed_at=None
+    )
+    Delivery.objects.filter(status=DeliveryStatus.SENDING, sent_at__lt=stale).update(
+        status=DeliveryStatus.UNKNOWN, error="the worker stopped while the gateway had the message: reconcile"
+    )
+    due = Delivery.objects.filter(status=DeliveryStatus.QUEUED, due_at__lte=now).filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+    )
+    batch, handed, after = settings.CAMPAIGN_BATCH, 0, 0
+    while True:
+        ids = list(due.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+        enqueue(ids)
+        handed += len(ids)
+        after = ids[-1]
+    return handed
+
+
+def claim(ids: list[int], now: dt.datetime) -> list[int]:
+    """Take the rows still queued and due; a row another worker took is not returned."""
+    if not ids:
+        return []
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE campaigns_delivery SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # nosec B608
+            f"WHERE id IN ({marks}) AND status = %s AND due_at <= %s RETURNING id",
+            [DeliveryStatus.CLAIMED, now, *ids, DeliveryStatus.QUEUED, now],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -> dict[int, Coupon]:
+    """Each delivery's coupon, created once (a retried send reuses it)."""
+    if not campaign.coupon_kind or not deliveries:
+        return {}
+    existing = {coupon.delivery_id: coupon for coupon in Coupon.objects.filter(delivery_id__in=[d["id"] for d in deliveries])}
+    local_end = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=campaign.coupon_days)
+    missing = [
+        Coupon(
+            code="Q" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(9)),
+            member_id=d["member_id"],
+            campaign=campaign,
+            delivery_id=d["id"],
+            kind=campaign.coupon_kind,
+            value=campaign.coupon_value,
+            threshold=campaign.coupon_threshold,
+            percent=campaign.coupon_percent,
+            category_id=campaign.coupon_category_id,
+            valid_from=now,
+            valid_until=local_end,
+        )
+        for d in deliveries
+        if d["id"] not in existing
+    ]
+    if missing:
+        try:
+            with transaction.atomic():
+                Coupon.objects.bulk_create(missing)
+        except IntegrityError:  # a code collided (1 in 32⁹) or a concurrent worker made them: read back, fill the rest one by one
+            for coupon in missing:
+                if not Coupon.objects.filter(delivery_id=coupon.delivery_id).exists():
+                    coupon.code = "Q" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(9))
+                    coupon.save()
+    coupons = Coupon.objects.filter(delivery_id__in=[d["id"] for d in deliveries]).select_related("category")
+    return {coupon.delivery_id: coupon for coupon in coupons}
+
+
+def rate_wait(channel: str, count: int, per_second: int) -> None:
+    """A shared per-channel budget per second (in the cache, so across all workers)."""
+    if per_second <= 0:
+        return
+    while True:
+        second = int(time.time())
+        key = f"campaigns:rate:{channel}:{second}"
+        cache.add(key, 0, timeout=5)
+        try:
+            used = cache.incr(key, count)
+        except ValueError:
+            continue
+        if used <= per_second or used == count:
+            return
+        time.sleep(max(0.0, second + 1 - time.time()))
+
+
+def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
+    """Claim, re-check, render and send a batch; returns how many ended in each state."""
+    now = now or timezone.now()
+    outcome: Counter = Counter()
+    claimed = claim(ids, now)
+    if not claimed:
+        return outcome
+    policy = SendingPolicy.current()
+    rules = Rules.of(policy)
+    rows = list(
+        Delivery.objects.filter(pk__in=claimed).values("id", "campaign_id", "member_id", "variant_id", "channel", "is_marketing", "attempts")
+    )
+    campaigns = {c.pk: c for c in Campaign.objects.filter(pk__in={r["campaign_id"] for r in rows}).select_related("coupon_category")}
+    member_ids = [r["member_id"] for r in rows]
+    members = {
+        m["id"]: m
+        for m in Member.objects.filter(pk__in=member_ids).values(
+            "id", "mobile", "wechat_unionid", "email", "external_id", "erased_at", "personalisation_opt_out", "metrics__usual_order_hour"
+        )
+    }
+    consents = set(Consent.objects.filter(member_id__in=member_ids, granted=True).values_list("member_id", "channel"))
+    recent = dict(
+        Delivery.objects.filter(
+            member_id__in=member_ids, is_marketing=True, status__in=CAPPED_STATUSES, sent_at__gte=now - dt.timedelta(days=rules.cap_days)
+        )
+        .values_list("member_id")
+        .annotate(n=Count("id"))
+    )
+    quiet = in_quiet_hours(now, rules)
+    skipped: dict[str, list[int]] = defaultdict(list)
+    later: list[tuple[int, dt.datetime]] = []
+    to_send: list[dict] = []
+    for row in rows:
+        member = members.get(row["member_id"])
+        campaign = campaigns[row["campaign_id"]]
+        marketing = row["is_marketing"]
+        if campaign.status == CampaignStatus.CANCELLED:
+            skipped[SkipReason.CANCELLED].append(row["id"])
+        elif member is None or member["erased_at"] or not member[CONTACT_COLUMN[row["channel"]]]:
+            skipped[SkipReason.NO_CONTACT].append(row["id"])
+        elif marketing and member["personalisation_opt_out"]:
+            skipped[SkipReason.OPTED_OUT].append(row["id"])
+        elif marketing and (row["member_id"], row["channel"]) not in consents:
+            skipped[SkipReason.NO_CONSENT].append(row["id"])
+        elif marketing and cap_reached(recent.get(row["member_id"], 0), rules):
+            skipped[SkipReason.CAP].append(row["id"])
+        elif marketing and quiet:
+            later.append((row["id"], send_time(now, member["metrics__usual_order_hour"], rules)))
+        else:
+            if marketing:
+                recent[row["member_id"]] = recent.get(row["member_id"], 0) + 1
+            to_send.append(row)
+    for reason, pks in skipped.items():
+        Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason)
+        outcome[DeliveryStatus.SKIPPED] += len(pks)
+    for pk, due in later:
+        Delivery.objects.filter(pk=pk).update(
+            status=DeliveryStatus.QUEUED, due_at=due, enqueued_at=None, claimed_at=None, attempts=0
+        )
+    outcome["waiting"] += len(later)
+    by_campaign: dict[int, list[dict]] = defaultdict(list)
+    for row in to_send:
+        by_campaign[row["campaign_id"]].append(row)
+    for campaign_id, batch in by_campaign.items():
+        outcome.update(_send_campaign_batch(campaigns[campaign_id], batch, members, policy, now))
+    return outcome
+
+
+def _send_campaign_batch(campaign: Campaign, rows: list[dict], members: dict, policy: SendingPolicy, now: dt.datetime) -> Counter:
+    outcome: Counter = Counter()
+    coupons = _coupons_for(campaign, rows, now)
+    contexts = contexts_for([r["member_id"] for r in rows], {r["member_id"]: coupons.get(r["id"]) for r in rows}, now=now)
+    variants = {v.pk: v for v in Variant.objects.filter(campaign=campaign).select_related("template")}
+    compiled: dict[int, tuple] = {}
+    messages = []
+    for row in rows:
+        variant = variants.get(row["variant_id"])
+        if variant is None:
+            continue
+        if variant.pk not in compiled:
+            template: MessageTemplate = variant.template
+            compiled[variant.pk] = (compile_template(template.body), compile_template(template.subject) if template.subject else None)
+        body, subject = compiled[variant.pk]
+        context = contexts.get(row["member_id"], {})
+        text = render(body, context)
+        if row["channel"] == "sms" and campaign.purpose == Purpose.MARKETING:
+            text = with_unsubscribe(text, policy.sms_unsubscribe)
+        messages.append(
+            backends.OutboundMessage(
+                delivery_id=row["id"],
+                campaign_id=campaign.pk,
+                member_id=row["member_id"],
+                channel=row["channel"],
+                to=members[row["member_id"]][CONTACT_COLUMN[row["channel"]]],
+                text=text,
+                subject=render(subject, context) if subject else "",
+            )
+        )
+    if not messages:
+        return outcome
+    rate_wait(campaign.channel, len(messages), policy.rate_for(campaign.channel))
+    ids = [m.delivery_id for m in messages]
+    Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.CLAIMED).update(status=DeliveryStatus.SENDING, sent_at=now)
+    results = backends.backend_for(campaign.channel).send_messages(messages)
+    attempts = {r["id"]: r["attempts"] for r in rows}
+    # Failures are rare and each has its own error: one UPDATE each; the sent rows go in bulk.
+    sent_ids: dict[str, list[int]] = defaultdict(list)
+    for message, result in zip(messages, results):
+        pk = message.delivery_id
+        if result.status == backends.SENT:
+            sent_ids[result.provider_id].append(pk)
+            outcome[DeliveryStatus.SENT] += 1
+        elif result.status == backends.UNKNOWN:
+            Delivery.objects.filter(pk=pk).update(status=DeliveryStatus.UNKNOWN, error=result.error)
+            outcome[DeliveryStatus.UNKNOWN] += 1
+        elif result.status == backends.RETRY and attempts[pk] < policy.max_attempts:
+            backoff = dt.timedelta(minutes=2 ** attempts[pk])
+            Delivery.objects.filter(pk=pk).update(
+                status=DeliveryStatus.QUEUED, due_at=now + backoff, enqueued_at=None, claimed_at=None, sent_at=None, error=result.error
+            )
+            outcome["retry"] += 1
+        else:
+            Delivery.objects.filter(pk=pk).update(status=DeliveryStatus.FAILED, sent_at=None, error=result.error)
+            outcome[DeliveryStatus.FAILED] += 1
+    _record_sent(sent_ids)
+    return outcome
+
+
+def _record_sent(sent: dict[str, list[int]]) -> None:
+    """Mark the sent rows with their gateway ids in as few statements as possible."""
+    uniform = [pks for provider_id, pks in sent.items() if provider_id == ""]
+    for pks in uniform:
+        Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SENT)
+    rows = [Delivery(pk=pk, status=DeliveryStatus.SENT, provider_id=provider_id[:100]) for provider_id, pks in sent.items() if provider_id for pk in pks]
+    if rows:
+        Delivery.objects.bulk_update(rows, ["status", "provider_id"], batch_size=500)

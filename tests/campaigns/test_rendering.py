@@ -1,0 +1,81 @@
+"""Templates reach only the documented context; salutations; SMS length."""
+
+import pytest
+
+from campaigns.rendering import (
+    AddressRule,
+    compile_template,
+    render,
+    salutation_for,
+    sms_segments,
+    template_errors,
+    with_unsubscribe,
+)
+
+RULES = [
+    AddressRule("F", "55+", "阿姨"),
+    AddressRule("F", "45-54", "姐"),
+    AddressRule("M", "55+", "叔"),
+    AddressRule("M", "", "先生"),
+    AddressRule("F", "", "女士"),
+]
+
+
+def test_a_template_over_the_documented_context_is_accepted():
+    assert template_errors("{{ salutation }}，您常买的{{ usual_product }}补货啦{% if next_tier %}，再消费¥{{ gap_spend }}即可升级{{ next_tier }}会员{% endif %}") == []
+    assert template_errors("{{ name|default:'您' }}") == []
+
+
+@pytest.mark.parametrize(
+    "source, complaint",
+    [
+        ("{{ mobile }}", "unknown variable “mobile”"),
+        ("{{ member.mobile }}", "unknown variable “member.mobile”"),
+        ("{{ name.upper }}", "unknown variable “name.upper”"),
+        ("{% if settings.SECRET_KEY %}x{% endif %}", "unknown variable “settings.SECRET_KEY”"),
+        ("{% load static %}{% static 'x' %}", "template syntax"),
+        ("{% include 'admin/base.html' %}", "the tag “include” is not allowed"),
+        ("{% debug %}", "the tag “debug” is not allowed"),
+        ("{{ name|safe }}", "the filter “safe” is not allowed"),
+        ("{{ name|default:tier }}", "filter arguments must be plain values"),
+        ("{% if %}", "template syntax"),
+    ],
+)
+def test_anything_outside_the_context_is_rejected_with_a_reason(source, complaint):
+    errors = template_errors(source)
+    assert any(complaint in error for error in errors), errors
+
+
+def test_rendering_uses_plain_values_without_html_escaping():
+    text = render(compile_template("{{ salutation }}，{{ usual_product }} & 酸奶"), {"salutation": "张阿姨", "usual_product": "<土鸡蛋>"})
+    assert text == "张阿姨，<土鸡蛋> & 酸奶"
+
+
+@pytest.mark.parametrize(
+    "name, gender, band, expected",
+    [
+        ("张桂兰", "F", "55+", "张阿姨"),
+        ("王丽", "F", "45-54", "王姐"),
+        ("李强", "M", "25-34", "李先生"),
+        ("刘建国", "M", "55+", "刘叔"),
+        ("欧阳娜娜", "F", "18-24", "欧阳女士"),
+        ("陈某", "U", "", "亲爱的会员"),
+        ("", "F", "55+", "亲爱的会员"),
+        ("Alice", "F", "25-34", "亲爱的会员"),
+    ],
+)
+def test_salutation_from_surname_gender_and_age_band(name, gender, band, expected):
+    assert salutation_for(name, gender, band, RULES) == expected
+
+
+def test_sms_length_in_segments():
+    assert sms_segments("字" * 70) == 1
+    assert sms_segments("字" * 71) == 2
+    assert sms_segments("字" * 134) == 2
+    assert sms_segments("字" * 135) == 3
+
+
+def test_the_unsubscribe_line_is_appended_once():
+    assert with_unsubscribe("土鸡蛋补货啦", "拒收请回复R") == "土鸡蛋补货啦。拒收请回复R"
+    assert with_unsubscribe("土鸡蛋补货啦！", "回T退订") == "土鸡蛋补货啦！回T退订"
+    assert with_unsubscribe("补货啦。拒收请回复R", "拒收请回复R") == "补货啦。拒收请回复R"
