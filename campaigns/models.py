@@ -306,14 +306,19 @@ class Coupon(models.Model):
         return self.code
 
     def describe(self) -> str:
+        """What the coupon gives, as a member reads it: ¥10无门槛券, 满59减15券, 8.5折券, 生鲜¥5券."""
         if self.kind == CouponKind.PERCENT:
             return f"{(100 - (self.percent or 0)) / 10:g}折券"
-        value = f"¥{(self.value or Decimal(0)).normalize():f}"
+        value = _yuan(self.value)
         if self.kind == CouponKind.SPEND_SAVE:
-            return f"满{(self.threshold or Decimal(0)).normalize():f}减{(self.value or Decimal(0)).normalize():f}券"
+            return f"满{_yuan(self.threshold)}减{value}券"
         if self.kind == CouponKind.CATEGORY and self.category_id:
-            return f"{self.category.name}{value}券"
-        return f"{value}无门槛券"
+            return f"{self.category.name}¥{value}券"
+        return f"¥{value}无门槛券"
+
+
+def _yuan(amount) -> str:
+    return f"{Decimal(str(amount or 0)).normalize():f}"
 
 
 class InboundReply(models.Model):

@@ -40,7 +40,7 @@ def _window_end(ref: str) -> str:
 
 
 def conversions(campaign: Campaign) -> dict[tuple[int | None, str], tuple[int, int, Decimal]]:
-    """(variant, status) → (members converted, orders, revenue)."""
+    """(variant, status) → (members converted, orders, revenue); the control group under variant None."""
     ref = "COALESCE(d.sent_at, d.due_at)"
     sql = f"""
         SELECT d.variant_id, d.status, COUNT(DISTINCT d.id), COUNT(o.id), SUM(o.amount)
@@ -55,12 +55,14 @@ def conversions(campaign: Campaign) -> dict[tuple[int | None, str], tuple[int, i
          GROUP BY d.variant_id, d.status
     """  # nosec B608 - fixed fragments; values are parameters
     params = [OrderStatus.PAID, campaign.conversion_days, campaign.pk, DeliveryStatus.SENT, DeliveryStatus.CONTROL, DeliveryStatus.SENT]
+    totals: dict[tuple[int | None, str], tuple[int, int, Decimal]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {
-            (variant, status): (members, orders, Decimal(str(revenue or 0)).quantize(Decimal("0.01")))
-            for variant, status, members, orders, revenue in cursor.fetchall()
-        }
+        for variant, status, members, orders, revenue in cursor.fetchall():
+            key = (None if status == DeliveryStatus.CONTROL else variant, status)  # the control group is one group
+            before = totals.get(key, (0, 0, Decimal("0.00")))
+            totals[key] = (before[0] + members, before[1] + orders, before[2] + Decimal(str(revenue or 0)).quantize(Decimal("0.01")))
+    return totals
 
 
 def campaign_report(campaign: Campaign) -> dict:

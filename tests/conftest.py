@@ -36,3 +36,42 @@ def chinese(settings):
     settings.LANGUAGE_CODE = "zh-hans"
     with translation.override("zh-hans"):
         yield
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def start_worker():
+    """start_worker(**env) starts a real Celery worker process on the test database and the configured broker."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from crm import celery_app
+
+    celery_app.conf.task_always_eager = False
+    celery_app.control.purge()
+    processes = []
+
+    def start(**extra_env):
+        env = {
+            **os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_TASK_ALWAYS_EAGER": "0", **extra_env,
+        }
+        command = [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"]
+        processes.append(subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=env))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=20)
+    celery_app.conf.task_always_eager = True

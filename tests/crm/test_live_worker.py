@@ -2,47 +2,22 @@
 broker (kombu's filesystem transport by default, Redis when CELERY_BROKER_URL
 says so) and database."""
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
-from django.db import connection
 
-from crm import celery_app
 from crm.importing.jobs import import_job_start
 from crm.models import ImportJob, ImportMode, ImportStatus, Member
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
-def worker(settings):
+def worker(settings, start_worker):
     settings.MEDIA_ROOT = django_settings.DATA_DIR / "media"
-    celery_app.conf.task_always_eager = False
-    celery_app.control.purge()
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_TASK_ALWAYS_EAGER": "0"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"],
-        cwd=ROOT,
-        env=env,
-    )
-    yield process
-    process.terminate()
-    process.wait(timeout=20)
-    celery_app.conf.task_always_eager = True
+    return start_worker()
 
 
 def wait_for(job: ImportJob, polls: int = 300) -> ImportJob:

@@ -1,0 +1,149 @@
+"""After the send: unsubscribe replies, coupons redeemed by orders, and the
+report checked against a count by hand."""
+
+import datetime as dt
+import json
+import math
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from django.urls import reverse
+
+from campaigns import audience, sending, services
+from campaigns.backends import sign
+from campaigns.models import Coupon, CouponKind, Delivery, DeliveryStatus, InboundReply, SendingPolicy, SkipReason
+from campaigns.reports import campaign_report, two_proportion_test
+from crm.models import Consent, ConsentEvent, Order
+from segments.services import tiers_recompute
+from tests.campaigns.conftest import NOW, campaign_for, member_with, statuses
+from tests.crm.factories import MemberFactory, OrderFactory
+
+pytestmark = pytest.mark.django_db
+SECRET = "gateway-secret"
+
+
+def post_replies(client, replies, secret=SECRET):
+    body = json.dumps({"replies": replies}).encode()
+    stamp = str(int(dt.datetime.now().timestamp()))
+    return client.post(
+        reverse("sms_replies"), data=body, content_type="application/json",
+        headers={"X-Timestamp": stamp, "X-Signature": sign(secret, stamp, body)},
+    )
+
+
+@override_settings(GATEWAY_SECRET=SECRET)
+def test_an_r_reply_stops_the_next_sms(client, frozen, outbox):
+    member = member_with(True)
+    tiers_recompute(as_of=NOW.date())
+    queued = campaign_for(name="queued")
+    audience.deliveries_create(queued, now=NOW + dt.timedelta(hours=2), policy=SendingPolicy.current())
+    response = post_replies(client, [{"mobile": member.mobile, "text": " r "}])
+    assert response.json() == {"received": 1, "unsubscribed": 1}
+    assert not Consent.objects.get(member=member, channel="sms").granted
+    assert ConsentEvent.objects.filter(member=member, granted=False, source__contains="SMS reply").exists()
+    assert statuses(queued)[member.pk] == ("skipped", SkipReason.NO_CONSENT)  # the message already queued
+    later = campaign_for(name="later")
+    assert audience.funnel(later)["to_send"] == 0  # and every later one
+
+
+@override_settings(GATEWAY_SECRET=SECRET)
+def test_replies_need_a_valid_signature_and_ordinary_text_changes_nothing(client, frozen):
+    member = member_with(True)
+    assert post_replies(client, [{"mobile": member.mobile, "text": "R"}], secret="wrong").status_code == 403
+    assert post_replies(client, [{"mobile": member.mobile, "text": "鸡蛋还有吗"}]).json()["unsubscribed"] == 0
+    assert Consent.objects.get(member=member, channel="sms").granted
+    assert InboundReply.objects.count() == 1
+
+
+def test_a_file_of_replies_unsubscribes_td_and_退订(tmp_path, frozen):
+    first, second, third = member_with(True), member_with(True), member_with(True)
+    path = tmp_path / "replies.csv"
+    path.write_text(f"mobile,text,received_at\n{first.mobile},TD,2026-11-20 09:00\n{second.mobile},退订,\n{third.mobile},好的,\n", encoding="utf-8")
+    out = StringIO()
+    call_command("sms_replies_import", str(path), stdout=out)
+    assert "3 replies read, 2 unsubscribed" in out.getvalue()
+    granted = dict(Consent.objects.filter(channel="sms").values_list("member_id", "granted"))
+    assert granted == {first.pk: False, second.pk: False, third.pk: True}
+
+
+def test_coupons_are_issued_once_and_redeemed_once_within_validity(frozen, outbox, django_capture_on_commit_callbacks):
+    member = member_with(True)
+    tiers_recompute(as_of=NOW.date())
+    campaign = campaign_for(coupon_kind=CouponKind.SPEND_SAVE, coupon_value=Decimal("15"), coupon_threshold=Decimal("59"), coupon_days=7,
+                            body="{{ salutation }}，送您{{ coupon }}，券码{{ coupon_code }}，{{ coupon_expiry }}前有效")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.campaign_launch(campaign=campaign)
+    coupon = Coupon.objects.get(member=member)
+    assert outbox()[0]["text"] == f"张女士，送您满59减15券，券码{coupon.code}，11月27日前有效。拒收请回复R"
+    other = MemberFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        OrderFactory(member=other, coupon_code=coupon.code, ordered_at=NOW + dt.timedelta(days=1))  # someone else's code
+        first = OrderFactory(member=member, coupon_code=coupon.code, ordered_at=NOW + dt.timedelta(days=2))
+        OrderFactory(member=member, coupon_code=coupon.code, ordered_at=NOW + dt.timedelta(days=3))  # twice
+    coupon.refresh_from_db()
+    assert coupon.order_id == first.pk
+    assert services.coupons_redeem() == 0
+
+
+def test_an_expired_coupon_is_not_redeemed(frozen, django_capture_on_commit_callbacks):
+    member = member_with(True)
+    coupon = Coupon.objects.create(code="QEXPIRED1", member=member, kind="amount", value=5, valid_from=NOW - dt.timedelta(days=20), valid_until=NOW - dt.timedelta(days=6))
+    with django_capture_on_commit_callbacks(execute=True):
+        OrderFactory(member=member, coupon_code=coupon.code, ordered_at=NOW)
+    coupon.refresh_from_db()
+    assert coupon.redeemed_at is None
+
+
+def test_the_report_equals_a_count_by_hand(frozen):
+    """Variant A: 4 sent, 2 convert (one with two orders); control: 2 held back, 1 converts.
+    Not counted: a refunded order, an order after the window, an order after another campaign's message."""
+    campaign = campaign_for(conversion_days=7)
+    variant = campaign.variants.get()
+    interloper = campaign_for(name="other")
+    members = [MemberFactory() for _ in range(8)]
+
+    def delivery(member, status, **fields):
+        return Delivery.objects.create(campaign=campaign, member=member, variant=variant, channel="sms", status=status, due_at=NOW, **fields)
+
+    for member in members[:4]:
+        delivery(member, DeliveryStatus.SENT, sent_at=NOW)
+    delivery(members[4], DeliveryStatus.CONTROL)
+    delivery(members[5], DeliveryStatus.CONTROL)
+    delivery(members[6], DeliveryStatus.SKIPPED, skip_reason=SkipReason.NO_CONSENT)
+    delivery(members[7], DeliveryStatus.FAILED, error="bad number")
+    day = dt.timedelta(days=1)
+    OrderFactory(member=members[0], amount=Decimal("100"), ordered_at=NOW + day)
+    OrderFactory(member=members[0], amount=Decimal("50"), ordered_at=NOW + 2 * day)
+    OrderFactory(member=members[1], amount=Decimal("80"), ordered_at=NOW + 6 * day)
+    OrderFactory(member=members[2], amount=Decimal("999"), ordered_at=NOW + 2 * day, status="refunded")
+    OrderFactory(member=members[2], amount=Decimal("999"), ordered_at=NOW + 8 * day)  # after the window
+    OrderFactory(member=members[2], amount=Decimal("999"), ordered_at=NOW - day)  # before the message
+    Delivery.objects.create(campaign=interloper, member=members[3], channel="sms", status=DeliveryStatus.SENT, due_at=NOW, sent_at=NOW + day)
+    OrderFactory(member=members[3], amount=Decimal("999"), ordered_at=NOW + 2 * day)  # the other campaign's
+    OrderFactory(member=members[4], amount=Decimal("60"), ordered_at=NOW + 3 * day)
+
+    report = campaign_report(campaign)
+    a, control = report["rows"]
+    assert (a["members"], a["sent"], a["failed"], a["skipped"]["no_consent"]) == (6, 4, 1, 1)
+    assert (a["converted"], a["orders"], a["revenue"], a["average_order_value"]) == (2, 3, Decimal("230.00"), Decimal("76.67"))
+    assert a["conversion_rate"] == 0.5
+    assert (control["held_back"], control["converted"], control["revenue"], control["conversion_rate"]) == (2, 1, Decimal("60.00"), 0.5)
+    assert a["uplift"] == 0.0
+    assert a["p_value"] == pytest.approx(1.0)
+
+    out = StringIO()
+    call_command("campaign_report", campaign.name, "--json", stdout=out)
+    printed = json.loads(out.getvalue())
+    assert printed["rows"][0]["revenue"] == "230.00" and printed["totals"]["converted"] == 2
+
+
+def test_the_significance_test_matches_the_textbook():
+    z, p = two_proportion_test(120, 1000, 90, 1000)
+    pooled = 210 / 2000
+    expected_z = (0.12 - 0.09) / math.sqrt(pooled * (1 - pooled) * (2 / 1000))
+    assert z == pytest.approx(expected_z)
+    assert p == pytest.approx(0.0291, abs=1e-3)
+    assert two_proportion_test(0, 0, 1, 10) is None
