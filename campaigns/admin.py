@@ -34,7 +34,7 @@ from campaigns.models import (
     SkipReason,
     Variant,
 )
-from campaigns.rendering import CONTEXT_VARIABLES, compile_template, contexts_for, render, sms_segments, with_unsubscribe
+from campaigns.rendering import CONTEXT_VARIABLES, CouponView, compile_template, contexts_for, render, sms_segments, with_unsubscribe
 from crm.admin_base import BigTableAdmin, ReadOnlyAdmin
 from crm.masking import mask_mobile
 from crm.models import Member
@@ -45,12 +45,9 @@ SAMPLE_MEMBERS = 3
 
 def preview_texts(template: MessageTemplate, member_ids: list[int], *, coupon_sample: bool = True) -> list[dict]:
     """The template rendered for these members, with the SMS count."""
-    from campaigns.models import Coupon as CouponModel
-    from campaigns.models import CouponKind
-
     if not member_ids:
         return []
-    sample_coupon = CouponModel(code="Q示例券码", kind=CouponKind.AMOUNT, value=10, valid_until=timezone.now() + dt.timedelta(days=7))
+    sample_coupon = CouponView("Q示例券码", timezone.now() + dt.timedelta(days=7), "¥10无门槛券")
     contexts = contexts_for(member_ids, {pk: sample_coupon for pk in member_ids} if coupon_sample else None)
     body = compile_template(template.body)
     members = {m.pk: m for m in Member.objects.filter(pk__in=member_ids)}

@@ -53,6 +53,9 @@ class BannedWord(models.Model):
         return self.word
 
 
+RATE_HELP = _("Shared by all workers; 0: no limit.")
+
+
 class SendingPolicy(models.Model):
     """The one row of sending rules; staff edit it in the admin."""
 
@@ -68,10 +71,10 @@ class SendingPolicy(models.Model):
         help_text=_("When known and outside quiet hours, a marketing message waits for the member's usual hour (within a day)."),
     )
     sms_unsubscribe = models.CharField(_("SMS unsubscribe line"), max_length=20, default="拒收请回复R")
-    rate_sms = models.PositiveIntegerField(_("SMS per second"), default=5000)
-    rate_wecom = models.PositiveIntegerField(_("WeCom messages per second"), default=1000)
-    rate_email = models.PositiveIntegerField(_("emails per second"), default=200)
-    rate_push = models.PositiveIntegerField(_("pushes per second"), default=5000)
+    rate_sms = models.PositiveIntegerField(_("SMS per second"), default=5000, help_text=RATE_HELP)
+    rate_wecom = models.PositiveIntegerField(_("WeCom messages per second"), default=1000, help_text=RATE_HELP)
+    rate_email = models.PositiveIntegerField(_("emails per second"), default=200, help_text=RATE_HELP)
+    rate_push = models.PositiveIntegerField(_("pushes per second"), default=5000, help_text=RATE_HELP)
     max_attempts = models.PositiveSmallIntegerField(_("attempts on transient errors"), default=4, validators=[MinValueValidator(1)])
     stale_minutes = models.PositiveSmallIntegerField(
         _("re-enqueue after minutes"), default=10, validators=[MinValueValidator(1)],

@@ -129,6 +129,15 @@ def surname(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class CouponView:
+    """What a message says about a coupon."""
+
+    code: str
+    valid_until: dt.datetime
+    description: str
+
+
+@dataclass(frozen=True)
 class AddressRule:
     gender: str  # "" = any
     age_band: str  # "" = any
@@ -185,7 +194,9 @@ def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, s
     return {member_id: product for member_id, (_n, product) in counts.items()}
 
 
-def contexts_for(member_ids: Sequence[int], coupons: dict[int, object] | None = None, *, now: dt.datetime | None = None) -> dict[int, dict]:
+def contexts_for(
+    member_ids: Sequence[int], coupons: dict[int, CouponView | None] | None = None, *, now: dt.datetime | None = None
+) -> dict[int, dict]:
     """The template context of each member, built with four queries whatever the batch size."""
     from crm.models import Member
     from segments.ladder import RFM, gap_to_next, recency_days
@@ -230,7 +241,7 @@ def contexts_for(member_ids: Sequence[int], coupons: dict[int, object] | None = 
             "gap_spend": yuan(gap.spend) if gap else "0",
             "gap_orders": gap.orders if gap else 0,
             "usual_product": products.get(member["id"]) or row.get("favourite_category__name") or "",
-            "coupon": coupon.describe() if coupon else "",
+            "coupon": coupon.description if coupon else "",
             "coupon_code": coupon.code if coupon else "",
             "coupon_expiry": expiry_text(coupon.valid_until) if coupon else "",
             "leader": member["community__leader__display_name"] or "",

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -36,7 +36,7 @@ from campaigns.models import (
     Variant,
 )
 from campaigns.policy import Rules, cap_reached, in_quiet_hours, send_time
-from campaigns.rendering import compile_template, contexts_for, render, with_unsubscribe
+from campaigns.rendering import CouponView, compile_template, contexts_for, render, with_unsubscribe
 from crm.models import Consent, Member
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -88,40 +88,46 @@ def claim(ids: list[int], now: dt.datetime) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -> dict[int, Coupon]:
-    """Each delivery's coupon, created once (a retried send reuses it)."""
+def _new_code() -> str:
+    return "Q" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(9))
+
+
+def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -> dict[int, CouponView]:
+    """Each delivery's coupon, created once (a retried send finds and reuses it).
+
+    One INSERT … SELECT per batch; a code that collides with an existing one
+    (1 in 32⁹ per pair) is simply drawn again."""
     if not campaign.coupon_kind or not deliveries:
         return {}
-    existing = {coupon.delivery_id: coupon for coupon in Coupon.objects.filter(delivery_id__in=[d["id"] for d in deliveries])}
-    local_end = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=campaign.coupon_days)
-    missing = [
-        Coupon(
-            code="Q" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(9)),
-            member_id=d["member_id"],
-            campaign=campaign,
-            delivery_id=d["id"],
-            kind=campaign.coupon_kind,
-            value=campaign.coupon_value,
-            threshold=campaign.coupon_threshold,
-            percent=campaign.coupon_percent,
-            category_id=campaign.coupon_category_id,
-            valid_from=now,
-            valid_until=local_end,
-        )
-        for d in deliveries
-        if d["id"] not in existing
-    ]
-    if missing:
-        try:
-            with transaction.atomic():
-                Coupon.objects.bulk_create(missing)
-        except IntegrityError:  # a code collided (1 in 32⁹) or a concurrent worker made them: read back, fill the rest one by one
-            for coupon in missing:
-                if not Coupon.objects.filter(delivery_id=coupon.delivery_id).exists():
-                    coupon.code = "Q" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(9))
-                    coupon.save()
-    coupons = Coupon.objects.filter(delivery_id__in=[d["id"] for d in deliveries]).select_related("category")
-    return {coupon.delivery_id: coupon for coupon in coupons}
+    ids = [d["id"] for d in deliveries]
+    valid_until = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=campaign.coupon_days)
+    for _attempt in range(3):
+        have = set(Coupon.objects.filter(delivery_id__in=ids).values_list("delivery_id", flat=True))
+        missing = [pk for pk in ids if pk not in have]
+        if not missing:
+            break
+        values = ", ".join(["(%s, %s)"] * len(missing))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO campaigns_coupon (code, member_id, campaign_id, delivery_id, kind, value, threshold, percent, "  # nosec B608
+                f"category_id, valid_from, valid_until) "
+                f"SELECT v.column1, d.member_id, %s, d.id, %s, %s, %s, %s, %s, %s, %s "
+                f"FROM (VALUES {values}) AS v JOIN campaigns_delivery d ON d.id = v.column2 WHERE true "
+                f"ON CONFLICT DO NOTHING",
+                [
+                    campaign.pk, campaign.coupon_kind, campaign.coupon_value, campaign.coupon_threshold, campaign.coupon_percent,
+                    campaign.coupon_category_id, now, valid_until,
+                    *(value for pk in missing for value in (_new_code(), pk)),
+                ],
+            )
+    description = Coupon(
+        kind=campaign.coupon_kind, value=campaign.coupon_value, threshold=campaign.coupon_threshold,
+        percent=campaign.coupon_percent, category=campaign.coupon_category,
+    ).describe()
+    return {
+        delivery_id: CouponView(code, until, description)
+        for delivery_id, code, until in Coupon.objects.filter(delivery_id__in=ids).values_list("delivery_id", "code", "valid_until")
+    }
 
 
 def rate_wait(channel: str, count: int, per_second: int) -> None:
@@ -270,10 +276,16 @@ def _send_campaign_batch(campaign: Campaign, rows: list[dict], members: dict, po
 
 
 def _record_sent(sent: dict[str, list[int]]) -> None:
-    """Mark the sent rows with their gateway ids in as few statements as possible."""
-    uniform = [pks for provider_id, pks in sent.items() if provider_id == ""]
-    for pks in uniform:
-        Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SENT)
-    rows = [Delivery(pk=pk, status=DeliveryStatus.SENT, provider_id=provider_id[:100]) for provider_id, pks in sent.items() if provider_id for pk in pks]
-    if rows:
-        Delivery.objects.bulk_update(rows, ["status", "provider_id"], batch_size=500)
+    """Mark the sent rows with their gateway ids: one UPDATE … FROM (VALUES …) per 500 rows.
+
+    (Django's bulk_update builds a CASE per row; on 500 rows it cost 0.4 s.)"""
+    pairs = [(pk, provider_id[:100]) for provider_id, pks in sent.items() for pk in pks]
+    for start in range(0, len(pairs), 500):
+        chunk = pairs[start : start + 500]
+        values = ", ".join(["(%s, %s)"] * len(chunk))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE campaigns_delivery SET status = %s, provider_id = v.column2 "  # nosec B608 - placeholders only
+                f"FROM (VALUES {values}) AS v WHERE campaigns_delivery.id = v.column1",
+                [DeliveryStatus.SENT, *(value for pair in chunk for value in pair)],
+            )
