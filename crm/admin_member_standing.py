@@ -1,5 +1,6 @@
-"""What the member page and list show from segments: tier, churn risk, circles,
-metrics, the gap to the next tier, tier history and pins.
+"""What the member page and list show from segments and campaigns: tier, churn
+risk, circles, metrics, the gap to the next tier, tier history and pins; the
+latest messages and coupons.
 
 This is the one place where the member admin composes from the other apps
 (DESIGN.md: crm itself knows nothing of tiers)."""
@@ -13,11 +14,13 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from campaigns.models import Coupon, Delivery
 from crm.models import Member
 from segments.models import Circle, RiskBand, Tier, TierChange, TierPin
 from segments.services import member_standing
 
 TIER_HISTORY_ON_PAGE = 30
+MESSAGES_ON_PAGE = 10
 
 
 class TierListFilter(admin.SimpleListFilter):
@@ -65,8 +68,11 @@ class MemberStandingMixin:
 
     standing_list_display = ("tier", "churn_risk")
     standing_list_filter = (TierListFilter, CircleListFilter, RiskListFilter)
-    standing_readonly_fields = ("standing", "circles", "tier_history")
-    standing_fieldsets = ((_("Tier, churn risk and circles"), {"fields": ("standing", "circles", "tier_history")}),)
+    standing_readonly_fields = ("standing", "circles", "tier_history", "messages")
+    standing_fieldsets = (
+        (_("Tier, churn risk and circles"), {"fields": ("standing", "circles", "tier_history")}),
+        (_("Messages and coupons"), {"fields": ("messages",)}),
+    )
 
     @admin.display(description=_("tier"), ordering="metrics__tier__rank")
     def tier(self, member: Member) -> str:
@@ -169,3 +175,37 @@ class MemberStandingMixin:
                 ),
             ),
         )
+
+    @admin.display(description=_("latest messages"))
+    def messages(self, member: Member) -> str:
+        if not member.pk:
+            return "-"
+        deliveries = list(Delivery.objects.filter(member=member).select_related("campaign").order_by("-created_at", "-id")[:MESSAGES_ON_PAGE])
+        coupons = {c.delivery_id: c for c in Coupon.objects.filter(delivery__in=deliveries).select_related("category")}
+        if not deliveries:
+            return _("No campaign has reached this member yet.")
+        return format_html(
+            '<ol class="crm-timeline">{}</ol>',
+            format_html_join(
+                "",
+                "<li><time>{}</time> {} · {} <span class='crm-muted'>{}</span> {}</li>",
+                (
+                    (
+                        admin.utils.display_for_value(d.sent_at or d.due_at, "-"),
+                        d.campaign.name,
+                        d.get_status_display(),
+                        d.get_skip_reason_display() if d.skip_reason else "",
+                        _coupon_text(coupons.get(d.pk)),
+                    )
+                    for d in deliveries
+                ),
+            ),
+        )
+
+
+
+def _coupon_text(coupon: Coupon | None) -> str:
+    if coupon is None:
+        return ""
+    state = _("redeemed") if coupon.redeemed_at else (_("expired") if coupon.valid_until < timezone.now() else _("valid"))
+    return f"{coupon.describe()} {coupon.code} ({state})"

@@ -695,4 +695,10 @@ ZH = {
     'not an email address': '不是有效的邮箱地址',
     'campaign submitted, approved, launched or cancelled': '活动提交、审批、启动或取消',
     "Shared by all workers; 0: no limit.": "所有后台任务共用；0 表示不限。",
+    'Messages and coupons': '消息与优惠券',
+    'latest messages': '最近消息',
+    'No campaign has reached this member yet.': '暂未有活动触达该会员。',
+    'redeemed': '已核销',
+    'expired': '已过期',
+    'valid': '有效',
 }

@@ -102,6 +102,8 @@ def test_a_second_person_approves_then_the_launch_sends(client, auntie_zhang, ou
         response = step(client, campaign, "launch")
     assert "Launched: 1 messages in the outbox." in response.content.decode()
     assert [line["text"] for line in outbox()] == ["张阿姨，您常买的土鸡蛋补货啦，再消费¥320即可升级黄金会员。拒收请回复R"]
+    member_page = client.get(reverse("admin:crm_member_change", args=[auntie_zhang.pk])).content.decode()
+    assert "升级冲刺 · sent" in member_page
     actions = list(AuditEvent.objects.filter(action="campaign").values_list("summary", flat=True))
     assert actions == ["submitted 升级冲刺", "approved 升级冲刺", "launched 升级冲刺"]
 
