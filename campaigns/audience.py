@@ -69,7 +69,7 @@ def _variant_case(campaign: Campaign) -> tuple[str, list]:
     return f"CASE {' '.join(parts)} ELSE %s END", [*params, variants[-1][0]]
 
 
-def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules, policy) -> tuple[str, list]:
+def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules) -> tuple[str, list]:
     """One row per member of the audience not yet in this campaign's outbox:
     the columns of a Delivery, with status and reason already decided."""
     audience_sql, audience_params = audience(campaign).values("id").query.sql_with_params()
@@ -145,7 +145,7 @@ def funnel(campaign: Campaign, *, now: dt.datetime | None = None, policy=None) -
 
     now = now or timezone.now()
     policy = policy or SendingPolicy.current()
-    sql, params = select_sql(campaign, now=now, rules=Rules.of(policy), policy=policy)
+    sql, params = select_sql(campaign, now=now, rules=Rules.of(policy))
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT status, skip_reason, variant_id, COUNT(*) FROM ({sql}) AS s GROUP BY status, skip_reason, variant_id", params)  # nosec B608
         rows = cursor.fetchall()
@@ -181,7 +181,7 @@ def funnel_from_rows(campaign: Campaign, rows, *, already: int = 0) -> dict:
 
 def deliveries_create(campaign: Campaign, *, now: dt.datetime, policy) -> int:
     """Write this launch's outbox rows; a member already in the outbox is left alone."""
-    sql, params = select_sql(campaign, now=now, rules=Rules.of(policy), policy=policy)
+    sql, params = select_sql(campaign, now=now, rules=Rules.of(policy))
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO campaigns_delivery ({COLUMNS}) {sql} ON CONFLICT (campaign_id, member_id) DO NOTHING",  # nosec B608

@@ -129,3 +129,19 @@ def test_a_group_leader_sees_no_campaign(client, auntie_zhang):
     client.force_login(leader)
     assert client.get(reverse("admin:campaigns_campaign_changelist")).status_code == 403
     assert client.get(reverse("admin:campaigns_delivery_changelist")).status_code == 403
+
+
+def test_a_repeating_campaign_gets_a_beat_entry_on_approval_and_loses_it_on_cancel(auntie_zhang):
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    from campaigns import services
+
+    author, approver, campaign = approval_world(auntie_zhang)
+    campaign.crontab = CrontabSchedule.objects.create(minute="0", hour="10", day_of_week="1", timezone="Asia/Shanghai")
+    campaign.save()
+    services.campaign_submit(campaign=campaign, user=author)
+    services.campaign_approve(campaign=campaign, user=approver)
+    task = PeriodicTask.objects.get(pk=campaign.periodic_task_id)
+    assert (task.task, task.args, task.enabled) == ("campaigns.tasks.campaign_launch_task", f"[{campaign.pk}]", True)
+    services.campaign_cancel(campaign=campaign, user=author)
+    assert not PeriodicTask.objects.get(pk=task.pk).enabled
