@@ -33,7 +33,7 @@ from crm.models import (
     Tag,
 )
 from crm.resources import EngagementEventResource, OrderLineResource, OrderResource
-from crm.scoping import scope_communities, sees_all_members
+from crm.scoping import scope_communities, sees_many_members
 
 admin.site.site_header = _("Member operations")
 admin.site.site_title = _("Member operations")
@@ -138,7 +138,7 @@ class GroupLeaderAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request) -> QuerySet:
         queryset = super().get_queryset(request)
-        return queryset if sees_all_members(request.user) else queryset.filter(user=request.user)
+        return queryset if sees_many_members(request.user) else queryset.filter(user=request.user)
 
 
 @admin.register(Category)

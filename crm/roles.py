@@ -20,9 +20,9 @@ VIEW_CORE = [
     "crm.view_tag",
     "crm.view_membertag",
 ]
+# Operators see the members of the tiers their role operates (segments.Tier.operators), not everyone.
 OPERATOR = [
     *VIEW_CORE,
-    "crm.view_all_members",
     "crm.add_member",
     "crm.change_member",
     "crm.add_consent",
@@ -85,7 +85,6 @@ OPERATOR += [
 ]
 ROLES: dict[str, list[str]] = {
     "总部策略 HQ strategist": ["crm.*", "segments.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
-    # Until tiers exist (segments), operators see every member; their tier scope comes with the ladder.
     "S/A 运营 S/A operator": OPERATOR,
     "B/C 运营 B/C operator": OPERATOR,
     "团长 group leader": [*VIEW_CORE, "segments.view_tier", "segments.view_membermetrics", "segments.view_tierchange"],

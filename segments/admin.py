@@ -57,9 +57,10 @@ class TierAdmin(admin.ModelAdmin):
     list_display_links = ("code", "name")
     ordering = ("-rank",)
     autocomplete_fields = ("community",)
+    filter_horizontal = ("operators",)
     change_form_template = "admin/segments/tier/change_form.html"
     fieldsets = (
-        (None, {"fields": ("code", "name", "rank", "is_catch_all", "community", "playbook")}),
+        (None, {"fields": ("code", "name", "rank", "is_catch_all", "community", "operators", "playbook")}),
         (_("Conditions (all must hold)"), {"fields": ("max_recency_days", ("orders_comparison", "orders_365"), ("spend_comparison", "spend_365"))}),
     )
 

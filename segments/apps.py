@@ -18,3 +18,8 @@ class SegmentsConfig(AppConfig):
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="segments.engagement_saved")
         import_committed.connect(signals.import_committed, dispatch_uid="segments.import_committed")
         privacy.register()
+        from crm.scoping import SCOPE_EXTENSIONS
+        from segments.scoping import tier_scope
+
+        if tier_scope not in SCOPE_EXTENSIONS:
+            SCOPE_EXTENSIONS.append(tier_scope)

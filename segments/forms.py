@@ -27,7 +27,7 @@ class TierForm(forms.ModelForm):
         model = Tier
         fields = (
             "code", "name", "rank", "is_catch_all", "max_recency_days", "orders_comparison", "orders_365",
-            "spend_comparison", "spend_365", "community", "playbook",
+            "spend_comparison", "spend_365", "community", "operators", "playbook",
         )
 
     def clean(self) -> dict:
@@ -50,9 +50,10 @@ class TierForm(forms.ModelForm):
         return cleaned
 
     def instance_with(self, cleaned: dict) -> Tier:
+        """An unsaved tier with the form's values (the ladder part only), for the preview."""
         tier = Tier(pk=self.instance.pk)
         for name in self.Meta.fields:
-            if name in cleaned:
+            if name in cleaned and name != "operators":
                 setattr(tier, name, cleaned[name])
         return tier
 

@@ -50,6 +50,10 @@ class Tier(models.Model):
         verbose_name=_("community group"), help_text=_("The WeChat group members of this tier belong in."),
     )
     playbook = models.TextField(_("what staff do"), blank=True)
+    operators = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+", verbose_name=_("operated by"),
+        help_text=_("Staff in these roles see and work this tier's members (without seeing every member)."),
+    )
 
     class Meta:
         ordering = ("-rank",)

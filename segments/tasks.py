@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from celery import shared_task
 
 from segments import services
+from segments.ladder import LadderError
 from segments.models import ChangeReason, RecomputeRun
+
+logger = logging.getLogger(__name__)
 
 # One task carries at most this many members (an import of a million rows
 # enqueues a few hundred tasks, never one per row).
 MEMBERS_PER_TASK = 5_000
 
 
+def _ladder_ready() -> bool:
+    """An order or an import must not fail because the ladder is being set up: the members wait for the next run."""
+    try:
+        services.ladder_load()
+    except LadderError as error:
+        logger.warning("tiers not recomputed, the ladder is not usable: %s", error)
+        return False
+    return True
+
+
 @shared_task(acks_late=True)
 def recompute_members_task(member_ids: list[int], reason: str = ChangeReason.ORDER) -> int:
+    if not _ladder_ready():
+        return 0
     return services.tiers_recompute(member_ids=member_ids, reason=reason).tier_changes
 
 

@@ -34,6 +34,9 @@ def create(apps, schema_editor):
     PeriodicTask.objects.get_or_create(
         name="每分钟发送到期消息 (campaigns: send due)", defaults={"task": "campaigns.tasks.send_due_task", "interval": every_minute}
     )
+
+
+def apply_roles(apps, schema_editor):
     from crm.roles import roles_sync
 
     roles_sync(apps)
@@ -50,4 +53,4 @@ class Migration(migrations.Migration):
         ("segments", "0003_roles"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
-    operations = [migrations.RunPython(create, remove)]
+    operations = [migrations.RunPython(create, remove), migrations.RunPython(apply_roles, migrations.RunPython.noop)]

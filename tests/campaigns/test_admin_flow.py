@@ -38,7 +38,7 @@ def auntie_zhang(frozen):
 def operator(*perms: str, name: str = "op"):
     user = UserFactory(username=name)
     user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["campaigns", "crm", "segments"], codename__in=perms))
-    user.groups.add(Group.objects.get(name="S/A 运营 S/A operator"))
+    user.groups.add(Group.objects.get(name="B/C 运营 B/C operator"))
     return user
 
 

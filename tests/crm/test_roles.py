@@ -42,12 +42,16 @@ def world(db):
         rows[key] = {"member": member, "order": order, "orderline": line, "engagementevent": event, "consent": consent, "consentevent": consent_event, "community": community}
     AuditEvent.objects.create(action="export", summary="x")
     ImportJob.objects.create(kind="members", original_name="m.csv")
-    # Tiers, circles and a pin for both members, so the crawl also covers segments' pages.
+    # Tiers, circles and a pin for both members, so the crawl also covers segments' pages:
+    # member A is pinned to gold (A) from today, member B only from 2098 and stays in C.
+    tiers_recompute()
+    for key, starts in (("a", None), ("b", dt.date(2098, 1, 1))):
+        rows[key]["tierpin"] = TierPin.objects.create(
+            member=rows[key]["member"], tier=Tier.objects.get(code="A"), ends_on=dt.date(2099, 1, 1), reason="key account",
+            **({"starts_on": starts} if starts else {}),
+        )
     tiers_recompute()
     for key in ("a", "b"):
-        rows[key]["tierpin"] = TierPin.objects.create(
-            member=rows[key]["member"], tier=Tier.objects.get(code="A"), ends_on=dt.date(2099, 1, 1), reason="key account"
-        )
         rows[key]["tierchange"] = TierChange.objects.filter(member=rows[key]["member"]).first()
     return {"leader_a": leader_a, **rows}
 
@@ -130,17 +134,32 @@ def test_an_auditor_reads_everything_and_changes_nothing(client, world):
     assert client.get(reverse("admin:crm_member_export")).status_code == 403
 
 
-def test_operators_see_all_members_but_not_the_full_numbers(client, world):
-    client.force_login(user_in(roles.SA_OPERATOR, is_staff=True))
+@pytest.mark.parametrize("role, mine, theirs", [(roles.SA_OPERATOR, "a", "b"), (roles.BC_OPERATOR, "b", "a")])
+def test_operators_see_the_members_of_their_tiers_but_not_the_full_numbers(client, world, role, mine, theirs):
+    client.force_login(user_in(role, is_staff=True))
+    foreign = [world[theirs]["member"].name, world[theirs]["order"].order_no, world[theirs]["member"].external_id]
     responses = crawl(client)
     for url, response in responses.items():
+        assert response.status_code in (200, 302, 403), (url, response.status_code)
         body = response.content.decode()
         assert not re.search(r"1[3-9]\d{9}", body), url
+        for marker in foreign:
+            assert marker not in body, (url, marker)
     html = responses[reverse("admin:crm_member_changelist")].content.decode()
-    assert "会员A" in html and "会员B" in html
+    assert world[mine]["member"].name in html
+    assert client.get(reverse("admin:crm_member_change", args=[world[theirs]["member"].pk])).status_code == 302
+    # Community names are not personal data: both show in the filter's autocomplete.
+    found = client.get(reverse("admin:autocomplete"), {"app_label": "crm", "model_name": "member", "field_name": "community", "term": ""}).json()
+    assert len(found["results"]) == 2
     assert responses[reverse("admin:crm_auditevent_changelist")].status_code == 403
-    assert client.get(reverse("admin:crm_member_export")).status_code == 200
-    assert client.get(reverse("admin:crm_member_reveal_mobile", args=[world["b"]["member"].pk])).status_code == 403
+    form = client.get(reverse("admin:crm_member_export")).context["form"]
+    data = {name: "on" for name, field in form.fields.items() if field.widget.input_type == "checkbox"}
+    data["format"] = next(value for value, label in form.fields["format"].choices if label == "csv")
+    if "resource" in form.fields:
+        data["resource"] = form.fields["resource"].choices[0][0]
+    exported = client.post(reverse("admin:crm_member_export"), data).content.decode("utf-8-sig")
+    assert world[mine]["member"].external_id in exported and world[theirs]["member"].external_id not in exported
+    assert client.get(reverse("admin:crm_member_reveal_mobile", args=[world[mine]["member"].pk])).status_code == 403
 
 
 def test_a_leader_sees_his_orders_newest_first(client, world):

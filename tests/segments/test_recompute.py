@@ -253,3 +253,12 @@ def test_an_order_in_the_early_hours_of_the_windows_first_day_counts():
     tiers_recompute(as_of=AS_OF)
     metrics = MemberMetrics.objects.get(member=member)
     assert (metrics.orders_365, metrics.spend_365) == (1, Decimal("50.00"))
+
+
+def test_an_order_saved_while_the_ladder_is_unusable_is_kept_and_waits(django_capture_on_commit_callbacks):
+    member = MemberFactory()
+    Tier.objects.filter(is_catch_all=True).update(is_catch_all=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        OrderFactory(member=member, amount=Decimal("30"))
+    assert Order.objects.filter(member=member).count() == 1
+    assert not MemberMetrics.objects.filter(member=member).exists()
