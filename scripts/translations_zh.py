@@ -701,4 +701,6 @@ ZH = {
     'redeemed': '已核销',
     'expired': '已过期',
     'valid': '有效',
+    'operated by': '负责运营的角色',
+    "Staff in these roles see and work this tier's members (without seeing every member).": '这些角色的员工可以查看并运营本等级的会员（无需查看全部会员）。',
 }
