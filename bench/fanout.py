@@ -70,6 +70,8 @@ def main() -> None:
     SendingPolicy.objects.filter(pk=policy.pk).update(
         quiet_start=dt.time(0), quiet_end=dt.time(0), usual_hour=False, cap_messages=10_000, rate_sms=0
     )
+    policy.refresh_from_db()
+    assert not policy.usual_hour and policy.quiet_start == policy.quiet_end, "another run restored the policy: run one bench at a time"
     template, _ = MessageTemplate.objects.get_or_create(
         name="bench: 补货提醒",
         defaults={"body": "{{ salutation }}，您常买的{{ usual_product }}补货啦{% if next_tier %}，再消费¥{{ gap_spend }}即可升级{{ next_tier }}会员{% endif %}。"

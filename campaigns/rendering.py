@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -175,27 +175,61 @@ def address_rules() -> list[AddressRule]:
     return [AddressRule(rule.gender, rule.age_band, rule.suffix) for rule in SalutationRule.objects.all()]
 
 
+def _id_list(cursor, ids: list[int]) -> tuple[str, list]:
+    """`= ANY(%s)` with one array parameter on PostgreSQL (no per-id placeholders), IN (…) elsewhere."""
+    if cursor.db.vendor == "postgresql":
+        return "= ANY(%s)", [list(ids)]
+    return f"IN ({', '.join(['%s'] * len(ids))})", list(ids)
+
+
 def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, str]:
-    """The product each member bought most often since a moment (one GROUP BY for the batch)."""
-    from django.db.models import Count
+    """The product each member bought most often since a moment (ties: the name first in order).
 
-    from crm.models import OrderLine, OrderStatus
+    Two index lookups in raw SQL, not one join through the ORM: as one join
+    PostgreSQL misestimated a batch of 500 members and hashed every order
+    line (3.3 s a batch on 32M lines), and the ORM spent 0.2 s preparing
+    11,000 order ids as parameters."""
+    from django.db import connection
 
-    counts: dict[int, tuple[int, str]] = {}
-    rows = (
-        OrderLine.objects.filter(order__member_id__in=list(member_ids), order__status=OrderStatus.PAID, order__ordered_at__gte=since)
-        .values_list("order__member_id", "product__name")
-        .annotate(n=Count("id"))
-    )
-    for member_id, product, n in rows:
-        best = counts.get(member_id)
-        if best is None or (n, best[1]) > (best[0], product):
-            counts[member_id] = (n, product)
-    return {member_id: product for member_id, (_n, product) in counts.items()}
+    from crm.models import OrderStatus, Product
+
+    member_ids = list(member_ids)
+    if not member_ids:
+        return {}
+    counts: Counter = Counter()
+    with connection.cursor() as cursor:
+        members_in, params = _id_list(cursor, member_ids)
+        cursor.execute(
+            f"SELECT id, member_id FROM crm_order WHERE member_id {members_in} AND status = %s AND ordered_at >= %s",  # nosec B608
+            [*params, OrderStatus.PAID, since],
+        )
+        order_member = dict(cursor.fetchall())
+        order_ids = list(order_member)
+        for start in range(0, len(order_ids), 10_000):
+            orders_in, params = _id_list(cursor, order_ids[start : start + 10_000])
+            cursor.execute(f"SELECT order_id, product_id FROM crm_orderline WHERE order_id {orders_in}", params)  # nosec B608
+            for order_id, product_id in cursor.fetchall():
+                counts[(order_member[order_id], product_id)] += 1
+    names = dict(Product.objects.filter(pk__in={product for _member, product in counts}).values_list("pk", "name"))
+    best: dict[int, tuple[int, str]] = {}
+    for (member_id, product_id), n in counts.items():
+        name = names.get(product_id, "")
+        current = best.get(member_id)
+        if current is None or n > current[0] or (n == current[0] and name < current[1]):
+            best[member_id] = (n, name)
+    return {member_id: name for member_id, (_n, name) in best.items()}
+
+
+# What contexts_for reads of each member (a caller that already holds these rows passes them).
+MEMBER_FIELDS = ("id", "name", "gender", "age_band", "community__name", "community__leader__display_name")
 
 
 def contexts_for(
-    member_ids: Sequence[int], coupons: dict[int, CouponView | None] | None = None, *, now: dt.datetime | None = None
+    member_ids: Sequence[int],
+    coupons: dict[int, CouponView | None] | None = None,
+    *,
+    now: dt.datetime | None = None,
+    members: Iterable[dict] | None = None,
 ) -> dict[int, dict]:
     """The template context of each member, built with four queries whatever the batch size."""
     from crm.models import Member
@@ -217,9 +251,8 @@ def contexts_for(
         )
     }
     contexts: dict[int, dict] = defaultdict(dict)
-    members = Member.objects.filter(pk__in=member_ids).values(
-        "id", "name", "gender", "age_band", "community__name", "community__leader__display_name"
-    )
+    if members is None:
+        members = Member.objects.filter(pk__in=member_ids).values(*MEMBER_FIELDS)
     for member in members:
         row = metrics.get(member["id"], {})
         rung = by_id.get(row.get("tier_id")) if row else None

@@ -263,4 +263,4 @@ EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "crm@localhost")
 # Deliveries per Celery task: one task carries a batch, never one member.
-CAMPAIGN_BATCH = int(os.environ.get("CAMPAIGN_BATCH", "500"))
+CAMPAIGN_BATCH = int(os.environ.get("CAMPAIGN_BATCH", "1000"))
