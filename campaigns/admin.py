@@ -36,8 +36,9 @@ from campaigns.models import (
 )
 from campaigns.rendering import CONTEXT_VARIABLES, CouponView, compile_template, contexts_for, render, sms_segments, with_unsubscribe
 from crm.admin_base import BigTableAdmin, ReadOnlyAdmin
+from crm.audit import audit_record
 from crm.masking import mask_mobile
-from crm.models import Member
+from crm.models import AuditAction, Member
 from segments.models import MemberMetrics
 
 SAMPLE_MEMBERS = 3
@@ -152,6 +153,10 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+        audit_record(
+            actor=request.user, action=AuditAction.CAMPAIGN, summary=f"template {'changed' if change else 'created'}: {obj.name}",
+            obj=obj, detail={"fields": form.changed_data}, request=request,
+        )
 
 
 class VariantInline(admin.TabularInline):
@@ -217,6 +222,12 @@ class CampaignAdmin(admin.ModelAdmin):
     def targets(self, obj: Campaign) -> str:
         names = [str(t) for t in obj.target_tiers.all()] + [c.name for c in obj.target_circles.all()]
         return "、".join(names) or "—"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """Only a draft that never sent anything: a campaign's messages are the record of what members received."""
+        if obj is not None and (not obj.editable or obj.deliveries.exists()):
+            return False
+        return super().has_delete_permission(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and not obj.editable:

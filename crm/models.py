@@ -412,7 +412,7 @@ class AuditAction(models.TextChoices):
     ERASURE = "erasure", _("personal data erased")
     TIER = "tier", _("tier, pin or review")
     RULES = "rules", _("tiers or circles edited")
-    CAMPAIGN = "campaign", _("campaign submitted, approved, launched or cancelled")
+    CAMPAIGN = "campaign", _("template or campaign state changed")
 
 
 class AuditEvent(models.Model):

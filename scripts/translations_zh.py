@@ -693,7 +693,7 @@ ZH = {
     'Coupons: %(i)s issued, %(r)s redeemed (orders worth ¥%(v)s).': '优惠券：发放 %(i)s 张，核销 %(r)s 张（订单金额 ¥%(v)s）。',
     "p-value: two-proportion z-test of the variant's conversion rate against the control group's; ✔ below 0.05.": 'p 值：版本转化率与对照组转化率的双比例 z 检验；低于 0.05 标 ✔。',
     'not an email address': '不是有效的邮箱地址',
-    'campaign submitted, approved, launched or cancelled': '活动提交、审批、启动或取消',
+    'template or campaign state changed': '修改模板或活动状态',
     "Shared by all workers; 0: no limit.": "所有后台任务共用；0 表示不限。",
     'Messages and coupons': '消息与优惠券',
     'latest messages': '最近消息',

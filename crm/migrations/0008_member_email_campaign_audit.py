@@ -18,6 +18,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='auditevent',
             name='action',
-            field=models.CharField(choices=[('export', 'export'), ('reveal_mobile', 'mobile revealed'), ('consent_change', 'consent changed'), ('import', 'import'), ('pipl_export', 'personal data exported'), ('erasure', 'personal data erased'), ('tier', 'tier, pin or review'), ('rules', 'tiers or circles edited'), ('campaign', 'campaign submitted, approved, launched or cancelled')], max_length=20, verbose_name='action'),
+            field=models.CharField(choices=[('export', 'export'), ('reveal_mobile', 'mobile revealed'), ('consent_change', 'consent changed'), ('import', 'import'), ('pipl_export', 'personal data exported'), ('erasure', 'personal data erased'), ('tier', 'tier, pin or review'), ('rules', 'tiers or circles edited'), ('campaign', 'template or campaign state changed')], max_length=20, verbose_name='action'),
         ),
     ]

@@ -60,6 +60,16 @@ def test_a_template_with_an_unknown_variable_is_not_saved(admin_client):
     assert not MessageTemplate.objects.filter(name="坏模板").exists()
 
 
+def test_saving_a_template_is_in_the_audit_log(admin_client):
+    data = {"name": "补货", "channel": "sms", "purpose": "marketing", "subject": "", "body": "{{ salutation }}，补货啦"}
+    admin_client.post(reverse("admin:campaigns_messagetemplate_add"), data)
+    template = MessageTemplate.objects.get(name="补货")
+    admin_client.post(reverse("admin:campaigns_messagetemplate_change", args=[template.pk]), {**data, "body": "{{ salutation }}，到货啦"})
+    events = AuditEvent.objects.filter(action="campaign", object_id=str(template.pk)).order_by("at")
+    assert [e.summary for e in events] == ["template created: 补货", "template changed: 补货"]
+    assert events.last().detail["fields"] == ["body"]
+
+
 def test_the_dry_run_page_shows_the_funnel_and_the_messages(admin_client, auntie_zhang):
     campaign = Campaign.objects.create(name="升级冲刺", status=CampaignStatus.DRAFT)
     campaign.target_tiers.set(Tier.objects.filter(code="B"))
@@ -121,6 +131,7 @@ def test_a_campaign_out_of_draft_cannot_be_edited(admin_client, auntie_zhang):
     Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SCHEDULED)
     page = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content.decode()
     assert 'name="name"' not in page
+    assert admin_client.get(reverse("admin:campaigns_campaign_delete", args=[campaign.pk])).status_code == 403
 
 
 def test_a_group_leader_sees_no_campaign(client, auntie_zhang):
