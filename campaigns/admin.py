@@ -35,7 +35,7 @@ from campaigns.models import (
     Variant,
 )
 from campaigns.rendering import CONTEXT_VARIABLES, CouponView, compile_template, contexts_for, render, sms_segments, with_unsubscribe
-from crm.admin_base import BigTableAdmin, ReadOnlyAdmin
+from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.masking import mask_mobile
 from crm.models import AuditAction, Member
@@ -120,7 +120,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         if obj is None or not obj.pk:
             return _("Save the template to preview it for real members.")
         member_ids = sample_member_ids()
-        external_id = getattr(self, "_preview_external_id", "")
+        external_id = getattr(obj, "preview_member", "")
         if external_id:
             chosen = Member.objects.filter(external_id=external_id).values_list("pk", flat=True).first()
             member_ids = [chosen] if chosen else []
@@ -145,9 +145,12 @@ class MessageTemplateAdmin(admin.ModelAdmin):
             _("Add ?member=<member ID> to the address to preview for one member. Coupon values here are a sample."),
         )
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        self._preview_external_id = request.GET.get("member", "").strip()
-        return super().change_view(request, object_id, form_url, extra_context)
+    def get_object(self, request, object_id, from_field=None):
+        """The object of this request carries the member to preview (?member=…): the admin instance is shared."""
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj.preview_member = request.GET.get("member", "").strip()
+        return obj
 
     def save_model(self, request, obj, form, change) -> None:
         if not change:
@@ -337,7 +340,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(BigTableAdmin):
+class DeliveryAdmin(ReadOnlyAdmin, BigTableAdmin):
     member_path = "member"
     list_display = ("id", "campaign", "member_link", "channel", "status", "skip_reason", "due_at", "sent_at", "attempts", "error")
     list_filter = ("status", "skip_reason", "channel", "campaign")
@@ -349,15 +352,6 @@ class DeliveryAdmin(BigTableAdmin):
     @admin.display(description=_("member"))
     def member_link(self, obj: Delivery) -> str:
         return format_html('<a href="{}">{}</a>', reverse("admin:crm_member_change", args=[obj.member_id]), obj.member)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def _may_reconcile(self, request) -> bool:
         return request.user.has_perm("campaigns.change_campaign")
@@ -423,7 +417,7 @@ class BannedWordAdmin(admin.ModelAdmin):
 
 
 @admin.register(SendingPolicy)
-class SendingPolicyAdmin(admin.ModelAdmin):
+class SendingPolicyAdmin(SingletonAdmin):
     fieldsets = (
         (_("Frequency cap"), {"fields": ("cap_messages", "cap_days")}),
         (_("Quiet hours"), {"fields": ("quiet_start", "quiet_end", "usual_hour")}),
@@ -431,12 +425,3 @@ class SendingPolicyAdmin(admin.ModelAdmin):
         (_("Rate per channel"), {"fields": ("rate_sms", "rate_wecom", "rate_email", "rate_push")}),
         (_("Retries"), {"fields": ("max_attempts", "stale_minutes")}),
     )
-
-    def has_add_permission(self, request) -> bool:
-        return not SendingPolicy.objects.exists() and super().has_add_permission(request)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        return HttpResponseRedirect(reverse("admin:campaigns_sendingpolicy_change", args=[SendingPolicy.current().pk]))

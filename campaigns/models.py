@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import AgeBand, Category, Channel, Gender, Member, Order
+from crm.models import AgeBand, Category, Channel, Gender, Member, Order, SingletonRow
 from segments.models import Circle, Tier
 
 
@@ -56,7 +56,7 @@ class BannedWord(models.Model):
 RATE_HELP = _("Shared by all workers; 0: no limit.")
 
 
-class SendingPolicy(models.Model):
+class SendingPolicy(SingletonRow):
     """The one row of sending rules; staff edit it in the admin."""
 
     cap_messages = models.PositiveSmallIntegerField(
@@ -88,11 +88,6 @@ class SendingPolicy(models.Model):
 
     def __str__(self) -> str:
         return str(_("sending policy"))
-
-    @classmethod
-    def current(cls) -> SendingPolicy:
-        policy, _created = cls.objects.get_or_create(pk=1)
-        return policy
 
     def rate_for(self, channel: str) -> int:
         return getattr(self, f"rate_{channel}", 1000)

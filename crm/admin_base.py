@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from import_export.admin import ExportMixin
@@ -87,3 +89,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class SingletonAdmin(admin.ModelAdmin):
+    """The one row of a SingletonRow model: the menu entry opens it, nobody adds or deletes."""
+
+    def has_add_permission(self, request) -> bool:
+        return not self.model.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        opts = self.model._meta
+        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[self.model.current().pk]))

@@ -15,6 +15,18 @@ from crm.masking import mask_mobile
 from crm.validators import validate_cn_mobile
 
 
+class SingletonRow(models.Model):
+    """A table of exactly one row (pk 1) of settings staff edit in the admin."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def current(cls):
+        row, _created = cls.objects.get_or_create(pk=1)
+        return row
+
+
 class GroupLeader(models.Model):
     """A group leader (团长): a staff user who runs one or more community groups."""
 

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, ScopedAdmin
+from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, ScopedAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.models import AuditAction, Member
 from segments import services
@@ -368,22 +368,12 @@ class RecomputeRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SegmentSettings)
-class SegmentSettingsAdmin(admin.ModelAdmin):
+class SegmentSettingsAdmin(SingletonAdmin):
     fieldsets = (
         (_("Review queue"), {"fields": ("review_multiple", "review_min_amount")}),
         (_("Churn risk"), {"fields": ("churn_model", "churn_time_unit", "churn_min_members", "risk_high_below", "risk_medium_below")}),
         (_("Trend and V score"), {"fields": ("trend_ratio", "v_weight_share", "v_weight_invite", "v_weight_group_message", "v_weight_group_buy")}),
     )
-
-    def has_add_permission(self, request) -> bool:
-        return not SegmentSettings.objects.exists() and super().has_add_permission(request)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        settings_row = SegmentSettings.current()
-        return HttpResponseRedirect(reverse("admin:segments_segmentsettings_change", args=[settings_row.pk]))
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

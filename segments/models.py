@@ -16,7 +16,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import Category, Community, Member
+from crm.models import Category, Community, Member, SingletonRow
 
 
 class Comparison(models.TextChoices):
@@ -339,7 +339,7 @@ class CircleMembership(models.Model):
         constraints = [models.UniqueConstraint(fields=["circle", "member"], name="segments_circle_member_unique")]
 
 
-class SegmentSettings(models.Model):
+class SegmentSettings(SingletonRow):
     """One row: the knobs of the recompute that are not part of a tier or a circle."""
 
     review_multiple = models.DecimalField(
@@ -372,11 +372,6 @@ class SegmentSettings(models.Model):
 
     def __str__(self) -> str:
         return str(_("recompute settings"))
-
-    @classmethod
-    def current(cls) -> SegmentSettings:
-        settings_row, _created = cls.objects.get_or_create(pk=1)
-        return settings_row
 
 
 class ChurnFit(models.Model):
