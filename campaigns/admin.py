@@ -10,6 +10,7 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -39,7 +40,9 @@ from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.masking import mask_mobile
 from crm.models import AuditAction, Member
-from segments.models import MemberMetrics
+from crm.scoping import sees_all_members
+from segments.models import MemberMetrics, Tier
+from segments.scoping import operated_tier_ids
 
 SAMPLE_MEMBERS = 3
 
@@ -196,7 +199,12 @@ class CampaignForm(forms.ModelForm):
             self.add_error("coupon_category", _("A category coupon needs the category."))
         if cleaned.get("send_at") and cleaned.get("crontab"):
             self.add_error("crontab", _("Choose a time or a repeat, not both."))
+        if self.limited_to_own_tiers and not cleaned.get("target_tiers"):
+            self.add_error("target_tiers", _("Choose at least one of the tiers you operate."))
         return cleaned
+
+    # Set per request by CampaignAdmin.get_form: an operator's campaign stays within his tiers.
+    limited_to_own_tiers = False
 
 
 @admin.register(Campaign)
@@ -220,6 +228,24 @@ class CampaignAdmin(admin.ModelAdmin):
         (_("Coupon"), {"fields": ("coupon_kind", "coupon_value", "coupon_threshold", "coupon_percent", "coupon_category", "coupon_days")}),
         (_("When"), {"fields": ("send_at", "crontab", "conversion_days")}),
     )
+
+    def get_queryset(self, request):
+        """An operator sees the campaigns aimed at his tiers, and his own drafts."""
+        queryset = super().get_queryset(request)
+        if sees_all_members(request.user):
+            return queryset
+        mine = Q(target_tiers__in=operated_tier_ids(request.user)) | Q(created_by=request.user)
+        return queryset.filter(pk__in=Campaign.objects.filter(mine).values("pk"))
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "target_tiers" and not sees_all_members(request.user):
+            kwargs["queryset"] = Tier.objects.filter(pk__in=operated_tier_ids(request.user))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.limited_to_own_tiers = not sees_all_members(request.user)
+        return form
 
     @admin.display(description=_("who"))
     def targets(self, obj: Campaign) -> str:
@@ -252,7 +278,7 @@ class CampaignAdmin(admin.ModelAdmin):
         ]
 
     def _campaign(self, request, campaign_id: int) -> Campaign:
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        campaign = get_object_or_404(self.get_queryset(request), pk=campaign_id)
         if not self.has_view_permission(request, campaign):
             raise PermissionDenied
         return campaign

@@ -703,4 +703,5 @@ ZH = {
     'valid': '有效',
     'operated by': '负责运营的角色',
     "Staff in these roles see and work this tier's members (without seeing every member).": '这些角色的员工可以查看并运营本等级的会员（无需查看全部会员）。',
+    'Choose at least one of the tiers you operate.': '请至少选择一个您负责的等级。',
 }

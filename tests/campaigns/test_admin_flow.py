@@ -156,3 +156,26 @@ def test_a_repeating_campaign_gets_a_beat_entry_on_approval_and_loses_it_on_canc
     assert (task.task, task.args, task.enabled) == ("campaigns.tasks.campaign_launch_task", f"[{campaign.pk}]", True)
     services.campaign_cancel(campaign=campaign, user=author)
     assert not PeriodicTask.objects.get(pk=task.pk).enabled
+
+
+def test_operators_see_and_target_only_their_own_tiers(client, auntie_zhang):
+    sa, bc = UserFactory(username="sa"), UserFactory(username="bc")
+    sa.groups.add(Group.objects.get(name="S/A 运营 S/A operator"))
+    bc.groups.add(Group.objects.get(name="B/C 运营 B/C operator"))
+    gold = Campaign.objects.create(name="黄金专享", created_by=UserFactory(username="hq"))
+    gold.target_tiers.set(Tier.objects.filter(code="A"))
+    silver = Campaign.objects.create(name="白银冲刺", created_by=UserFactory(username="hq2"))
+    silver.target_tiers.set(Tier.objects.filter(code="B"))
+    client.force_login(sa)
+    listing = client.get(reverse("admin:campaigns_campaign_changelist")).content.decode()
+    assert "黄金专享" in listing and "白银冲刺" not in listing
+    assert client.get(reverse("admin:campaigns_campaign_funnel", args=[silver.pk])).status_code == 404
+    client.force_login(bc)
+    form = client.get(reverse("admin:campaigns_campaign_add")).context["adminform"].form
+    assert sorted(t.code for t in form.fields["target_tiers"].queryset) == ["B", "C"]
+    response = client.post(reverse("admin:campaigns_campaign_add"), {
+        "name": "全员", "channel": "sms", "purpose": "marketing", "control_share": 0, "coupon_days": 7, "conversion_days": 7,
+        "variants-TOTAL_FORMS": 0, "variants-INITIAL_FORMS": 0, "variants-MIN_NUM_FORMS": 1, "variants-MAX_NUM_FORMS": 1000,
+    })
+    assert "Choose at least one of the tiers you operate." in response.content.decode()
+    assert not Campaign.objects.filter(name="全员").exists()
