@@ -178,7 +178,7 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
     )
     quiet = in_quiet_hours(now, rules)
     skipped: dict[str, list[int]] = defaultdict(list)
-    later: list[tuple[int, dt.datetime]] = []
+    later: dict[dt.datetime, list[int]] = defaultdict(list)  # few distinct times: one per usual hour
     to_send: list[dict] = []
     for row in rows:
         member = members.get(row["member_id"])
@@ -195,7 +195,7 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
         elif marketing and cap_reached(recent.get(row["member_id"], 0), rules):
             skipped[SkipReason.CAP].append(row["id"])
         elif marketing and quiet:
-            later.append((row["id"], send_time(now, member["metrics__usual_order_hour"], rules)))
+            later[send_time(now, member["metrics__usual_order_hour"], rules)].append(row["id"])
         else:
             if marketing:
                 recent[row["member_id"]] = recent.get(row["member_id"], 0) + 1
@@ -203,11 +203,11 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
     for reason, pks in skipped.items():
         Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason)
         outcome[DeliveryStatus.SKIPPED] += len(pks)
-    for pk, due in later:
-        Delivery.objects.filter(pk=pk).update(
+    for due, pks in later.items():
+        Delivery.objects.filter(pk__in=pks).update(
             status=DeliveryStatus.QUEUED, due_at=due, enqueued_at=None, claimed_at=None, attempts=0
         )
-    outcome["waiting"] += len(later)
+        outcome["waiting"] += len(pks)
     by_campaign: dict[int, list[dict]] = defaultdict(list)
     for row in to_send:
         by_campaign[row["campaign_id"]].append(row)

@@ -113,7 +113,7 @@ def campaign_reject(*, campaign: Campaign, user, reason: str) -> None:
 
 
 def _periodic_task_set(campaign: Campaign, *, enabled: bool) -> None:
-    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
     if campaign.periodic_task_id is None:
         if not enabled:
@@ -127,9 +127,7 @@ def _periodic_task_set(campaign: Campaign, *, enabled: bool) -> None:
         campaign.save(update_fields=["periodic_task"])
     else:
         PeriodicTask.objects.filter(pk=campaign.periodic_task_id).update(enabled=enabled, crontab=campaign.crontab)
-        from django_celery_beat.models import PeriodicTasks
-
-        PeriodicTasks.update_changed()
+        PeriodicTasks.update_changed()  # bulk updates bypass the signal beat watches
 
 
 def campaign_launch(*, campaign: Campaign, user=None, now: dt.datetime | None = None, force: bool = False) -> int:
