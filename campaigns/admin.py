@@ -29,13 +29,12 @@ from campaigns.models import (
     Delivery,
     InboundReply,
     MessageTemplate,
-    Purpose,
     SalutationRule,
     SendingPolicy,
     SkipReason,
     Variant,
 )
-from campaigns.rendering import CONTEXT_VARIABLES, CouponView, compile_template, contexts_for, render, sms_segments, with_unsubscribe
+from campaigns.rendering import CONTEXT_VARIABLES, CouponView, compile_template, contexts_for, message_text, sms_segments
 from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.masking import mask_mobile
@@ -60,9 +59,7 @@ def preview_texts(template: MessageTemplate, member_ids: list[int], *, coupon_sa
     for pk in member_ids:
         if pk not in contexts:
             continue
-        text = render(body, contexts[pk])
-        if template.channel == "sms" and template.purpose == Purpose.MARKETING:
-            text = with_unsubscribe(text, policy.sms_unsubscribe)
+        text = message_text(body, contexts[pk], channel=template.channel, purpose=template.purpose, unsubscribe_line=policy.sms_unsubscribe)
         previews.append(
             {"member": members[pk], "text": text, "chars": len(text), "segments": sms_segments(text) if template.channel == "sms" else None}
         )

@@ -23,6 +23,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from campaigns.models import Purpose
+
 CONTEXT_VARIABLES: dict[str, object] = {
     "salutation": gettext_lazy("polite form of address from surname, gender and age band (张阿姨, 王姐, 李先生)"),
     "name": gettext_lazy("the member's name"),
@@ -114,6 +116,14 @@ def with_unsubscribe(text: str, line: str) -> str:
     return f"{text}{line}"
 
 
+def message_text(template: Template, context: dict[str, object], *, channel: str, purpose: str, unsubscribe_line: str) -> str:
+    """The text a member receives: marketing SMS end with the unsubscribe line, nothing else does."""
+    text = render(template, context)
+    if channel == "sms" and purpose == Purpose.MARKETING:
+        text = with_unsubscribe(text, unsubscribe_line)
+    return text
+
+
 def sms_segments(text: str) -> int:
     """How many SMS a text is billed as (70 characters in one, 67 per part when longer)."""
     if len(text) <= SMS_SINGLE:
@@ -175,13 +185,6 @@ def address_rules() -> list[AddressRule]:
     return [AddressRule(rule.gender, rule.age_band, rule.suffix) for rule in SalutationRule.objects.all()]
 
 
-def _id_list(cursor, ids: list[int]) -> tuple[str, list]:
-    """`= ANY(%s)` with one array parameter on PostgreSQL (no per-id placeholders), IN (…) elsewhere."""
-    if cursor.db.vendor == "postgresql":
-        return "= ANY(%s)", [list(ids)]
-    return f"IN ({', '.join(['%s'] * len(ids))})", list(ids)
-
-
 def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, str]:
     """The product each member bought most often since a moment (ties: the name first in order).
 
@@ -191,6 +194,7 @@ def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, s
     11,000 order ids as parameters."""
     from django.db import connection
 
+    from crm.bulkload import sql_in
     from crm.models import OrderStatus, Product
 
     member_ids = list(member_ids)
@@ -198,7 +202,7 @@ def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, s
         return {}
     counts: Counter = Counter()
     with connection.cursor() as cursor:
-        members_in, params = _id_list(cursor, member_ids)
+        members_in, params = sql_in(cursor, member_ids)
         cursor.execute(
             f"SELECT id, member_id FROM crm_order WHERE member_id {members_in} AND status = %s AND ordered_at >= %s",  # nosec B608
             [*params, OrderStatus.PAID, since],
@@ -206,7 +210,7 @@ def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, s
         order_member = dict(cursor.fetchall())
         order_ids = list(order_member)
         for start in range(0, len(order_ids), 10_000):
-            orders_in, params = _id_list(cursor, order_ids[start : start + 10_000])
+            orders_in, params = sql_in(cursor, order_ids[start : start + 10_000])
             cursor.execute(f"SELECT order_id, product_id FROM crm_orderline WHERE order_id {orders_in}", params)  # nosec B608
             for order_id, product_id in cursor.fetchall():
                 counts[(order_member[order_id], product_id)] += 1

@@ -30,13 +30,13 @@ from campaigns.models import (
     Delivery,
     DeliveryStatus,
     MessageTemplate,
-    Purpose,
     SendingPolicy,
     SkipReason,
     Variant,
 )
 from campaigns.policy import Rules, cap_reached, in_quiet_hours, send_time
-from campaigns.rendering import MEMBER_FIELDS, CouponView, compile_template, contexts_for, render, with_unsubscribe
+from campaigns.rendering import MEMBER_FIELDS, CouponView, compile_template, contexts_for, message_text, render
+from crm.bulkload import sql_in
 from crm.models import Consent, Member
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -78,12 +78,12 @@ def claim(ids: list[int], now: dt.datetime) -> list[int]:
     """Take the rows still queued and due; a row another worker took is not returned."""
     if not ids:
         return []
-    marks = ", ".join(["%s"] * len(ids))
     with connection.cursor() as cursor:
+        ids_in, id_params = sql_in(cursor, ids)
         cursor.execute(
             f"UPDATE campaigns_delivery SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # nosec B608
-            f"WHERE id IN ({marks}) AND status = %s AND due_at <= %s RETURNING id",
-            [DeliveryStatus.CLAIMED, now, *ids, DeliveryStatus.QUEUED, now],
+            f"WHERE id {ids_in} AND status = %s AND due_at <= %s RETURNING id",
+            [DeliveryStatus.CLAIMED, now, *id_params, DeliveryStatus.QUEUED, now],
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -237,9 +237,7 @@ def _send_campaign_batch(campaign: Campaign, rows: list[dict], members: dict, po
             compiled[variant.pk] = (compile_template(template.body), compile_template(template.subject) if template.subject else None)
         body, subject = compiled[variant.pk]
         context = contexts.get(row["member_id"], {})
-        text = render(body, context)
-        if row["channel"] == "sms" and campaign.purpose == Purpose.MARKETING:
-            text = with_unsubscribe(text, policy.sms_unsubscribe)
+        text = message_text(body, context, channel=row["channel"], purpose=campaign.purpose, unsubscribe_line=policy.sms_unsubscribe)
         messages.append(
             backends.OutboundMessage(
                 delivery_id=row["id"],

@@ -15,6 +15,14 @@ from django.db import connection
 SQLITE_BATCH = 10_000
 
 
+def sql_in(cursor, ids: Sequence[int]) -> tuple[str, list]:
+    """A membership test for many ids: `= ANY(%s)` with one array parameter on
+    PostgreSQL (no per-id placeholder for the driver to split), `IN (…)` elsewhere."""
+    if cursor.db.vendor == "postgresql":
+        return "= ANY(%s)", [list(ids)]
+    return f"IN ({', '.join(['%s'] * len(ids))})", list(ids)
+
+
 def load_rows(table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
     count = 0
     with connection.cursor() as cursor:
