@@ -10,6 +10,7 @@ models; every value is a query parameter (bandit B608 is marked below)."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, DeliveryStatus, SkipReason
 from campaigns.policy import Rules, send_times_by_hour
-from crm.models import Channel, Member
+from crm.models import Channel, Member, OrderLine, OrderStatus
 from segments.models import CircleMembership
 
 CONTACT_COLUMN = {Channel.SMS: "mobile", Channel.WECOM: "wechat_unionid", Channel.EMAIL: "email", Channel.PUSH: "external_id"}
@@ -31,14 +32,21 @@ CONTROL_MULTIPLIER, VARIANT_MULTIPLIER = 2654435761, 2246822519
 CAPPED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 
 
-def audience(campaign: Campaign) -> QuerySet[Member]:
+def audience(campaign: Campaign, *, now: dt.datetime | None = None) -> QuerySet[Member]:
     """Members in the target tiers (and, when circles are chosen too, in one of
-    those circles), minus exclusions; erased members never."""
+    those circles; when a product is chosen, who bought it within its days),
+    minus exclusions; erased members never."""
     members = Member.objects.filter(erased_at__isnull=True)
     tiers = list(campaign.target_tiers.values_list("pk", flat=True))
     circles = list(campaign.target_circles.values_list("pk", flat=True))
-    if not tiers and not circles:
+    if not tiers and not circles and not campaign.target_product_id:
         return members.none()
+    if campaign.target_product_id:
+        since = (now or timezone.now()) - dt.timedelta(days=campaign.target_product_days)
+        buyers = OrderLine.objects.filter(
+            product_id=campaign.target_product_id, order__status=OrderStatus.PAID, order__ordered_at__gte=since
+        ).values("order__member_id")
+        members = members.filter(pk__in=buyers)
     if tiers:
         members = members.filter(metrics__tier_id__in=tiers)
     if circles:
@@ -69,14 +77,40 @@ def _variant_case(campaign: Campaign) -> tuple[str, list]:
     return f"CASE {' '.join(parts)} ELSE %s END", [*params, variants[-1][0]]
 
 
-def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules) -> tuple[str, list]:
-    """One row per member of the audience not yet in this campaign's outbox:
-    the columns of a Delivery, with status and reason already decided."""
-    audience_sql, audience_params = audience(campaign).values("id").query.sql_with_params()
+@dataclass
+class Source:
+    """Where select_sql's members come from: FROM (aliasing crm_member as m) and
+    WHERE fragments, the control-group condition and the enrolment column."""
+
+    from_sql: str
+    where_sql: str
+    where_params: list = field(default_factory=list)
+    control_sql: str = "false"
+    control_params: list = field(default_factory=list)
+    enrolment_sql: str = "NULL"
+
+
+def campaign_source(campaign: Campaign, now: dt.datetime) -> Source:
+    """A campaign: its audience, minus members already in its outbox, with a
+    fixed pseudo-random control group."""
+    audience_sql, audience_params = audience(campaign, now=now).values("id").query.sql_with_params()
+    return Source(
+        from_sql="crm_member m",
+        where_sql=f"m.id IN ({audience_sql}) "  # nosec B608 - the ORM's own SQL
+        f"AND NOT EXISTS (SELECT 1 FROM campaigns_delivery d WHERE d.campaign_id = %s AND d.member_id = m.id)",
+        where_params=[*audience_params, campaign.pk],
+        control_sql=f"{BUCKET.format(multiplier=CONTROL_MULTIPLIER, salt='%s')} < %s",
+        control_params=[campaign.pk, campaign.control_share * 100],
+    )
+
+
+def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules, source: Source | None = None) -> tuple[str, list]:
+    """One row per member of the source (by default the campaign's audience not
+    yet in its outbox): the columns of a Delivery, with status and reason already decided."""
+    source = source or campaign_source(campaign, now)
     marketing = campaign.is_marketing
     channel = campaign.channel
     contact = CONTACT_COLUMN[channel]
-    control_bucket = BUCKET.format(multiplier=CONTROL_MULTIPLIER, salt="%s")
     variant_case, variant_params = _variant_case(campaign)
     reasons: list[tuple[str, list]] = []
     if marketing:
@@ -90,12 +124,10 @@ def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules) -> tuple[s
     )
     reason_sql = " ".join(f"WHEN {cond} THEN %s" for cond, _p in reasons)
     reason_params = [p for (cond, params), code in zip(reasons, reason_codes) for p in (*params, code)]
-    control = f"{control_bucket} < %s"
-    control_params = [campaign.pk, campaign.control_share * 100]
-    status_sql = f"CASE {reason_sql} WHEN {control} THEN %s ELSE %s END"
+    status_sql = f"CASE {reason_sql} WHEN {source.control_sql} THEN %s ELSE %s END"
     status_params = [
         p for (cond, params), _code in zip(reasons, reason_codes) for p in (*params, DeliveryStatus.SKIPPED)
-    ] + [*control_params, DeliveryStatus.CONTROL, DeliveryStatus.QUEUED]
+    ] + [*source.control_params, DeliveryStatus.CONTROL, DeliveryStatus.QUEUED]
     skip_sql = f"CASE {reason_sql} ELSE '' END"
     hours = send_times_by_hour(now, rules) if marketing else {None: now}
     due_sql = "CASE " + " ".join("WHEN mm.usual_order_hour = %s THEN %s" for hour in hours if hour is not None) + " ELSE %s END"
@@ -104,10 +136,10 @@ def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules) -> tuple[s
         due_sql, due_params = "%s", [hours[None]]
     sql = f"""
         SELECT %s AS campaign_id, m.id AS member_id,
-               {variant_case} AS variant_id,
+               {variant_case} AS variant_id, {source.enrolment_sql} AS enrolment_id,
                %s AS channel, %s AS is_marketing, {status_sql} AS status, {skip_sql} AS skip_reason,
                %s AS created_at, {due_sql} AS due_at, 0 AS attempts, '' AS provider_id, '' AS error
-          FROM crm_member m
+          FROM {source.from_sql}
           LEFT JOIN crm_consent c ON c.member_id = m.id AND c.channel = %s
           LEFT JOIN segments_membermetrics mm ON mm.member_id = m.id
           LEFT JOIN (
@@ -115,8 +147,7 @@ def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules) -> tuple[s
                  WHERE is_marketing AND status IN (%s, %s, %s) AND sent_at >= %s
                  GROUP BY member_id
           ) capped ON capped.member_id = m.id
-         WHERE m.id IN ({audience_sql})
-           AND NOT EXISTS (SELECT 1 FROM campaigns_delivery d WHERE d.campaign_id = %s AND d.member_id = m.id)
+         WHERE {source.where_sql}
     """  # nosec B608
     params = [
         campaign.pk,
@@ -130,13 +161,12 @@ def select_sql(campaign: Campaign, *, now: dt.datetime, rules: Rules) -> tuple[s
         channel,
         *CAPPED_STATUSES,
         now - dt.timedelta(days=rules.cap_days),
-        *audience_params,
-        campaign.pk,
+        *source.where_params,
     ]
     return sql, params
 
 
-COLUMNS = "campaign_id, member_id, variant_id, channel, is_marketing, status, skip_reason, created_at, due_at, attempts, provider_id, error"
+COLUMNS = "campaign_id, member_id, variant_id, enrolment_id, channel, is_marketing, status, skip_reason, created_at, due_at, attempts, provider_id, error"
 
 
 def funnel(campaign: Campaign, *, now: dt.datetime | None = None, policy=None) -> dict:
@@ -153,7 +183,7 @@ def funnel(campaign: Campaign, *, now: dt.datetime | None = None, policy=None) -
 
 
 def funnel_from_rows(campaign: Campaign, rows, *, already: int = 0) -> dict:
-    by_reason = {code: 0 for code in SkipReason.values if code != SkipReason.CANCELLED}
+    by_reason = {code: 0 for code in SkipReason.values if code not in (SkipReason.CANCELLED, SkipReason.EXITED)}
     variants = {pk: 0 for pk in campaign.variants.values_list("pk", flat=True)}
     total = control = to_send = 0
     for status, reason, variant_id, count in rows:
@@ -184,7 +214,8 @@ def deliveries_create(campaign: Campaign, *, now: dt.datetime, policy) -> int:
     sql, params = select_sql(campaign, now=now, rules=Rules.of(policy))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO campaigns_delivery ({COLUMNS}) {sql} ON CONFLICT (campaign_id, member_id) DO NOTHING",  # nosec B608
+            f"INSERT INTO campaigns_delivery ({COLUMNS}) {sql} "  # nosec B608
+            f"ON CONFLICT (campaign_id, member_id) WHERE enrolment_id IS NULL DO NOTHING",
             params,
         )
         return cursor.rowcount

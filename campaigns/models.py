@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from crm.models import AgeBand, Category, Channel, Gender, Member, Order, SingletonRow
+from crm.models import AgeBand, Category, Channel, Community, Gender, GroupLeader, Member, Order, Product, SingletonRow
 from segments.models import Circle, Tier
 
 
@@ -131,6 +131,7 @@ class CampaignStatus(models.TextChoices):
     SENDING = "sending", _("sending")
     DONE = "done", _("done")
     CANCELLED = "cancelled", _("cancelled")
+    JOURNEY = "journey", _("a journey's step")
 
 
 class CouponKind(models.TextChoices):
@@ -140,19 +141,9 @@ class CouponKind(models.TextChoices):
     CATEGORY = "category", _("amount off one category")
 
 
-class Campaign(models.Model):
-    name = models.CharField(_("name"), max_length=100, unique=True)
-    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices, default=Channel.SMS)
-    purpose = models.CharField(_("purpose"), max_length=10, choices=Purpose.choices, default=Purpose.MARKETING)
-    status = models.CharField(_("status"), max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
-    target_tiers = models.ManyToManyField(Tier, blank=True, related_name="+", verbose_name=_("tiers"))
-    target_circles = models.ManyToManyField(Circle, blank=True, related_name="+", verbose_name=_("circles"))
-    exclude_tiers = models.ManyToManyField(Tier, blank=True, related_name="+", verbose_name=_("except tiers"))
-    exclude_circles = models.ManyToManyField(Circle, blank=True, related_name="+", verbose_name=_("except circles"))
-    control_share = models.PositiveSmallIntegerField(
-        _("control group %"), default=0, validators=[MaxValueValidator(50)],
-        help_text=_("Members held back at random (no message), to measure the uplift."),
-    )
+class CouponTerms(models.Model):
+    """What a per-member coupon gives; a campaign and a journey step both carry one."""
+
     coupon_kind = models.CharField(_("coupon"), max_length=10, choices=CouponKind.choices, blank=True)
     coupon_value = models.DecimalField(_("coupon value ¥"), max_digits=8, decimal_places=2, null=True, blank=True)
     coupon_threshold = models.DecimalField(_("minimum spend ¥"), max_digits=8, decimal_places=2, null=True, blank=True)
@@ -164,6 +155,37 @@ class Campaign(models.Model):
     )
     coupon_days = models.PositiveSmallIntegerField(
         _("coupon valid days"), default=7, validators=[MinValueValidator(7), MaxValueValidator(14)]
+    )
+
+    class Meta:
+        abstract = True
+
+    def coupon_describe(self) -> str:
+        return Coupon(
+            kind=self.coupon_kind, value=self.coupon_value, threshold=self.coupon_threshold,
+            percent=self.coupon_percent, category=self.coupon_category,
+        ).describe()
+
+
+class Campaign(CouponTerms):
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices, default=Channel.SMS)
+    purpose = models.CharField(_("purpose"), max_length=10, choices=Purpose.choices, default=Purpose.MARKETING)
+    status = models.CharField(_("status"), max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
+    target_tiers = models.ManyToManyField(Tier, blank=True, related_name="+", verbose_name=_("tiers"))
+    target_circles = models.ManyToManyField(Circle, blank=True, related_name="+", verbose_name=_("circles"))
+    exclude_tiers = models.ManyToManyField(Tier, blank=True, related_name="+", verbose_name=_("except tiers"))
+    exclude_circles = models.ManyToManyField(Circle, blank=True, related_name="+", verbose_name=_("except circles"))
+    target_product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("buyers of product"),
+        help_text=_("A restock or offer reminder: members who bought this product (within the tiers and circles, when chosen)."),
+    )
+    target_product_days = models.PositiveSmallIntegerField(
+        _("bought within days"), default=90, validators=[MinValueValidator(1), MaxValueValidator(730)]
+    )
+    control_share = models.PositiveSmallIntegerField(
+        _("control group %"), default=0, validators=[MaxValueValidator(50)],
+        help_text=_("Members held back at random (no message), to measure the uplift."),
     )
     conversion_days = models.PositiveSmallIntegerField(
         _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)]
@@ -246,6 +268,7 @@ class SkipReason(models.TextChoices):
     NO_CONSENT = "no_consent", _("no consent for the channel")
     CAP = "cap", _("frequency cap reached")
     CANCELLED = "cancelled", _("campaign cancelled")
+    EXITED = "exited", _("left the journey")
 
 
 class Delivery(models.Model):
@@ -254,6 +277,11 @@ class Delivery(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("campaign"))
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("member"), db_index=False)
     variant = models.ForeignKey(Variant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("variant"))
+    # A journey step's message belongs to one enrolment: the same step reaches a
+    # member once per enrolment (a birthday every year), a campaign once ever.
+    enrolment = models.ForeignKey(
+        "Enrolment", on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries", verbose_name=_("journey enrolment")
+    )
     channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
     is_marketing = models.BooleanField(_("marketing"), default=True)
     status = models.CharField(_("status"), max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
@@ -270,7 +298,14 @@ class Delivery(models.Model):
     class Meta:
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
-        constraints = [models.UniqueConstraint(fields=["campaign", "member"], name="delivery_campaign_member_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "member"], condition=models.Q(enrolment__isnull=True), name="delivery_campaign_member_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "enrolment"], condition=models.Q(enrolment__isnull=False), name="delivery_step_enrolment_unique"
+            ),
+        ]
         indexes = [
             models.Index(fields=["status", "due_at"], name="delivery_status_due_idx"),
             models.Index(fields=["member", "sent_at"], name="delivery_member_sent_idx"),
@@ -336,3 +371,241 @@ class InboundReply(models.Model):
 
     def __str__(self) -> str:
         return f"{self.received_at:%Y-%m-%d %H:%M} {self.text[:20]}"
+
+
+# Journeys: a trigger enrols a member, and each step is sent on its day through
+# the same outbox as campaigns (each step owns a hidden campaign of status
+# "journey", so consent, the cap, quiet hours, coupons and reports all hold).
+
+
+class JourneyTrigger(models.TextChoices):
+    FIRST_ORDER = "first_order", _("first order")
+    NO_ORDER = "no_order", _("registered without an order for some days")
+    CIRCLE = "circle", _("entered a circle (e.g. became dormant)")
+    TIER_UP = "tier_up", _("moved up a tier")
+    BIRTHDAY = "birthday", _("birthday")
+
+
+class Journey(models.Model):
+    name = models.CharField(_("name"), max_length=60, unique=True)
+    trigger = models.CharField(_("starts on"), max_length=12, choices=JourneyTrigger.choices)
+    trigger_days = models.PositiveSmallIntegerField(
+        _("days without an order"), default=7, validators=[MinValueValidator(1)], help_text=_("Only for “registered without an order”.")
+    )
+    trigger_circle = models.ForeignKey(
+        Circle, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("circle"),
+        help_text=_("Only for “entered a circle”."),
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("precedence"), default=0,
+        help_text=_("0: runs alongside any other journey. Above 0: a member follows one such journey at a time; "
+                    "entering one of higher precedence ends the lower one, and a lower one does not start."),
+    )
+    exit_on_order = models.BooleanField(_("ends when the member orders"), default=False)
+    exit_on_consent = models.BooleanField(_("ends when consent is withdrawn"), default=True)
+    exit_on_tier_left = models.BooleanField(_("ends when the member leaves the tier"), default=False, help_text=_("For tier-up journeys."))
+    control_share = models.PositiveSmallIntegerField(
+        _("control group %"), default=0, validators=[MaxValueValidator(50)],
+        help_text=_("Enrolled members held back at random from every step, to measure the uplift."),
+    )
+    conversion_days = models.PositiveSmallIntegerField(
+        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)]
+    )
+    catch_up_days = models.PositiveSmallIntegerField(
+        _("catch up days"), default=2, validators=[MaxValueValidator(30)],
+        help_text=_("A trigger this many days old still enrols (after downtime); older ones never do, "
+                    "so switching a journey on does not reach the whole base at once."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+    description = models.TextField(_("what it is for"), blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("journey")
+        verbose_name_plural = _("journeys")
+        ordering = ("-priority", "name")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.trigger == JourneyTrigger.CIRCLE and not self.trigger_circle_id:
+            raise ValidationError({"trigger_circle": _("choose the circle whose new members start this journey")})
+
+
+class JourneyStep(CouponTerms):
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps", verbose_name=_("journey"))
+    day = models.PositiveSmallIntegerField(_("day"), help_text=_("Days after the trigger (0: the same day)."))
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, related_name="+", verbose_name=_("template"))
+    campaign = models.OneToOneField(Campaign, on_delete=models.PROTECT, null=True, editable=False, related_name="journey_step")
+
+    class Meta:
+        verbose_name = _("step")
+        verbose_name_plural = _("steps")
+        ordering = ("journey", "day")
+        constraints = [models.UniqueConstraint(fields=["journey", "day"], name="journey_step_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.journey} · D{self.day}"
+
+    def save(self, *args, **kwargs) -> None:
+        """Keep the step's own campaign (what the outbox sends and the report reads) in step."""
+        from django.db import transaction
+
+        with transaction.atomic():
+            terms = {f.attname: getattr(self, f.attname) for f in CouponTerms._meta.fields}
+            values = {
+                "name": f"旅程 {self.journey.name} · D{self.day}"[:100],
+                "channel": self.template.channel,
+                "purpose": self.template.purpose,
+                "status": CampaignStatus.JOURNEY,
+                "conversion_days": self.journey.conversion_days,
+                **terms,
+            }
+            if self.campaign_id is None:
+                self.campaign = Campaign.objects.create(**values)
+            else:
+                Campaign.objects.filter(pk=self.campaign_id).update(**values)
+            super().save(*args, **kwargs)
+            Variant.objects.update_or_create(campaign_id=self.campaign_id, label="A", defaults={"template": self.template, "share": 100})
+
+
+class EnrolmentStatus(models.TextChoices):
+    ACTIVE = "active", _("in the journey")
+    DONE = "done", _("completed")
+    EXITED = "exited", _("left early")
+
+
+class ExitReason(models.TextChoices):
+    ORDERED = "ordered", _("ordered again")
+    CONSENT = "consent", _("consent withdrawn")
+    LEFT_TIER = "left_tier", _("left the tier")
+    SUPERSEDED = "superseded", _("entered a journey of higher precedence")
+    STOPPED = "stopped", _("journey switched off or member erased")
+
+
+class Enrolment(models.Model):
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrolments", verbose_name=_("journey"))
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="enrolments", verbose_name=_("member"), db_index=False)
+    # What started it, so one trigger enrols once: first_order, birthday:2026, tierchange:812, circle:1763280000.
+    key = models.CharField(_("trigger"), max_length=40)
+    started_at = models.DateTimeField(_("triggered at"), help_text=_("Step days count from here."))
+    enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now)
+    status = models.CharField(_("status"), max_length=8, choices=EnrolmentStatus.choices, default=EnrolmentStatus.ACTIVE)
+    next_step = models.ForeignKey(
+        JourneyStep, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("next step")
+    )
+    is_control = models.BooleanField(_("control group"), default=False)
+    tier = models.ForeignKey(Tier, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("tier entered"))
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    exit_reason = models.CharField(_("left because"), max_length=10, choices=ExitReason.choices, blank=True)
+
+    class Meta:
+        verbose_name = _("enrolment")
+        verbose_name_plural = _("enrolments")
+        ordering = ("-enrolled_at",)
+        constraints = [
+            models.UniqueConstraint(fields=["member", "journey", "key"], name="enrolment_trigger_once"),
+            models.UniqueConstraint(
+                fields=["member", "journey"], condition=models.Q(status="active"), name="enrolment_one_active_per_journey"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_step", "started_at"], name="enrolment_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.journey} · {self.member}"
+
+
+# The group leader's worklist: built each morning, ticked off during the day.
+
+
+class WorklistKind(models.TextChoices):
+    AT_RISK = "at_risk", _("high-value member at risk")
+    DORMANT_VIP = "dormant_vip", _("dormant former S/A member")
+    BIRTHDAY = "birthday", _("birthday today")
+    NO_SECOND = "no_second", _("new member without a second order")
+    GROUP_MOVE = "group_move", _("group move after a tier change")
+
+
+class WorklistOutcome(models.TextChoices):
+    CONTACTED = "contacted", _("contacted")
+    NO_ANSWER = "no_answer", _("no answer")
+    ORDERED = "ordered", _("ordered")
+    NOT_INTERESTED = "declined", _("not interested")
+
+
+class WorklistRule(models.Model):
+    """One kind of worklist item: on or off, its priority and the script the leader reads out."""
+
+    kind = models.CharField(_("kind"), max_length=12, choices=WorklistKind.choices, unique=True)
+    active = models.BooleanField(_("active"), default=True)
+    priority = models.PositiveSmallIntegerField(_("priority"), default=50, help_text=_("Higher comes first in the list."))
+    script = models.TextField(
+        _("script"), help_text=_("One line in template syntax over the message variables, e.g. {{ salutation }}，您常买的{{ usual_product }}今天特价。")
+    )
+
+    class Meta:
+        verbose_name = _("worklist rule")
+        verbose_name_plural = _("worklist rules")
+        ordering = ("-priority",)
+
+    def __str__(self) -> str:
+        return self.get_kind_display()
+
+    def clean(self) -> None:
+        from campaigns.rendering import template_errors
+
+        errors = template_errors(self.script)
+        if errors:
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError({"script": errors})
+
+
+class WorklistSettings(SingletonRow):
+    vip_tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("high value from tier"),
+        help_text=_("Members in this tier or above count as high value (and, when dormant, as former VIPs)."),
+    )
+    dormant_circle = models.ForeignKey(
+        Circle, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("dormant circle")
+    )
+    new_member_from_days = models.PositiveSmallIntegerField(_("second order nudge from day"), default=3)
+    new_member_to_days = models.PositiveSmallIntegerField(_("until day"), default=30)
+    per_leader = models.PositiveSmallIntegerField(
+        _("items per leader per day"), default=20, validators=[MinValueValidator(1)],
+        help_text=_("The list stays short: the highest priorities first."),
+    )
+
+    class Meta:
+        verbose_name = _("worklist settings")
+        verbose_name_plural = _("worklist settings")
+
+    def __str__(self) -> str:
+        return str(_("worklist settings"))
+
+
+class WorklistItem(models.Model):
+    day = models.DateField(_("day"), db_index=True)
+    leader = models.ForeignKey(GroupLeader, on_delete=models.CASCADE, related_name="worklist", verbose_name=_("group leader"))
+    community = models.ForeignKey(Community, on_delete=models.CASCADE, related_name="+", verbose_name=_("community"))
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="worklist_items", verbose_name=_("member"), db_index=False)
+    kind = models.CharField(_("why"), max_length=12, choices=WorklistKind.choices)
+    priority = models.PositiveSmallIntegerField(_("priority"))
+    reason = models.CharField(_("reason"), max_length=200)
+    script = models.CharField(_("script"), max_length=300)
+    outcome = models.CharField(_("outcome"), max_length=10, choices=WorklistOutcome.choices, blank=True)
+    outcome_at = models.DateTimeField(_("marked at"), null=True, blank=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("worklist item")
+        verbose_name_plural = _("worklist")
+        ordering = ("-day", "-priority", "id")
+        constraints = [models.UniqueConstraint(fields=["day", "member", "kind"], name="worklist_item_once_a_day")]
+        indexes = [models.Index(fields=["leader", "day"], name="worklist_leader_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.member} · {self.get_kind_display()}"

@@ -33,6 +33,7 @@ CONTEXT_VARIABLES: dict[str, object] = {
     "gap_spend": gettext_lazy("spend still missing for the tier above, in yuan (320)"),
     "gap_orders": gettext_lazy("orders still missing for the tier above (2)"),
     "usual_product": gettext_lazy("the product the member buys most (土鸡蛋), else the favourite category"),
+    "product": gettext_lazy("the product a restock or offer reminder is about, else the usual product"),
     "coupon": gettext_lazy("what the coupon gives (¥10无门槛券)"),
     "coupon_code": gettext_lazy("the member's own coupon code"),
     "coupon_expiry": gettext_lazy("the coupon's last day (11月30日)"),
@@ -234,8 +235,11 @@ def contexts_for(
     *,
     now: dt.datetime | None = None,
     members: Iterable[dict] | None = None,
+    product: str = "",
 ) -> dict[int, dict]:
-    """The template context of each member, built with four queries whatever the batch size."""
+    """The template context of each member, built with four queries whatever the batch size.
+
+    product: what a restock or offer reminder is about (its campaign's product)."""
     from crm.models import Member
     from segments.ladder import RFM, gap_to_next, recency_days
     from segments.models import MemberMetrics
@@ -270,6 +274,7 @@ def contexts_for(
             )
             gap = gap_to_next(rfm, rung, ladder)
         coupon = coupons.get(member["id"])
+        usual = products.get(member["id"]) or row.get("favourite_category__name") or ""
         contexts[member["id"]] = {
             "salutation": salutation_for(member["name"], member["gender"], member["age_band"], rules),
             "name": member["name"],
@@ -277,7 +282,8 @@ def contexts_for(
             "next_tier": gap.rung.name if gap else "",
             "gap_spend": yuan(gap.spend) if gap else "0",
             "gap_orders": gap.orders if gap else 0,
-            "usual_product": products.get(member["id"]) or row.get("favourite_category__name") or "",
+            "usual_product": usual,
+            "product": product or usual,
             "coupon": coupon.description if coupon else "",
             "coupon_code": coupon.code if coupon else "",
             "coupon_expiry": expiry_text(coupon.valid_until) if coupon else "",

@@ -120,10 +120,7 @@ def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -
                     *(value for pk in missing for value in (_new_code(), pk)),
                 ],
             )
-    description = Coupon(
-        kind=campaign.coupon_kind, value=campaign.coupon_value, threshold=campaign.coupon_threshold,
-        percent=campaign.coupon_percent, category=campaign.coupon_category,
-    ).describe()
+    description = campaign.coupon_describe()
     return {
         delivery_id: CouponView(code, until, description)
         for delivery_id, code, until in Coupon.objects.filter(delivery_id__in=ids).values_list("delivery_id", "code", "valid_until")
@@ -159,7 +156,7 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
     rows = list(
         Delivery.objects.filter(pk__in=claimed).values("id", "campaign_id", "member_id", "variant_id", "channel", "is_marketing", "attempts")
     )
-    campaigns = {c.pk: c for c in Campaign.objects.filter(pk__in={r["campaign_id"] for r in rows}).select_related("coupon_category")}
+    campaigns = {c.pk: c for c in Campaign.objects.filter(pk__in={r["campaign_id"] for r in rows}).select_related("coupon_category", "target_product")}
     member_ids = [r["member_id"] for r in rows]
     members = {
         m["id"]: m
@@ -224,6 +221,7 @@ def _send_campaign_batch(campaign: Campaign, rows: list[dict], members: dict, po
         {r["member_id"]: coupons.get(r["id"]) for r in rows},
         now=now,
         members=[members[r["member_id"]] for r in rows],
+        product=campaign.target_product.name if campaign.target_product_id else "",
     )
     variants = {v.pk: v for v in Variant.objects.filter(campaign=campaign).select_related("template")}
     compiled: dict[int, tuple] = {}

@@ -42,7 +42,7 @@ def banned_words_in(text: str) -> list[str]:
 def campaign_problems(campaign: Campaign) -> list[str]:
     """Why a campaign cannot be submitted or approved yet (empty when it can)."""
     problems = []
-    if not campaign.target_tiers.exists() and not campaign.target_circles.exists():
+    if not campaign.target_tiers.exists() and not campaign.target_circles.exists() and not campaign.target_product_id:
         problems.append(_("choose at least one tier or circle to target"))
     variants = list(campaign.variants.select_related("template"))
     if not variants:

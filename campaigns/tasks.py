@@ -33,3 +33,19 @@ def campaign_launch_task(campaign_id: int) -> int:
 @shared_task(acks_late=True)
 def coupons_redeem_task(order_ids: list[int] | None = None) -> int:
     return services.coupons_redeem(order_ids=order_ids)
+
+
+@shared_task
+def journeys_run_task() -> dict:
+    """Every 10 minutes: exits, new enrolments and the due steps of every active journey."""
+    from campaigns.journeys import journeys_run
+
+    return journeys_run()
+
+
+@shared_task
+def worklist_build_task() -> int:
+    """07:30 each morning: every group leader's list of members to contact today."""
+    from campaigns.worklist import worklist_build
+
+    return worklist_build()

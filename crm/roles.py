@@ -72,7 +72,15 @@ VIEW_CAMPAIGNS = [
     "campaigns.view_bannedword",
     "campaigns.view_sendingpolicy",
     "campaigns.view_inboundreply",
+    "campaigns.view_journey",
+    "campaigns.view_journeystep",
+    "campaigns.view_enrolment",
+    "campaigns.view_worklistitem",
+    "campaigns.view_worklistrule",
+    "campaigns.view_worklistsettings",
 ]
+# A group leader reads his own community's worklist and marks what happened.
+LEADER_WORKLIST = ["campaigns.view_worklistitem", "campaigns.change_worklistitem"]
 OPERATOR += [
     *VIEW_CAMPAIGNS,
     "campaigns.add_campaign",
@@ -87,7 +95,7 @@ ROLES: dict[str, list[str]] = {
     "总部策略 HQ strategist": ["crm.*", "segments.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
     "S/A 运营 S/A operator": OPERATOR,
     "B/C 运营 B/C operator": OPERATOR,
-    "团长 group leader": [*VIEW_CORE, "segments.view_tier", "segments.view_membermetrics", "segments.view_tierchange"],
+    "团长 group leader": [*VIEW_CORE, "segments.view_tier", "segments.view_membermetrics", "segments.view_tierchange", *LEADER_WORKLIST],
     "审计 auditor": [
         *VIEW_CORE, *VIEW_SEGMENTS, *VIEW_CAMPAIGNS, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
         "crm.view_auditevent", "django_celery_beat.view_periodictask",
