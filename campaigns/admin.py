@@ -46,12 +46,12 @@ from segments.scoping import operated_tier_ids
 SAMPLE_MEMBERS = 3
 
 
-def preview_texts(template: MessageTemplate, member_ids: list[int], *, coupon_sample: bool = True) -> list[dict]:
+def preview_texts(template: MessageTemplate, member_ids: list[int], *, coupon_sample: bool = True, product: str = "") -> list[dict]:
     """The template rendered for these members, with the SMS count."""
     if not member_ids:
         return []
     sample_coupon = CouponView("Q示例券码", timezone.now() + dt.timedelta(days=7), "¥10无门槛券")
-    contexts = contexts_for(member_ids, {pk: sample_coupon for pk in member_ids} if coupon_sample else None)
+    contexts = contexts_for(member_ids, {pk: sample_coupon for pk in member_ids} if coupon_sample else None, product=product)
     body = compile_template(template.body)
     members = {m.pk: m for m in Member.objects.filter(pk__in=member_ids)}
     policy = SendingPolicy.current()
@@ -210,16 +210,23 @@ class CampaignAdmin(admin.ModelAdmin):
     change_form_template = "admin/campaigns/campaign/change_form.html"
     inlines = [VariantInline]
     list_display = ("name", "channel", "status", "targets", "send_at", "last_launched_at", "created_by", "approved_by")
+    list_select_related = ("target_product", "created_by", "approved_by")
     list_filter = ("status", "channel", "purpose")
     search_fields = ("name",)
     filter_horizontal = ("target_tiers", "target_circles", "exclude_tiers", "exclude_circles")
+    autocomplete_fields = ("target_product",)
     fieldsets = (
         (None, {"fields": ("name", "channel", "purpose")}),
         (
             _("Who"),
             {
-                "fields": ("target_tiers", "target_circles", "exclude_tiers", "exclude_circles", "control_share"),
-                "description": _("Members in the chosen tiers; when circles are chosen too, only those also in one of the circles. Exclusions are taken out."),
+                "fields": (
+                    "target_tiers", "target_circles", "exclude_tiers", "exclude_circles", "target_product", "target_product_days", "control_share",
+                ),
+                "description": _(
+                    "Members in the chosen tiers; when circles are chosen too, only those also in one of the circles; "
+                    "when a product is chosen, only those who bought it within the days. Exclusions are taken out."
+                ),
             },
         ),
         (_("Coupon"), {"fields": ("coupon_kind", "coupon_value", "coupon_threshold", "coupon_percent", "coupon_category", "coupon_days")}),
@@ -227,8 +234,9 @@ class CampaignAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        """An operator sees the campaigns aimed at his tiers, and his own drafts."""
-        queryset = super().get_queryset(request)
+        """An operator sees the campaigns aimed at his tiers, and his own drafts.
+        A journey's steps are campaigns too, shown in their journey's report."""
+        queryset = super().get_queryset(request).exclude(status=CampaignStatus.JOURNEY)
         if sees_all_members(request.user):
             return queryset
         mine = Q(target_tiers__in=operated_tier_ids(request.user)) | Q(created_by=request.user)
@@ -247,6 +255,8 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description=_("who"))
     def targets(self, obj: Campaign) -> str:
         names = [str(t) for t in obj.target_tiers.all()] + [c.name for c in obj.target_circles.all()]
+        if obj.target_product_id:
+            names.append(_("buyers of %(product)s") % {"product": obj.target_product.name})
         return "、".join(names) or "—"
 
     def has_delete_permission(self, request, obj=None) -> bool:
@@ -335,7 +345,10 @@ class CampaignAdmin(admin.ModelAdmin):
         sample_ids = list(audience.audience(campaign).order_by("pk").values_list("pk", flat=True)[:SAMPLE_MEMBERS])
         for variant in campaign.variants.select_related("template").order_by("label"):
             variants.append(
-                {"variant": variant, "to_send": result["variants"].get(variant.pk, 0), "previews": preview_texts(variant.template, sample_ids, coupon_sample=bool(campaign.coupon_kind))}
+                {"variant": variant, "to_send": result["variants"].get(variant.pk, 0), "previews": preview_texts(
+                        variant.template, sample_ids, coupon_sample=bool(campaign.coupon_kind),
+                        product=campaign.target_product.name if campaign.target_product_id else "",
+                    )}
             )
         context = {
             **self.admin_site.each_context(request),
@@ -448,3 +461,6 @@ class SendingPolicyAdmin(SingletonAdmin):
         (_("Rate per channel"), {"fields": ("rate_sms", "rate_wecom", "rate_email", "rate_push")}),
         (_("Retries"), {"fields": ("max_attempts", "stale_minutes")}),
     )
+
+
+from campaigns import admin_journeys  # noqa: E402,F401  (journeys, worklist, restock: registered on import)

@@ -569,6 +569,10 @@ class WorklistSettings(SingletonRow):
         Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("high value from tier"),
         help_text=_("Members in this tier or above count as high value (and, when dormant, as former VIPs)."),
     )
+    high_value_spend = models.DecimalField(
+        _("or spent at least ¥"), max_digits=10, decimal_places=2, default=Decimal("1000"),
+        help_text=_("In the last 365 days: such members count as high value whatever their tier."),
+    )
     dormant_circle = models.ForeignKey(
         Circle, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("dormant circle")
     )

@@ -7,7 +7,9 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from django.utils import timezone
 
+from campaigns.models import Enrolment, Journey, WorklistItem
 from crm import roles
 from crm.models import AuditEvent, Consent, ConsentEvent, ImportJob
 from segments.models import Tier, TierChange, TierPin
@@ -53,6 +55,17 @@ def world(db):
     tiers_recompute()
     for key in ("a", "b"):
         rows[key]["tierchange"] = TierChange.objects.filter(member=rows[key]["member"]).first()
+    # A journey enrolment and a worklist item in each community (B's under another leader).
+    leaders = {"a": leader_a, "b": GroupLeaderFactory(display_name="李团长")}
+    for key in ("a", "b"):
+        member, community = rows[key]["member"], rows[key]["community"]
+        rows[key]["enrolment"] = Enrolment.objects.create(
+            journey=Journey.objects.get(name="首单欢迎"), member=member, key="first_order", started_at=timezone.now()
+        )
+        rows[key]["worklistitem"] = WorklistItem.objects.create(
+            day=timezone.localdate(), leader=leaders[key], community=community, member=member, kind="birthday", priority=70,
+            reason="今天生日", script=f"脚本{key.upper()}：生日快乐",
+        )
     return {"leader_a": leader_a, **rows}
 
 
@@ -89,7 +102,7 @@ def test_the_roles_exist_with_their_rights():
 def test_a_group_leader_sees_only_his_own_community_everywhere(client, world):
     world["leader_a"].user.groups.add(Group.objects.get(name=roles.LEADER))
     client.force_login(world["leader_a"].user)
-    foreign = ["会员B", "SO-B", "阳光花园9群", world["b"]["member"].external_id, "139****0009", "13900000009"]
+    foreign = ["会员B", "SO-B", "阳光花园9群", world["b"]["member"].external_id, "139****0009", "13900000009", "脚本B", "李团长"]
     for url, response in crawl(client).items():
         assert response.status_code in (200, 302, 403), (url, response.status_code)
         body = response.content.decode()
@@ -101,6 +114,11 @@ def test_a_group_leader_sees_only_his_own_community_everywhere(client, world):
         assert client.get(url).status_code == 302  # "does not exist", back to the index
     for key in ("tierpin", "tierchange"):
         url = reverse(f"admin:segments_{key}_change", args=[world["b"][key].pk])
+        assert client.get(url).status_code in (302, 403)
+    # His own worklist, and only his.
+    assert "脚本A：生日快乐" in client.get(reverse("admin:campaigns_worklistitem_changelist")).content.decode()
+    for key in ("enrolment", "worklistitem"):
+        url = reverse(f"admin:campaigns_{key}_change", args=[world["b"][key].pk])
         assert client.get(url).status_code in (302, 403)
     html = client.get(reverse("admin:crm_member_changelist")).content.decode()
     assert "会员A" in html and "138****0001" in html
