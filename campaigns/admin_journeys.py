@@ -171,7 +171,7 @@ class WorklistItemForm(forms.ModelForm):
     class Meta:
         model = WorklistItem
         fields = ("outcome", "note")
-        widgets = {"note": forms.TextInput(attrs={"size": 16})}
+        widgets = {"note": forms.TextInput(attrs={"size": 12})}
 
 
 @admin.register(WorklistItem)
@@ -180,7 +180,7 @@ class WorklistItemAdmin(admin.ModelAdmin):
 
     form = WorklistItemForm
     change_list_template = "admin/campaigns/worklistitem/change_list.html"
-    list_display = ("priority_mark", "member_name", "mobile", "kind", "reason", "script", "outcome", "note", "outcome_at")
+    list_display = ("priority_mark", "member_name", "mobile", "reason", "script", "outcome", "note")
     list_display_links = ("member_name",)
     list_editable = ("outcome", "note")
     list_filter = (WorklistDayFilter, "kind", "outcome")

@@ -1,14 +1,18 @@
-"""What campaigns hold about a member, for the PIPL export (crm.privacy).
+"""What campaigns hold about a member, for the PIPL export (crm.privacy), and
+what an erasure removes here.
 
-Erasure needs no hook: the member's contacts are blanked and every consent
-withdrawn by crm, so the send-time checks skip any message still queued;
-delivery rows stay as the record of what was sent."""
+crm blanks the member's contacts and withdraws every consent, so the send-time
+checks skip any message still queued; delivery rows stay as the record of what
+was sent. The erasure hook ends the member's journeys and deletes his worklist
+items, whose scripts address him by name."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from campaigns.models import Coupon, Delivery
+from django.utils import timezone
+
+from campaigns.models import Coupon, Delivery, Enrolment, EnrolmentStatus, ExitReason, WorklistItem
 from crm import privacy
 from crm.models import Member
 
@@ -40,8 +44,36 @@ def _coupons(member: Member) -> list[dict[str, Any]]:
     ]
 
 
+def _journeys(member: Member) -> list[dict[str, Any]]:
+    return [
+        {
+            "journey": row["journey__name"],
+            "started_at": row["started_at"].isoformat(),
+            "status": row["status"],
+            "left_because": row["exit_reason"],
+        }
+        for row in Enrolment.objects.filter(member=member).order_by("enrolled_at").values("journey__name", "started_at", "status", "exit_reason")
+    ]
+
+
+def _worklist(member: Member) -> list[dict[str, Any]]:
+    return [
+        {"day": row["day"].isoformat(), "why": row["reason"], "script": row["script"], "outcome": row["outcome"], "note": row["note"]}
+        for row in WorklistItem.objects.filter(member=member).order_by("day").values("day", "reason", "script", "outcome", "note")
+    ]
+
+
+def _erase(member: Member) -> None:
+    Enrolment.objects.filter(member=member, status=EnrolmentStatus.ACTIVE).update(
+        status=EnrolmentStatus.EXITED, exit_reason=ExitReason.STOPPED, ended_at=timezone.now(), next_step=None
+    )
+    WorklistItem.objects.filter(member=member).delete()
+
+
 def register() -> None:
     names = {name for name, _build in privacy.SECTIONS}
-    for name, build in (("messages", _messages), ("coupons", _coupons)):
+    for name, build in (("messages", _messages), ("coupons", _coupons), ("journeys", _journeys), ("worklist", _worklist)):
         if name not in names:
             privacy.SECTIONS.append((name, build))
+    if _erase not in privacy.ERASE_HOOKS:
+        privacy.ERASE_HOOKS.append(_erase)

@@ -13,9 +13,11 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from campaigns.models import WorklistItem, WorklistKind, WorklistRule, WorklistSettings
@@ -83,7 +85,8 @@ def worklist_build(day: dt.date | None = None, *, now: dt.datetime | None = None
     day = day or timezone.localdate(now)
     settings = WorklistSettings.current()
     rules = {rule.kind: rule for rule in WorklistRule.objects.filter(active=True)}
-    found = _candidates(day, now, settings, set(rules))
+    with translation.override(django_settings.LANGUAGE_CODE):  # the reasons are stored in the product's language
+        found = _candidates(day, now, settings, set(rules))
     # One item per member: the reason of the highest priority first, the others after it.
     per_member: dict[int, list[Candidate]] = defaultdict(list)
     for candidate in found:

@@ -203,3 +203,28 @@ def test_the_tier_up_journey_congratulates_on_the_new_tier(outbox):
 def test_the_default_journey_texts_pass_the_banned_word_check():
     for template in MessageTemplate.objects.filter(name__in=JourneyStep.objects.values("template__name")):
         assert banned_words_in(template.body) == [], template.name
+
+
+def test_an_erased_member_leaves_his_journeys_and_worklist_and_the_export_shows_them(newcomer, outbox):
+    from campaigns.models import WorklistItem
+    from crm.privacy import member_erase, member_personal_data
+    from tests.crm.factories import GroupLeaderFactory, UserFactory
+
+    welcome()
+    run_at(START + dt.timedelta(days=1, minutes=5))
+    leader = GroupLeaderFactory()
+    WorklistItem.objects.create(
+        day=START.date(), leader=leader, community=newcomer.community, member=newcomer, kind="no_second", priority=60,
+        reason="首单后还没有第二单", script="王姐，上次的菜还合口味吗？",
+    )
+    hq = UserFactory(username="hq", is_superuser=True)
+    with time_machine.travel(START + dt.timedelta(days=1, hours=1), tick=False):
+        data = member_personal_data(member=newcomer, actor=hq, reason="member asked")
+        assert data["journeys"][0]["journey"] == "首单欢迎" and data["worklist"][0]["script"] == "王姐，上次的菜还合口味吗？"
+        member_erase(member=newcomer, actor=hq, reason="member asked")
+    enrolment = Enrolment.objects.get(member=newcomer)
+    assert (enrolment.status, enrolment.exit_reason) == (EnrolmentStatus.EXITED, ExitReason.STOPPED)
+    assert not WorklistItem.objects.filter(member=newcomer).exists()
+    for day in range(2, 8):
+        run_at(START + dt.timedelta(days=day, minutes=5))
+    assert [sent_day(line) for line in welcome_lines(outbox)] == [1]

@@ -6,12 +6,13 @@ import datetime as dt
 import time
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from crm import demo
+from crm import demo, roles
 from crm.bulkload import analyze, load_rows, reset_sequences, secondary_indexes_dropped
 from crm.models import (
     Category,
@@ -86,6 +87,9 @@ class Command(BaseCommand):
             [User(username=f"leader{i + 1:04d}", is_staff=True, password=make_password(None)) for i in range(communities)]
         )
         users = list(User.objects.filter(username__in=[user.username for user in users]).order_by("username"))
+        leader_role = Group.objects.filter(name=roles.LEADER).first()
+        if leader_role is not None:
+            leader_role.user_set.add(*users)
         GroupLeader.objects.bulk_create(
             [
                 GroupLeader(id=i + 1, user=user, display_name=f"{demo.SURNAMES[i % len(demo.SURNAMES)]}团长{i + 1}")
