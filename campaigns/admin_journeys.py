@@ -90,6 +90,12 @@ class JourneyAdmin(admin.ModelAdmin):
             obj=obj, detail={"fields": form.changed_data}, request=request,
         )
 
+    def save_related(self, request, form, formsets, change) -> None:
+        """Steps keep their campaigns in step (JourneyStep.save), also when only the journey changed."""
+        super().save_related(request, form, formsets, change)
+        for step in form.instance.steps.select_related("journey", "template"):
+            step.save()
+
     def get_urls(self):
         return [
             path("<int:journey_id>/report/", self.admin_site.admin_view(self.report_view), name="campaigns_journey_report"),

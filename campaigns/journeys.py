@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
-from campaigns.audience import BUCKET, CONTROL_MULTIPLIER, COLUMNS, Source, select_sql
+from campaigns.audience import CONTROL_MULTIPLIER, COLUMNS, Source, select_sql
 from campaigns.models import (
     Delivery,
     DeliveryStatus,

@@ -25,6 +25,7 @@ PASSWORD = "a-long-passphrase-42"
 def morning_list():
     # A transactional test starts from an emptied database: put the shipped defaults and roles back.
     importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
+    importlib.import_module("campaigns.migrations.0002_defaults").create(apps, None)  # forms of address
     importlib.import_module("campaigns.migrations.0004_journey_defaults").create(apps, None)
     roles_sync(apps)
     user = UserFactory(username="wang", is_staff=True)

@@ -23,10 +23,9 @@ from campaigns.models import (
 )
 from campaigns.services import banned_words_in
 from crm.models import Consent
-from segments.models import Tier, TierChange
 from segments.services import tiers_recompute
 from tests.campaigns.conftest import campaign_for, member_with
-from tests.crm.factories import SHANGHAI, MemberFactory, OrderFactory
+from tests.crm.factories import SHANGHAI, OrderFactory
 
 pytestmark = pytest.mark.django_db
 
