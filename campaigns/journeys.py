@@ -78,9 +78,17 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
             for pk, registered in members.values_list("pk", "registered_at")
         ]
     if journey.trigger == JourneyTrigger.CIRCLE:
-        rows = CircleMembership.objects.filter(
-            circle_id=journey.trigger_circle_id, since__gte=since, since__lte=now, member__erased_at__isnull=True
-        ).values_list("member_id", "since")
+        # A member's first evaluation (the recompute after his import) places him in his
+        # circles; that is not an entry, as a first tier is not a move up. It writes his
+        # first TierChange (from nothing) with the same timestamp as the memberships.
+        first_placement = TierChange.objects.filter(member_id=OuterRef("member_id"), from_tier__isnull=True, at=OuterRef("since"))
+        rows = (
+            CircleMembership.objects.filter(
+                circle_id=journey.trigger_circle_id, since__gte=since, since__lte=now, member__erased_at__isnull=True
+            )
+            .exclude(Exists(first_placement))
+            .values_list("member_id", "since")
+        )
         return [Trigger(member_id, f"circle:{int(entered.timestamp())}", entered) for member_id, entered in rows]
     if journey.trigger == JourneyTrigger.TIER_UP:
         rows = TierChange.objects.filter(

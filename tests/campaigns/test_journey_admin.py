@@ -10,13 +10,10 @@ from django.urls import reverse
 
 from campaigns.journeys import journeys_run
 from campaigns.models import CampaignStatus, Enrolment, Journey, JourneyStep, MessageTemplate, Variant
-from segments.services import tiers_recompute
-from tests.campaigns.conftest import member_with
+from tests.campaigns.test_journeys import START, members_going_dormant
 from tests.crm.factories import SHANGHAI, OrderFactory
 
 pytestmark = pytest.mark.django_db
-
-START = dt.datetime(2026, 11, 2, 10, 0, tzinfo=SHANGHAI)
 
 
 def test_staff_build_a_journey_whose_steps_become_sendable(admin_client):
@@ -48,12 +45,8 @@ def test_the_journey_report_shows_enrolments_exits_and_conversion_against_contro
     journey = Journey.objects.get(name="沉睡唤醒")
     Journey.objects.exclude(pk=journey.pk).update(active=False)
     Journey.objects.filter(pk=journey.pk).update(control_share=30)
-    with time_machine.travel(START - dt.timedelta(days=60), tick=False):
-        members = [member_with(True) for _ in range(30)]
-        for member in members:
-            OrderFactory(member=member, ordered_at=START - dt.timedelta(days=60))
+    members_going_dormant(30)
     with time_machine.travel(START, tick=False):
-        tiers_recompute(as_of=START.date())
         journeys_run()
     sent = list(Enrolment.objects.filter(journey=journey, is_control=False).values_list("member_id", flat=True))
     held = list(Enrolment.objects.filter(journey=journey, is_control=True).values_list("member_id", flat=True))

@@ -162,17 +162,24 @@ def test_the_birthday_journey_greets_once_a_year(outbox):
     assert Enrolment.objects.filter(member=member).count() == 2
 
 
+def members_going_dormant(count: int) -> list:
+    """Members placed while active (an order 10 days before), who cross into 沉睡 at START (60 days without an order)."""
+    with time_machine.travel(START - dt.timedelta(days=50), tick=False):
+        members = [member_with(True) for _ in range(count)]
+        for member in members:
+            OrderFactory(member=member, ordered_at=START - dt.timedelta(days=60))
+        tiers_recompute(as_of=(START - dt.timedelta(days=50)).date())
+    with time_machine.travel(START, tick=False):
+        tiers_recompute(as_of=START.date())
+    return members
+
+
 def test_the_dormant_journey_holds_back_its_control_group_and_reports_it(outbox):
     journey = Journey.objects.get(name="沉睡唤醒")
     Journey.objects.exclude(pk=journey.pk).update(active=False)
     Journey.objects.filter(pk=journey.pk).update(control_share=50)
-    with time_machine.travel(START - dt.timedelta(days=60), tick=False):
-        members = [member_with(True) for _ in range(40)]
-        for member in members:
-            OrderFactory(member=member, ordered_at=START - dt.timedelta(days=60))
-    with time_machine.travel(START, tick=False):
-        tiers_recompute(as_of=START.date())  # 60 days without an order: all enter 沉睡 now
-        journeys_run()
+    members_going_dormant(40)
+    run_at(START + dt.timedelta(minutes=5))
     enrolments = Enrolment.objects.filter(journey=journey)
     control = enrolments.filter(is_control=True).count()
     assert enrolments.count() == 40 and 8 <= control <= 32
@@ -180,6 +187,18 @@ def test_the_dormant_journey_holds_back_its_control_group_and_reports_it(outbox)
     d0 = journey.steps.get(day=0).campaign
     assert Delivery.objects.filter(campaign=d0, status=DeliveryStatus.CONTROL).count() == control
     assert len(outbox("sms")) == 40 - control
+
+
+def test_a_first_import_does_not_start_the_dormant_journey_for_everyone(outbox):
+    """Members first evaluated when already dormant are placed in 沉睡, they did not enter it."""
+    Journey.objects.exclude(name="沉睡唤醒").update(active=False)
+    with time_machine.travel(START - dt.timedelta(days=60), tick=False):
+        for _ in range(5):
+            OrderFactory(member=member_with(True), ordered_at=START - dt.timedelta(days=60))
+    with time_machine.travel(START, tick=False):
+        tiers_recompute(as_of=START.date())
+    run_at(START + dt.timedelta(minutes=5))
+    assert not Enrolment.objects.exists() and outbox("sms") == []
 
 
 def test_the_tier_up_journey_congratulates_on_the_new_tier(outbox):
