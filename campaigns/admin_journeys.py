@@ -177,7 +177,7 @@ class WorklistItemForm(forms.ModelForm):
     class Meta:
         model = WorklistItem
         fields = ("outcome", "note")
-        widgets = {"note": forms.TextInput(attrs={"size": 12})}
+        widgets = {"note": forms.TextInput(attrs={"size": 10})}
 
 
 @admin.register(WorklistItem)
@@ -186,7 +186,7 @@ class WorklistItemAdmin(admin.ModelAdmin):
 
     form = WorklistItemForm
     change_list_template = "admin/campaigns/worklistitem/change_list.html"
-    list_display = ("priority_mark", "member_name", "mobile", "reason", "script", "outcome", "note")
+    list_display = ("priority_mark", "member_name", "reason", "script", "outcome", "note")
     list_display_links = ("member_name",)
     list_editable = ("outcome", "note")
     list_filter = (WorklistDayFilter, "kind", "outcome")
