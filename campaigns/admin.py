@@ -464,3 +464,5 @@ class SendingPolicyAdmin(SingletonAdmin):
 
 
 from campaigns import admin_journeys  # noqa: E402,F401  (journeys, worklist, restock: registered on import)
+
+from campaigns import admin_dashboard  # noqa: E402,F401  (the admin home and its settings: registered on import)

@@ -49,3 +49,11 @@ def worklist_build_task() -> int:
     from campaigns.worklist import worklist_build
 
     return worklist_build()
+
+
+@shared_task
+def kpi_snapshot_task() -> int:
+    """04:30, after the nightly recompute: the dashboard's figures for today."""
+    from campaigns.kpi import snapshot_build
+
+    return len(snapshot_build())

@@ -78,9 +78,12 @@ VIEW_CAMPAIGNS = [
     "campaigns.view_worklistitem",
     "campaigns.view_worklistrule",
     "campaigns.view_worklistsettings",
+    "campaigns.view_kpisnapshot",
+    "campaigns.view_kpithreshold",
+    "campaigns.view_kpisettings",
 ]
 # A group leader reads his own community's worklist and marks what happened.
-LEADER_WORKLIST = ["campaigns.view_worklistitem", "campaigns.change_worklistitem"]
+LEADER_WORKLIST = ["campaigns.view_worklistitem", "campaigns.change_worklistitem", "campaigns.view_kpisnapshot"]
 OPERATOR += [
     *VIEW_CAMPAIGNS,
     "campaigns.add_campaign",

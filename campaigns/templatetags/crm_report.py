@@ -22,3 +22,12 @@ def percent_points(value) -> str:
     if value is None:
         return "—"
     return f"{value * 100:+.1f}pp"
+
+
+@register.inclusion_tag("admin/campaigns/dashboard.html", takes_context=True)
+def dashboard(context):
+    """The admin home's dashboard, for what the user may see (campaigns.dashboard)."""
+    from campaigns.dashboard import dashboard_context
+
+    request = context.get("request")
+    return {**dashboard_context(request.user), "request": request} if request is not None else {}
