@@ -127,19 +127,20 @@ def dashboard_context(user) -> dict:
     if not everything:
         mine = {str(pk) for pk in GroupLeader.objects.filter(user=user).values_list("pk", flat=True)}
         leaders = [r for r in leaders if r.key in mine]
+    thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
     context = {
         "day": day,
         "computed_at": latest.computed_at,
-        "leaders": [_leader_row(r) for r in sorted(leaders, key=lambda r: r.label)],
+        "leaders": [_leader_row(r, thresholds) for r in sorted(leaders, key=lambda r: r.label)],
         "everything": everything,
         "can_build": user.has_perm("campaigns.add_kpisnapshot"),
     }
     if everything:
-        context.update(_full(day, latest, rows))
+        context.update(_full(day, latest, rows, thresholds))
     return {"dashboard": context}
 
 
-def _leader_row(row: KpiSnapshot) -> dict:
+def _leader_row(row: KpiSnapshot, thresholds: dict) -> dict:
     f = row.figures
     return {
         "name": row.label,
@@ -148,13 +149,11 @@ def _leader_row(row: KpiSnapshot) -> dict:
         "tier_mix": "、".join(f"{code} {n}" for code, n in sorted(f.get("tier_mix", {}).items())),
         "new": f"{f.get('new_converted', 0)}/{f.get('new_members', 0)}",
         "follow_up": formatted(f.get("follow_up_rate"), "pct"),
-        "follow_up_light": "",
-        "raw_follow_up": f.get("follow_up_rate"),
+        "follow_up_light": light_for(thresholds, Indicator.FOLLOW_UP, f.get("follow_up_rate")),
     }
 
 
-def _full(day: dt.date, latest: KpiSnapshot, rows: list[KpiSnapshot]) -> dict:
-    thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
+def _full(day: dt.date, latest: KpiSnapshot, rows: list[KpiSnapshot], thresholds: dict) -> dict:
     base = latest.figures
     tiers = {t.code: t for t in Tier.objects.order_by("-rank")}
     tier_rows = {r.key: r.figures for r in rows if r.kind == SnapshotKind.TIER}
@@ -201,6 +200,28 @@ def _full(day: dt.date, latest: KpiSnapshot, rows: list[KpiSnapshot]) -> dict:
         }
         for circle in Circle.objects.filter(active=True, kind="circle").order_by("name")
     ]
+    # Campaign and journey results over time: each day's 90-day totals.
+    totals: dict[dt.date, list[float]] = {}
+    for h in KpiSnapshot.objects.filter(
+        kind__in=[SnapshotKind.CAMPAIGN, SnapshotKind.JOURNEY], day__gt=day - dt.timedelta(days=TREND_DAYS), day__lte=day
+    ).only("day", "figures"):
+        sums = totals.setdefault(h.day, [0.0, 0.0, 0.0])
+        sums[0] += h.figures.get("sent", 0)
+        sums[1] += h.figures.get("revenue", 0)
+        sums[2] += h.figures.get("cost", 0)
+    days = sorted(totals)
+    result_trends = [
+        {
+            "label": label,
+            "chart": line_chart([(d, pick(totals[d])) for d in days], kind),
+            "rows": [(d, formatted(pick(totals[d]), kind)) for d in days[-14:]],
+        }
+        for label, pick, kind in (
+            (_("messages sent (90 days)"), lambda t: t[0], "int"),
+            (_("attributed revenue (90 days)"), lambda t: t[1], "yuan"),
+            (_("ROI (90 days)"), lambda t: (t[1] - t[2]) / t[2] if t[2] else None, "ratio"),
+        )
+    ]
     results = []
     for kind in (SnapshotKind.CAMPAIGN, SnapshotKind.JOURNEY):
         for r in sorted((r for r in rows if r.kind == kind), key=lambda r: -r.figures.get("sent", 0)):
@@ -222,4 +243,5 @@ def _full(day: dt.date, latest: KpiSnapshot, rows: list[KpiSnapshot]) -> dict:
         "migration": migration,
         "circles": circles,
         "results": results,
+        "result_trends": result_trends,
     }

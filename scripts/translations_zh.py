@@ -880,4 +880,7 @@ ZH = {
     'active (30 days)': '活跃（30天）',
     'tier mix': '等级构成',
     'new members who ordered': '已下单的新会员',
+    'messages sent (90 days)': '消息发送数（90天）',
+    'attributed revenue (90 days)': '归因销售额（90天）',
+    'ROI (90 days)': 'ROI（90天）',
 }

@@ -203,3 +203,20 @@ def test_a_past_day_can_be_rebuilt_and_the_dashboard_reads_the_snapshots(shop, a
             html = admin_client.get(reverse("admin:index")).content.decode()
     assert "dashboard-tiers" in html and html.count("<svg") >= 5 and "polyline" in html
     assert Campaign.objects.get(name="双十一").name in html
+
+
+def test_a_leader_sees_his_own_line_of_the_board_and_nothing_else(shop, client):
+    from django.contrib.auth.models import Group
+
+    from crm import roles
+
+    with time_machine.travel(NOON, tick=False):
+        snapshot_build(DAY)
+    mine, other = shop["leaders"]
+    mine.user.groups.add(Group.objects.get(name=roles.LEADER))
+    client.force_login(mine.user)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "dashboard-leaders" in html and mine.display_name in html
+    assert other.display_name not in html
+    assert "dashboard-tiers" not in html and "双十一" not in html  # the base's figures are for those who see the whole base
+    assert client.get(reverse("admin:campaigns_kpisnapshot_changelist")).context["cl"].result_count == 0
