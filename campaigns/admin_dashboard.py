@@ -6,10 +6,12 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
+from campaigns.dashboard import leader_board
 from campaigns.kpi import snapshot_build
 from campaigns.models import KpiSettings, KpiSnapshot, KpiThreshold
 from crm.admin_base import ReadOnlyAdmin, SingletonAdmin
@@ -35,8 +37,23 @@ class KpiSnapshotAdmin(ReadOnlyAdmin):
     def get_urls(self):
         return [
             path("build/", self.admin_site.admin_view(require_POST(self.build_view)), name="campaigns_kpisnapshot_build"),
+            path("leaders/", self.admin_site.admin_view(self.leaders_view), name="campaigns_kpisnapshot_leaders"),
             *super().get_urls(),
         ]
+
+    def leaders_view(self, request):
+        """The whole leaders' board of the latest snapshot (a leader: his own line)."""
+        if not request.user.has_perm("campaigns.view_kpisnapshot"):
+            raise PermissionDenied
+        latest = KpiSnapshot.objects.filter(kind="base").order_by("-day").values_list("day", flat=True).first()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Group leaders"),
+            "day": latest,
+            "leaders": leader_board(latest, request.user) if latest else [],
+        }
+        return TemplateResponse(request, "admin/campaigns/leader_board.html", context)
 
     def build_view(self, request):
         if not request.user.has_perm("campaigns.add_kpisnapshot"):

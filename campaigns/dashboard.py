@@ -17,6 +17,7 @@ from crm.scoping import sees_many_members
 from segments.models import Circle, Tier
 
 TREND_DAYS = 90
+HOME_LEADERS = 10  # on the home page: the leaders with the lowest active share
 CARDS = [
     # figure, indicator with a light (or None), format
     ("members", None, "int"),
@@ -121,23 +122,39 @@ def dashboard_context(user) -> dict:
     if latest is None:
         return {"dashboard": {"empty": True, "can_build": user.has_perm("campaigns.add_kpisnapshot")}}
     day = latest.day
-    rows = list(KpiSnapshot.objects.filter(day=day))
-    leaders = [r for r in rows if r.kind == SnapshotKind.LEADER]
     everything = sees_many_members(user)
-    if not everything:
-        mine = {str(pk) for pk in GroupLeader.objects.filter(user=user).values_list("pk", flat=True)}
-        leaders = [r for r in leaders if r.key in mine]
+    board = KpiSnapshot.objects.filter(day=day, kind=SnapshotKind.LEADER)
+    if everything:
+        # Thousands of leaders: the home page shows those who need attention; the full board is a page of its own.
+        leaders_total = board.count()
+        leaders = list(board.order_by("figures__active_share", "label")[:HOME_LEADERS])
+    else:
+        mine = [str(pk) for pk in GroupLeader.objects.filter(user=user).values_list("pk", flat=True)]
+        leaders = list(board.filter(key__in=mine).order_by("label"))
+        leaders_total = len(leaders)
     thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
     context = {
         "day": day,
         "computed_at": latest.computed_at,
-        "leaders": [_leader_row(r, thresholds) for r in sorted(leaders, key=lambda r: r.label)],
+        "leaders": [_leader_row(r, thresholds) for r in leaders],
+        "leaders_total": leaders_total,
+        "leaders_cut": leaders_total > len(leaders),
         "everything": everything,
         "can_build": user.has_perm("campaigns.add_kpisnapshot"),
     }
     if everything:
+        rows = list(KpiSnapshot.objects.filter(day=day).exclude(kind=SnapshotKind.LEADER))
         context.update(_full(day, latest, rows, thresholds))
     return {"dashboard": context}
+
+
+def leader_board(day: dt.date, user) -> list[dict]:
+    """Every leader's line of the day (his own only, for a leader), by name."""
+    board = KpiSnapshot.objects.filter(day=day, kind=SnapshotKind.LEADER).order_by("label")
+    if not sees_many_members(user):
+        board = board.filter(key__in=[str(pk) for pk in GroupLeader.objects.filter(user=user).values_list("pk", flat=True)])
+    thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
+    return [_leader_row(r, thresholds) for r in board]
 
 
 def _leader_row(row: KpiSnapshot, thresholds: dict) -> dict:

@@ -883,4 +883,6 @@ ZH = {
     'messages sent (90 days)': '消息发送数（90天）',
     'attributed revenue (90 days)': '归因销售额（90天）',
     'ROI (90 days)': 'ROI（90天）',
+    'the %(n)s with the lowest active share of %(total)s': '%(total)s 位中活跃度最低的 %(n)s 位',
+    'all group leaders': '全部团长',
 }

@@ -220,3 +220,19 @@ def test_a_leader_sees_his_own_line_of_the_board_and_nothing_else(shop, client):
     assert other.display_name not in html
     assert "dashboard-tiers" not in html and "双十一" not in html  # the base's figures are for those who see the whole base
     assert client.get(reverse("admin:campaigns_kpisnapshot_changelist")).context["cl"].result_count == 0
+
+
+def test_the_home_page_shows_the_leaders_needing_attention_and_links_the_whole_board(shop, admin_client, monkeypatch):
+    from campaigns import dashboard
+
+    with time_machine.travel(NOON, tick=False):
+        snapshot_build(DAY)
+    monkeypatch.setattr(dashboard, "HOME_LEADERS", 1)
+    rows = {r.label: r.figures["active_share"] for r in KpiSnapshot.objects.filter(day=DAY, kind=SnapshotKind.LEADER)}
+    lowest, highest = sorted(rows, key=rows.get)
+    home = admin_client.get(reverse("admin:index")).content.decode()
+    board = home[home.index('id="dashboard-leaders"'):]
+    assert lowest in board and highest not in board
+    assert reverse("admin:campaigns_kpisnapshot_leaders") in home
+    full = admin_client.get(reverse("admin:campaigns_kpisnapshot_leaders")).content.decode()
+    assert lowest in full and highest in full
