@@ -1,0 +1,55 @@
+"""Journeys and the leaders' worklist on a big data set: one journeys pass
+(enrol, exits, due steps into the outbox), the same pass again (nothing to
+do: what every 10-minute beat run costs), and the morning worklist build.
+
+    DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/crm_bench \\
+        .venv/bin/python bench/journeys.py
+
+Seed the database first (seed_demo --members 1000000, recompute_tiers). The
+outbox rows are written but not handed to workers (dispatch is skipped), and
+the run writes enrolments, deliveries and worklist items into the database."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
+os.environ.setdefault("SECRET_KEY", "bench")
+os.environ.setdefault("CRM_LANGUAGE", "zh-hans")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+
+import campaigns.sending  # noqa: E402
+from campaigns.journeys import journeys_run  # noqa: E402
+from campaigns.models import WorklistItem  # noqa: E402
+from campaigns.worklist import worklist_build  # noqa: E402
+from crm.models import Member  # noqa: E402
+
+
+def main() -> None:
+    print(f"{Member.objects.count():,} members on {connection.vendor}")
+    print()
+    print(f"| {'step':<40} | {'seconds':>8} | {'result':<50} |")
+    print(f"|{'-' * 42}|{'-' * 10}|{'-' * 52}|")
+    with mock.patch.object(campaigns.sending, "dispatch", lambda **kwargs: 0):
+        for name in ("journeys pass", "journeys pass again (nothing new)"):
+            started = time.perf_counter()
+            summary = journeys_run()
+            print(f"| {name:<40} | {time.perf_counter() - started:>8.1f} | {str(summary)[:50]:<50} |")
+    started = time.perf_counter()
+    added = worklist_build()
+    leaders = WorklistItem.objects.values("leader").distinct().count()
+    print(f"| {'worklist build (every leader)':<40} | {time.perf_counter() - started:>8.1f} | {f'{added:,} items for {leaders:,} leaders':<50} |")
+
+
+if __name__ == "__main__":
+    main()
