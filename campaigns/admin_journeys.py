@@ -35,11 +35,11 @@ from campaigns.models import (
     WorklistSettings,
 )
 from campaigns.worklist import follow_up_rates
-from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, SingletonAdmin
+from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, ScopedAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.masking import mask_mobile
 from crm.models import AuditAction, GroupLeader, Product
-from crm.scoping import scope_to_user, sees_many_members
+from crm.scoping import sees_many_members
 
 RESTOCK_TEMPLATE = "补货提醒"
 
@@ -181,9 +181,10 @@ class WorklistItemForm(forms.ModelForm):
 
 
 @admin.register(WorklistItem)
-class WorklistItemAdmin(admin.ModelAdmin):
+class WorklistItemAdmin(ScopedAdmin):
     """A leader sees his own communities' items, an operator his tiers' (the queryset, not the menu, decides)."""
 
+    member_path = "member"
     form = WorklistItemForm
     change_list_template = "admin/campaigns/worklistitem/change_list.html"
     list_display = ("priority_mark", "member_name", "reason", "script", "outcome", "note")
@@ -195,9 +196,6 @@ class WorklistItemAdmin(admin.ModelAdmin):
     fields = ("day", "leader", "community", "member_name", "mobile", "kind", "reason", "script", "outcome", "note", "outcome_at")
     actions = ("mark_contacted", "mark_no_answer", "mark_ordered", "mark_declined")
     ordering = ("-day", "-priority", "id")
-
-    def get_queryset(self, request):
-        return scope_to_user(super().get_queryset(request), request.user, "member")
 
     def get_list_filter(self, request):
         if sees_many_members(request.user):

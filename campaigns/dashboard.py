@@ -123,14 +123,13 @@ def dashboard_context(user) -> dict:
         return {"dashboard": {"empty": True, "can_build": user.has_perm("campaigns.add_kpisnapshot")}}
     day = latest.day
     everything = sees_many_members(user)
-    board = KpiSnapshot.objects.filter(day=day, kind=SnapshotKind.LEADER)
+    board = _leader_lines(day, user)
     if everything:
         # Thousands of leaders: the home page shows those who need attention; the full board is a page of its own.
         leaders_total = board.count()
         leaders = list(board.order_by("figures__active_share", "label")[:HOME_LEADERS])
     else:
-        mine = [str(pk) for pk in GroupLeader.objects.filter(user=user).values_list("pk", flat=True)]
-        leaders = list(board.filter(key__in=mine).order_by("label"))
+        leaders = list(board.order_by("label"))
         leaders_total = len(leaders)
     thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
     context = {
@@ -148,13 +147,23 @@ def dashboard_context(user) -> dict:
     return {"dashboard": context}
 
 
+def _leader_lines(day: dt.date, user):
+    """The leaders' board rows of the day this user may read: all, or a leader's own."""
+    board = KpiSnapshot.objects.filter(day=day, kind=SnapshotKind.LEADER)
+    if sees_many_members(user):
+        return board
+    return board.filter(key__in=[str(pk) for pk in GroupLeader.objects.filter(user=user).values_list("pk", flat=True)])
+
+
 def leader_board(day: dt.date, user) -> list[dict]:
     """Every leader's line of the day (his own only, for a leader), by name."""
-    board = KpiSnapshot.objects.filter(day=day, kind=SnapshotKind.LEADER).order_by("label")
-    if not sees_many_members(user):
-        board = board.filter(key__in=[str(pk) for pk in GroupLeader.objects.filter(user=user).values_list("pk", flat=True)])
     thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
-    return [_leader_row(r, thresholds) for r in board]
+    return [_leader_row(r, thresholds) for r in _leader_lines(day, user).order_by("label")]
+
+
+def _trend(label: str, series: list[tuple[dt.date, float | None]], kind: str) -> dict:
+    """A chart and, beside it, the table of its last two weeks."""
+    return {"label": label, "chart": line_chart(series, kind), "rows": [(day, formatted(value, kind)) for day, value in series[-14:]]}
 
 
 def _leader_row(row: KpiSnapshot, thresholds: dict) -> dict:
@@ -194,14 +203,7 @@ def _full(day: dt.date, latest: KpiSnapshot, rows: list[KpiSnapshot], thresholds
         bar = stacked_bar([(_(band), risk.get(band, 0), f"crm-risk-{band}") for band in ("low", "medium", "high", "unknown")]) if risk else ""
         table.append({"tier": f"{tier.code} {tier.name}", "cells": cells, "risk": risk, "risk_bar": bar})
     history = list(KpiSnapshot.objects.filter(kind=SnapshotKind.BASE, day__gt=day - dt.timedelta(days=TREND_DAYS), day__lte=day).order_by("day"))
-    trends = [
-        {
-            "label": label_of(name),
-            "chart": line_chart([(h.day, h.figures.get(name)) for h in history], kind),
-            "rows": [(h.day, formatted(h.figures.get(name), kind)) for h in history[-14:]],
-        }
-        for name, kind in TRENDS
-    ]
+    trends = [_trend(label_of(name), [(h.day, h.figures.get(name)) for h in history], kind) for name, kind in TRENDS]
     codes = [code for code in tiers if code in migration.get("matrix", {}) or any(code in to for to in migration.get("matrix", {}).values())]
     matrix = [
         {"from": code, "cells": [migration["matrix"].get(code, {}).get(to, 0) for to in codes]}
@@ -228,11 +230,7 @@ def _full(day: dt.date, latest: KpiSnapshot, rows: list[KpiSnapshot], thresholds
         sums[2] += h.figures.get("cost", 0)
     days = sorted(totals)
     result_trends = [
-        {
-            "label": label,
-            "chart": line_chart([(d, pick(totals[d])) for d in days], kind),
-            "rows": [(d, formatted(pick(totals[d]), kind)) for d in days[-14:]],
-        }
+        _trend(label, [(d, pick(totals[d])) for d in days], kind)
         for label, pick, kind in (
             (_("messages sent (90 days)"), lambda t: t[0], "int"),
             (_("attributed revenue (90 days)"), lambda t: t[1], "yuan"),

@@ -41,7 +41,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from campaigns.models import (
@@ -53,8 +53,8 @@ from campaigns.models import (
     KpiSettings,
     KpiSnapshot,
     SnapshotKind,
-    WorklistItem,
 )
+from campaigns.worklist import follow_up_rates
 from crm.models import GroupLeader, OrderStatus
 from segments.models import Tier
 
@@ -115,26 +115,25 @@ def _member_table(cursor, end: dt.datetime) -> None:
     )
 
 
-def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool) -> dict[str, dict]:
-    tiers = {tier.pk: tier for tier in Tier.objects.all()}
-    rows: dict[str, dict] = {}
+def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool, tiers: dict[int, Tier]) -> dict[str, dict]:
+    # Counts per segment, missing ones 0. One GROUP BY tier per figure family; the
+    # base is the sum of the tiers, except the top 5%, which is its own query.
+    rows: dict[str, dict] = defaultdict(lambda: defaultdict(int))
+    rows[BASE]  # the base exists even with nobody placed
 
-    def key_of(tier_id) -> str:
-        return tiers[tier_id].code if tier_id in tiers else "?"
+    def add(tier_id, **counts) -> None:
+        for key in (tiers[tier_id].code if tier_id in tiers else "?", BASE):
+            for name, n in counts.items():
+                rows[key][name] += n or 0
 
-    # One GROUP BY per figure family; the base is the sum of the tiers (or its own query where it is not a sum).
-    base_totals: dict = defaultdict(int)
     for tier_id, members, gmv, orders, buyers, repeaters, ltv in _fetch(
         cursor,
         "SELECT tier_id, COUNT(*), SUM(spend), SUM(orders), SUM(CASE WHEN orders >= 1 THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN orders >= 2 THEN 1 ELSE 0 END), SUM(ltv) FROM kpi_m GROUP BY tier_id",
         [],
     ):
-        rows[key_of(tier_id)] = {"members": members, "gmv": float(gmv or 0), "orders": int(orders or 0), "buyers": int(buyers or 0),
-                                 "repeaters": int(repeaters or 0), "ltv_total": float(ltv or 0)}
-        for name in ("members", "gmv", "orders", "buyers", "repeaters", "ltv_total"):
-            base_totals[name] += rows[key_of(tier_id)][name]
-    rows[BASE] = {"members": 0, "gmv": 0.0, "orders": 0, "buyers": 0, "repeaters": 0, "ltv_total": 0.0, **base_totals}
+        add(tier_id, members=members, gmv=float(gmv or 0), orders=int(orders or 0), buyers=int(buyers or 0),
+            repeaters=int(repeaters or 0), ltv_total=float(ltv or 0))
 
     top_sql = (
         "SELECT {group} SUM(spend) FROM (SELECT tier_id, spend, "
@@ -142,7 +141,7 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool) 
         "WHERE rn * 100 <= n * 5 + 99 {group_by}"
     )
     for tier_id, top in _fetch(cursor, top_sql.format(group="tier_id,", partition="PARTITION BY tier_id", group_by="GROUP BY tier_id"), []):
-        rows[key_of(tier_id)]["top_gmv"] = float(top or 0)
+        rows[tiers[tier_id].code if tier_id in tiers else "?"]["top_gmv"] = float(top or 0)
     [(top,)] = _fetch(cursor, top_sql.format(group="", partition="", group_by=""), []) or [(0,)]
     rows[BASE]["top_gmv"] = float(top or 0)
 
@@ -153,9 +152,7 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool) 
         "WHERE registered_at >= %s AND registered_at < %s GROUP BY tier_id",
         [new_since, end],
     ):
-        for key in (key_of(tier_id), BASE):
-            rows[key]["new_members"] = rows[key].get("new_members", 0) + new
-            rows[key]["new_converted"] = rows[key].get("new_converted", 0) + int(converted or 0)
+        add(tier_id, new_members=new, new_converted=int(converted or 0))
 
     cohort_from, cohort_to = end - dt.timedelta(days=37), end - dt.timedelta(days=7)
     if connection.vendor == "postgresql":
@@ -169,9 +166,7 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool) 
         f"FROM kpi_m k WHERE k.first_at >= %s AND k.first_at < %s GROUP BY k.tier_id",
         [OrderStatus.PAID, cohort_from, cohort_to],
     ):
-        for key in (key_of(tier_id), BASE):
-            rows[key]["cohort"] = rows[key].get("cohort", 0) + cohort
-            rows[key]["retained"] = rows[key].get("retained", 0) + int(kept or 0)
+        add(tier_id, cohort=cohort, retained=int(kept or 0))
 
     contact_since = end - dt.timedelta(days=settings.not_contacted_days)
     for tier_id, untouched in _fetch(
@@ -180,8 +175,7 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool) 
         "WHERE d.member_id = k.member_id AND d.status = %s AND d.sent_at >= %s AND d.sent_at < %s) GROUP BY k.tier_id",
         [DeliveryStatus.SENT, contact_since, end],
     ):
-        for key in (key_of(tier_id), BASE):
-            rows[key]["not_contacted"] = rows[key].get("not_contacted", 0) + untouched
+        add(tier_id, not_contacted=untouched)
 
     for tier_id, messages in _fetch(
         cursor,
@@ -189,8 +183,7 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool) 
         "WHERE d.is_marketing AND d.status = %s AND d.sent_at >= %s AND d.sent_at < %s GROUP BY k.tier_id",
         [DeliveryStatus.SENT, new_since, end],
     ):
-        for key in (key_of(tier_id), BASE):
-            rows[key]["marketing_messages"] = rows[key].get("marketing_messages", 0) + messages
+        add(tier_id, marketing_messages=messages)
 
     if with_risk:
         for tier_id, band, n in _fetch(
@@ -199,9 +192,7 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool) 
             "LEFT JOIN segments_membermetrics mm ON mm.member_id = k.member_id GROUP BY k.tier_id, COALESCE(mm.risk_band, '')",
             [],
         ):
-            for key in (key_of(tier_id), BASE):
-                risk = rows[key].setdefault("risk", dict.fromkeys(RISK_BANDS, 0))
-                risk[band if band in RISK_BANDS else ""] += n
+            add(tier_id, **{f"risk:{band if band in RISK_BANDS else ''}": n})
     return {key: _figures(raw, rows[BASE], with_risk) for key, raw in rows.items()}
 
 
@@ -229,19 +220,18 @@ def _figures(raw: dict, base: dict, with_risk: bool) -> dict:
     figures["marketing_share"] = share_of_marketing
     figures["marketing_balance"] = _ratio(share_of_marketing, share_of_members) if share_of_marketing is not None and share_of_members else None
     if with_risk:
-        risk = raw.get("risk", dict.fromkeys(RISK_BANDS, 0))
-        figures["risk"] = {band or "unknown": risk.get(band, 0) for band in RISK_BANDS}
-        figures["high_risk_share"] = _ratio(risk.get("high", 0), members)
+        figures["risk"] = {band or "unknown": raw.get(f"risk:{band}", 0) for band in RISK_BANDS}
+        figures["high_risk_share"] = _ratio(raw.get("risk:high", 0), members)
     for name in ("aov", "avg_ltv"):
         if figures[name] is not None:
             figures[name] = _money(figures[name])
     return figures
 
 
-def _migration(cursor, end: dt.datetime) -> dict:
+def _migration(cursor, end: dt.datetime, tiers: dict[int, Tier]) -> dict:
     """Tier 30 days before END against tier on D, for members placed on both days."""
-    ranks = dict(Tier.objects.values_list("pk", "rank"))
-    codes = dict(Tier.objects.values_list("pk", "code"))
+    ranks = {pk: tier.rank for pk, tier in tiers.items()}
+    codes = {pk: tier.code for pk, tier in tiers.items()}
     before = _fetch(
         cursor,
         f"SELECT a.to_tier_id, b.to_tier_id, COUNT(*) FROM ({_tier_as_of_sql()}) a JOIN ({_tier_as_of_sql()}) b "  # nosec B608
@@ -261,8 +251,8 @@ def _migration(cursor, end: dt.datetime) -> dict:
     return {"matrix": dict(matrix), "members": total, "upgrade_rate": _ratio(up, total), "downgrade_rate": _ratio(down, total)}
 
 
-def _leaders(cursor, day: dt.date, end: dt.datetime) -> dict[int, dict]:
-    codes = dict(Tier.objects.values_list("pk", "code"))
+def _leaders(cursor, day: dt.date, end: dt.datetime, tiers: dict[int, Tier]) -> dict[int, dict]:
+    codes = {pk: tier.code for pk, tier in tiers.items()}
     leaders: dict[int, dict] = {}
     new_since = end - dt.timedelta(days=30)
     for leader_id, tier_id, members, active, new, converted in _fetch(
@@ -279,18 +269,13 @@ def _leaders(cursor, day: dt.date, end: dt.datetime) -> dict[int, dict]:
         row["new_members"] += int(new or 0)
         row["new_converted"] += int(converted or 0)
         row["tier_mix"][codes.get(tier_id, "?")] = members
-    worklist = (
-        WorklistItem.objects.filter(day__gt=day - dt.timedelta(days=30), day__lte=day)
-        .values("leader_id")
-        .annotate(listed=Count("id"), marked=Count("id", filter=~Q(outcome="")))
-    )
-    follow = {row["leader_id"]: row for row in worklist}
+    follow = {row["leader_id"]: row for row in follow_up_rates(today=day)}
     for leader_id, row in leaders.items():
         row["active_share"] = _ratio(row["active"], row["members"])
         row["new_conversion"] = _ratio(row["new_converted"], row["new_members"])
         marked = follow.get(leader_id)
         row["worklist_listed"] = marked["listed"] if marked else 0
-        row["follow_up_rate"] = _ratio(marked["marked"], marked["listed"]) if marked else None
+        row["follow_up_rate"] = marked["rate"] if marked else None
     return leaders
 
 
@@ -334,14 +319,15 @@ def snapshot_build(as_of: dt.date | None = None, *, now: dt.datetime | None = No
     settings = KpiSettings.current()
     with_risk = as_of >= timezone.localdate(now)  # risk bands exist for today only
     leaders_by_id = {leader.pk: leader.display_name for leader in GroupLeader.objects.all()}
+    tiers = {tier.pk: tier for tier in Tier.objects.all()}
     with transaction.atomic(), connection.cursor() as cursor:
         _member_table(cursor, end)
-        segments = _segments(cursor, end, settings, with_risk)
-        migration = _migration(cursor, end)
-        leaders = _leaders(cursor, as_of, end)
+        segments = _segments(cursor, end, settings, with_risk, tiers)
+        migration = _migration(cursor, end, tiers)
+        leaders = _leaders(cursor, as_of, end, tiers)
         cursor.execute("DROP TABLE kpi_m")
         campaigns, journeys = _campaign_results(end, settings)
-        tier_names = dict(Tier.objects.values_list("code", "name"))
+        tier_names = {tier.code: tier.name for tier in tiers.values()}
         rows = [KpiSnapshot(day=as_of, kind=SnapshotKind.BASE, key=BASE, label="", figures=segments.pop(BASE))]
         rows += [KpiSnapshot(day=as_of, kind=SnapshotKind.TIER, key=code, label=tier_names.get(code, code), figures=f) for code, f in segments.items()]
         rows.append(KpiSnapshot(day=as_of, kind=SnapshotKind.MIGRATION, key=BASE, figures=migration))

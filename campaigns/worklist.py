@@ -150,6 +150,7 @@ def follow_up_rates(leaders=None, *, today: dt.date | None = None, days: int = F
     )
     return [
         {
+            "leader_id": row["leader_id"],
             "leader": row["leader__display_name"],
             "listed": row["listed"],
             "marked": row["marked"],

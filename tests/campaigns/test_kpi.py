@@ -144,6 +144,16 @@ def test_every_figure_equals_the_plain_computation(shop):
     for key, figures in expected.items():
         for name, value in figures.items():
             assert same(stored[key][name], value), (key or "base", name, stored[key][name], value)
+    # Churn-risk bands (the day itself): the current metrics, counted per tier on D.
+    from collections import Counter
+
+    from segments.models import MemberMetrics
+
+    tiers = tier_as_of(end_of(DAY))
+    bands = dict(MemberMetrics.objects.values_list("member_id", "risk_band"))
+    for key in expected:
+        counted = Counter(bands.get(m) or "unknown" for m, code in tiers.items() if key in ("", code))
+        assert stored[key]["risk"] == {band: counted.get(band, 0) for band in ("low", "medium", "high", "unknown")}, key
     kinds = {name for figures in expected.values() for name, value in figures.items() if value not in (None, 0)}
     assert {"retention_7d", "first_order_conversion", "marketing_share", "top5_share"} <= kinds  # the data exercises them
 
