@@ -26,8 +26,14 @@ CONTACT_COLUMN = {Channel.SMS: "mobile", Channel.WECOM: "wechat_unionid", Channe
 # falls in the same bucket of a campaign, so a re-run never moves him. The
 # control group and the variant split use different multipliers, so that the
 # two draws are independent of each other.
-BUCKET = "((m.id * {multiplier} + {salt}) %% 4294967291) %% 10000"
+BUCKET_PRIME = 4294967291
+BUCKET = "((m.id * {multiplier} + {salt}) %% " + str(BUCKET_PRIME) + ") %% 10000"
 CONTROL_MULTIPLIER, VARIANT_MULTIPLIER = 2654435761, 2246822519
+
+
+def bucket(member_id: int, multiplier: int, salt: int) -> int:
+    """BUCKET computed in Python, for a split decided outside SQL (a journey's control group)."""
+    return (member_id * multiplier + salt) % BUCKET_PRIME % 10000
 # Marketing messages that count against the frequency cap.
 CAPPED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 

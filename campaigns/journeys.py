@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
-from campaigns.audience import CONTROL_MULTIPLIER, COLUMNS, Source, select_sql
+from campaigns.audience import CONTROL_MULTIPLIER, COLUMNS, Source, bucket, select_sql
 from campaigns.models import (
     Delivery,
     DeliveryStatus,
@@ -39,7 +39,6 @@ from campaigns.policy import Rules
 from crm.models import Consent, Member, Order, OrderStatus
 from segments.models import CircleMembership, TierChange
 
-PRIME = 4294967291
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ def _is_leap(year: int) -> bool:
 
 def _in_control(member_id: int, journey: Journey) -> bool:
     """The same fixed split as a campaign's control group (campaigns.audience.BUCKET), salted by the journey."""
-    return (member_id * CONTROL_MULTIPLIER + journey.pk * 7919 + 3) % PRIME % 10000 < journey.control_share * 100
+    return bucket(member_id, CONTROL_MULTIPLIER, journey.pk * 7919 + 3) < journey.control_share * 100
 
 
 def enrol(journey: Journey, now: dt.datetime) -> int:

@@ -115,13 +115,9 @@ class MessageTemplate(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from campaigns.rendering import template_errors
+        from campaigns.rendering import template_validate
 
-        errors = template_errors(self.body) + (template_errors(self.subject) if self.subject else [])
-        if errors:
-            from django.core.exceptions import ValidationError
-
-            raise ValidationError({"body": errors})
+        template_validate("body", self.body, self.subject)
 
 
 class CampaignStatus(models.TextChoices):
@@ -555,13 +551,9 @@ class WorklistRule(models.Model):
         return self.get_kind_display()
 
     def clean(self) -> None:
-        from campaigns.rendering import template_errors
+        from campaigns.rendering import template_validate
 
-        errors = template_errors(self.script)
-        if errors:
-            from django.core.exceptions import ValidationError
-
-            raise ValidationError({"script": errors})
+        template_validate("script", self.script)
 
 
 class WorklistSettings(SingletonRow):

@@ -90,6 +90,15 @@ def _walk(nodelist, errors: list[str]) -> None:
             errors.append(_("the tag “%(tag)s” is not allowed: use {{ variable }} and {%% if %%} only") % {"tag": tag})
 
 
+def template_validate(field: str, *texts: str) -> None:
+    """A model's clean(): the template errors of its texts, under one form field."""
+    from django.core.exceptions import ValidationError
+
+    errors = [error for text in texts if text for error in template_errors(text)]
+    if errors:
+        raise ValidationError({field: errors})
+
+
 def template_errors(source: str) -> list[str]:
     """What is wrong with a template's text; empty when it may be saved."""
     try:

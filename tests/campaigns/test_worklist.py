@@ -153,3 +153,13 @@ def test_a_leader_marks_an_item_from_the_list(demo, client):
     first = WorklistItem.objects.get(pk=items[0].pk)
     assert (first.outcome, first.note) == (WorklistOutcome.CONTACTED, "微信聊过") and first.outcome_at is not None
     assert WorklistItem.objects.filter(leader=leader).exclude(pk=first.pk).exclude(outcome="").count() == 0
+
+
+def test_a_worklist_script_with_an_unknown_variable_is_refused():
+    from django.core.exceptions import ValidationError
+
+    rule = WorklistRule.objects.get(kind=WorklistKind.BIRTHDAY)
+    rule.script = "{{ salutation }}，{{ member.mobile }}"
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+    assert "unknown variable “member.mobile”" in str(refused.value.message_dict["script"])
