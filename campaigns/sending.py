@@ -92,6 +92,20 @@ def _new_code() -> str:
     return "Q" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(9))
 
 
+def _still_claimed(ids: list[int], *, claim: dt.datetime, set_status: str, **fields) -> list[int]:
+    """Move the rows of this claim (same claim time, still claimed) to set_status; returns their ids."""
+    if not ids:
+        return []
+    assignments = ", ".join(f"{name} = %s" for name in ("status", *fields))
+    with connection.cursor() as cursor:
+        ids_in, id_params = sql_in(cursor, ids)
+        cursor.execute(
+            f"UPDATE campaigns_delivery SET {assignments} WHERE id {ids_in} AND status = %s AND claimed_at = %s RETURNING id",  # nosec B608
+            [set_status, *fields.values(), *id_params, DeliveryStatus.CLAIMED, claim],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -> dict[int, CouponView]:
     """Each delivery's coupon, created once (a retried send finds and reuses it).
 
@@ -198,13 +212,11 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
                 recent[row["member_id"]] = recent.get(row["member_id"], 0) + 1
             to_send.append(row)
     for reason, pks in skipped.items():
-        Delivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.SKIPPED, skip_reason=reason)
-        outcome[DeliveryStatus.SKIPPED] += len(pks)
+        outcome[DeliveryStatus.SKIPPED] += len(_still_claimed(pks, claim=now, set_status=DeliveryStatus.SKIPPED, skip_reason=reason))
     for due, pks in later.items():
-        Delivery.objects.filter(pk__in=pks).update(
-            status=DeliveryStatus.QUEUED, due_at=due, enqueued_at=None, claimed_at=None, attempts=0
+        outcome["waiting"] += len(
+            _still_claimed(pks, claim=now, set_status=DeliveryStatus.QUEUED, due_at=due, enqueued_at=None, claimed_at=None, attempts=0)
         )
-        outcome["waiting"] += len(pks)
     by_campaign: dict[int, list[dict]] = defaultdict(list)
     for row in to_send:
         by_campaign[row["campaign_id"]].append(row)
@@ -250,8 +262,12 @@ def _send_campaign_batch(campaign: Campaign, rows: list[dict], members: dict, po
     if not messages:
         return outcome
     rate_wait(campaign.channel, len(messages), policy.rate_for(campaign.channel))
-    ids = [m.delivery_id for m in messages]
-    Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.CLAIMED).update(status=DeliveryStatus.SENDING, sent_at=now)
+    # Only rows this worker still holds go to the gateway: a row the sweeper
+    # re-queued meanwhile (and maybe another worker claimed) is not ours to send.
+    mine = set(_still_claimed([m.delivery_id for m in messages], claim=now, set_status=DeliveryStatus.SENDING, sent_at=now))
+    messages = [m for m in messages if m.delivery_id in mine]
+    if not messages:
+        return outcome
     results = backends.backend_for(campaign.channel).send_messages(messages)
     attempts = {r["id"]: r["attempts"] for r in rows}
     # Failures are rare and each has its own error: one UPDATE each; the sent rows go in bulk.

@@ -78,6 +78,32 @@ def test_launching_twice_and_running_the_fan_out_twice_sends_one_message_per_mem
     assert sorted(per_member.values()) == [1, 1, 1, 1]
 
 
+def test_a_worker_stalled_past_the_sweep_does_not_send_rows_another_worker_took(mixed_members, outbox, monkeypatch):
+    """A worker held up between its claim and the gateway call (a rate wait, a
+    slow database) for longer than the sweep's threshold: the sweeper hands its
+    rows to a second worker, which sends them. The first worker must then send
+    nothing, or those members get the message twice."""
+    campaign = campaign_for()
+    audience.deliveries_create(campaign, now=NOW, policy=services.SendingPolicy.current())
+    ids = sorted(Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.QUEUED).values_list("pk", flat=True))
+    later = NOW + dt.timedelta(minutes=services.SendingPolicy.current().stale_minutes + 1)
+    real_rate_wait = sending.rate_wait
+    handed: list[list[int]] = []
+
+    def stalled(*args):
+        monkeypatch.setattr(sending, "rate_wait", real_rate_wait)
+        sending.dispatch(now=later, enqueue=handed.append)  # the sweeper re-queues the stalled worker's rows
+        for batch in handed:
+            sending.send_batch(batch, now=later)  # ...and a second worker sends them
+
+    monkeypatch.setattr(sending, "rate_wait", stalled)
+    sending.send_batch(ids, now=NOW)
+
+    per_member = Counter(line["member"] for line in outbox())
+    assert sorted(per_member.values()) == [1, 1, 1, 1]
+    assert Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT).count() == 4
+
+
 def test_a_new_member_of_the_audience_is_reached_by_the_next_launch_only(mixed_members, outbox, django_capture_on_commit_callbacks):
     campaign = campaign_for()
     with django_capture_on_commit_callbacks(execute=True):
