@@ -1,0 +1,171 @@
+"""The fault suite's machinery: real Celery worker and beat processes on the
+test database (PostgreSQL) and a Redis broker of the suite's own, started on a
+free port so that a test can restart it mid-send without touching anybody
+else's Redis. The tests kill these processes with SIGKILL, as the kernel's
+OOM killer or a pulled plug would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(condition: Callable[[], object], *, seconds: float = 120, what: str = "the condition") -> object:
+    """Poll every 0.1 s until condition() is truthy; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A throw-away redis-server (nothing on disk, like production's broker on this machine)."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, seconds=20, what="redis-server to answer")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self, down_seconds: float = 1.0) -> None:
+        """A crash and a restart: everything queued in the broker is gone."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+
+class Processes:
+    """Workers and beats started for one test, all ended when it ends."""
+
+    def __init__(self, broker: RedisServer) -> None:
+        self.broker = broker
+        self.started: list[subprocess.Popen] = []
+        self.logs = ROOT / "data" / "test" / "faults"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def _env(self, extra: dict) -> dict:
+        from tests.conftest import _database_url
+
+        return {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            "CELERY_BROKER_URL": self.broker.url,
+            "CACHE_URL": self.broker.url[:-1] + "1",
+            **extra,
+        }
+
+    def _start(self, name: str, arguments: list[str], extra: dict) -> subprocess.Popen:
+        log = open(self.logs / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115 - kept open for the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "crm", *arguments], cwd=ROOT, env=self._env(extra), stdout=log, stderr=subprocess.STDOUT
+        )
+        process.log_path = Path(log.name)
+        self.started.append(process)
+        return process
+
+    def worker(self, *, pool: str = "solo", concurrency: int = 1, **extra_env) -> subprocess.Popen:
+        arguments = ["worker", "--pool", pool, "--concurrency", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle"]
+        return self._start("worker", arguments, extra_env)
+
+    def beat(self, **extra_env) -> subprocess.Popen:
+        return self._start("beat", ["beat", "-l", "info", "--max-interval", "1", "-s", os.devnull], extra_env)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=20)
+
+    @staticmethod
+    def pool_child(process: subprocess.Popen) -> int:
+        """The pid of a prefork worker's pool process (the one that runs the task)."""
+
+        def child() -> int | None:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            return int(children[0]) if children else None
+
+        return wait_until(child, seconds=60, what="the worker's pool process")
+
+    def end(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="session")
+def fault_broker():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the fault suite runs against PostgreSQL (set DATABASE_URL), as CI's second pass does")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def processes(fault_broker):
+    """Start workers and beats with processes.worker() / processes.beat()."""
+    manager = Processes(fault_broker)
+    yield manager
+    manager.end()
+
+
+def backend_waiting_on_lock(table: str) -> bool:
+    """Some other database session is blocked on a lock while writing to `table`."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query ILIKE %s",
+            [f"%{table}%"],
+        )
+        return cursor.fetchone()[0] > 0
