@@ -885,4 +885,6 @@ ZH = {
     'ROI (90 days)': 'ROI（90天）',
     'the %(n)s with the lowest active share of %(total)s': '%(total)s 位中活跃度最低的 %(n)s 位',
     'all group leaders': '全部团长',
+    "Interrupted: the worker stopped before the run finished, and nothing of it was written. A later run covers its members.":
+        '已中断：工作进程在计算完成前停止，本次计算未写入任何结果，其会员由之后的计算覆盖。',
 }

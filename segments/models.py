@@ -163,6 +163,8 @@ class RecomputeRun(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
         verbose_name=_("requested by"),
     )
+    # The PostgreSQL session doing the run: a run whose session is gone was interrupted.
+    backend_pid = models.PositiveIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ("-started_at",)

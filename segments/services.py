@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from crm.audit import audit_record
 from crm.models import AuditAction, EngagementEvent, Member, Order, OrderStatus
@@ -105,9 +106,14 @@ def tiers_recompute(
         yield
         timings[name] = round(time.perf_counter() - started, 3)
 
+    if connection.vendor == "postgresql":  # before the transaction, so that later runs can see it
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            RecomputeRun.objects.filter(pk=run.pk).update(backend_pid=cursor.fetchone()[0])
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             _lock(cursor)
+            _interrupted_runs_close(cursor, current=run)
             ladder = ladder_load()
             config = SegmentSettings.current()
             bounds = recompute.Bounds(as_of)
@@ -155,6 +161,28 @@ def tiers_recompute(
         raise
     run.refresh_from_db()
     return run
+
+
+def _interrupted_runs_close(cursor, *, current: RecomputeRun) -> int:
+    """Close the runs still shown as running whose worker died (killed, out of
+    memory): their transaction was rolled back, and the next run covers their
+    members. Holding the recompute's lock, no other run is at work: a run whose
+    session is not waiting for the lock is dead (a killed worker's session can
+    linger a while after its lock is gone, so "is the session there" is not
+    the question)."""
+    stuck = RecomputeRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=current.pk)
+    if connection.vendor == "postgresql":
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = %s AND objsubid = 1",
+            [LOCK_KEY],
+        )
+        stuck = stuck.filter(backend_pid__isnull=False).exclude(backend_pid__in=[row[0] for row in cursor.fetchall()])
+    else:  # no sessions to ask: a run that started half a day ago is not coming back
+        stuck = stuck.filter(started_at__lt=timezone.now() - dt.timedelta(hours=12))
+    return stuck.update(
+        status=RunStatus.FAILED, finished_at=timezone.now(),
+        message=_("Interrupted: the worker stopped before the run finished, and nothing of it was written. A later run covers its members."),
+    )
 
 
 def _churn_fit_for(as_of: dt.date, config: SegmentSettings, *, refit: bool) -> ChurnFit | None:
