@@ -179,7 +179,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             import_job_cancel(job=job)
             messages.info(request, _("Cancelled; the uploaded file was deleted and nothing was imported."))
         elif action in (ImportMode.ALL_OR_NOTHING, ImportMode.VALID_ONLY):
-            if action == ImportMode.ALL_OR_NOTHING and job.error_rows:
+            if action == ImportMode.ALL_OR_NOTHING and (job.error_rows or job.row_errors.exists()):  # file-level errors count no row
                 messages.error(request, _("The file has rows with errors: import the valid rows only, or cancel."))
             else:
                 background = self._in_background(job.file.size if job.file else 0)

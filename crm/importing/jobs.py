@@ -125,7 +125,8 @@ def _store_outcome(job: ImportJob, outcome: ImportOutcome) -> None:
         for error in outcome.errors:
             batch.append(
                 ImportRowError(
-                    job=job, row_no=error.row_no, column=error.column[:64], message=error.message[:255], value=error.value
+                    job=job, row_no=error.row_no, column=_storable(error.column)[:64], message=_storable(error.message)[:255],
+                    value=_storable(error.value),
                 )
             )
             if len(batch) >= ERROR_BATCH:
@@ -138,7 +139,7 @@ def _store_outcome(job: ImportJob, outcome: ImportOutcome) -> None:
         job.created_count = outcome.created
         job.updated_count = outcome.updated
         job.unchanged_count = outcome.unchanged
-        job.message = _ignored_columns_message(outcome)
+        job.message = _storable(_ignored_columns_message(outcome))
         if outcome.dry_run:
             job.status = ImportStatus.VALIDATED
         elif outcome.committed:
@@ -147,6 +148,11 @@ def _store_outcome(job: ImportJob, outcome: ImportOutcome) -> None:
             job.status = ImportStatus.REJECTED
         job.finished_at = timezone.now()
         job.save()
+
+
+def _storable(text: str) -> str:
+    """A quoted cell may hold NUL bytes, which PostgreSQL text cannot: show them as ␀."""
+    return text.replace("\x00", "\u2400")
 
 
 def _ignored_columns_message(outcome: ImportOutcome) -> str:

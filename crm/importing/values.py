@@ -101,6 +101,7 @@ def parse_date(raw: str) -> dt.date:
     year, month, day, hour, minute, second = _date_parts(raw)
     try:
         value = dt.date(year, month, day)
+        dt.time(hour, minute, second)  # a time after the date is dropped, but only a real one
     except ValueError:
         raise CellError(_("no such date")) from None
     if value.year < 1900:

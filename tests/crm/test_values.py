@@ -62,6 +62,9 @@ def test_birthday_is_a_plain_date():
     assert parse_date("1970/3/5") == dt.date(1970, 3, 5)
     with pytest.raises(CellError):
         parse_date("1970-02-29")
+    assert parse_date("1970-03-05 08:30") == dt.date(1970, 3, 5)
+    with pytest.raises(CellError, match="no such date"):  # found by the fuzz files: the impossible time was dropped silently
+        parse_date("1970-1-1T25:61")
 
 
 @pytest.mark.parametrize(
