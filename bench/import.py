@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from _common import record
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -151,6 +152,7 @@ def main() -> None:
     assert f"new {options.orders}" in output, output
     rows.append(("import_orders (PostgreSQL)", options.orders, seconds, rss))
     ours_pg = options.orders / seconds
+    record("import: peak memory, PostgreSQL", f"{rss:.0f} MB", target="< 300 MB", met=rss < 300, against=f"{options.orders:,} orders")
     seconds, rss, output = run_child([PYTHON, "manage.py", "import_orders", str(orders_csv)], pg_env)
     assert "new 0, changed 0" in output, output
     rows.append(("  … the same file again (no change)", options.orders, seconds, rss))
@@ -162,6 +164,7 @@ def main() -> None:
         run_child([PYTHON, "manage.py", "import_members", str(members_csv)], sqlite_env)
         seconds, rss, output = run_child([PYTHON, "manage.py", "import_orders", str(orders_csv)], sqlite_env)
         rows.append(("import_orders (SQLite)", options.orders, seconds, rss))
+        record("import: orders into SQLite", f"{options.orders / seconds:,.0f} rows/s, peak {rss:.0f} MB", target="< 300 MB", met=rss < 300)
 
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB}")
@@ -177,6 +180,10 @@ def main() -> None:
     print()
     print(f"ours / COPY rate:                 {ours_pg / copy_rate:6.1%}   (target >= 25%)")
     print(f"ours / fastest import-export peer: {ours_pg / peer_rate:6.1f}x   (target >= 3x)")
+    record("import: orders into PostgreSQL", f"{ours_pg:,.0f} rows/s = {ours_pg / copy_rate:.1%} of COPY", target="≥ 25% of COPY",
+           met=ours_pg / copy_rate >= 0.25, against=f"COPY {copy_rate:,.0f} rows/s, same file, same run")
+    record("import: against django-import-export", f"{ours_pg / peer_rate:.1f}× the peer", target="≥ 3×", met=ours_pg / peer_rate >= 3,
+           against=f"import-export tuned {peer_rate:,.0f} rows/s")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from pathlib import Path
 from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import record  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
 os.environ.setdefault("SECRET_KEY", "bench")
 os.environ.setdefault("CRM_LANGUAGE", "zh-hans")
@@ -44,11 +46,15 @@ def main() -> None:
         for name in ("journeys pass", "journeys pass again (nothing new)"):
             started = time.perf_counter()
             summary = journeys_run()
-            print(f"| {name:<40} | {time.perf_counter() - started:>8.1f} | {str(summary)[:50]:<50} |")
+            seconds = time.perf_counter() - started
+            print(f"| {name:<40} | {seconds:>8.1f} | {str(summary)[:50]:<50} |")
+            record(name, f"{seconds:.1f} s", against=str(summary)[:80])
     started = time.perf_counter()
     added = worklist_build()
     leaders = WorklistItem.objects.values("leader").distinct().count()
-    print(f"| {'worklist build (every leader)':<40} | {time.perf_counter() - started:>8.1f} | {f'{added:,} items for {leaders:,} leaders':<50} |")
+    seconds = time.perf_counter() - started
+    print(f"| {'worklist build (every leader)':<40} | {seconds:>8.1f} | {f'{added:,} items for {leaders:,} leaders':<50} |")
+    record("worklist build (every leader)", f"{seconds:.1f} s", against=f"{added:,} items for {leaders:,} leaders")
 
 
 if __name__ == "__main__":
