@@ -159,13 +159,14 @@ def processes(fault_broker):
     manager.end()
 
 
-def backend_waiting_on_lock(table: str) -> bool:
-    """Some other database session is blocked on a lock while writing to `table`."""
+def backend_waiting_on_lock(statement_part: str) -> bool:
+    """Some other database session is blocked on a lock in a statement containing statement_part (a table, a function)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # inside a transaction the view is read once, then cached
         cursor.execute(
             "SELECT COUNT(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query ILIKE %s",
-            [f"%{table}%"],
+            [f"%{statement_part}%"],
         )
         return cursor.fetchone()[0] > 0

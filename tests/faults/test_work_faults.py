@@ -25,6 +25,7 @@ from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.db import connection
+from django.db import transaction as django_transaction
 
 from crm.importing.jobs import import_job_start
 from crm.models import AuditAction, AuditEvent, ImportJob, ImportMode, ImportStatus, Member
@@ -135,3 +136,29 @@ def test_a_worker_killed_in_a_large_import_writes_it_exactly_once(processes, fau
     assert Member.objects.values("external_id").distinct().count() == rows
     assert AuditEvent.objects.filter(action=AuditAction.IMPORT).count() == 1  # one committed import, audited once
     assert connection.vendor == "postgresql"
+
+
+def test_a_run_waiting_for_the_lock_is_not_taken_for_a_dead_one(fault_broker):  # fault_broker: PostgreSQL only
+    """Holding the recompute's lock, only the runs whose session is not waiting for it are closed as interrupted."""
+    import threading
+
+    from segments.services import LOCK_KEY, _interrupted_runs_close
+    from tests.conftest import _database_url
+
+    waiter = psycopg.connect(_database_url().replace("postgres://", "postgresql://"), autocommit=True)
+    with django_transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+        queued = threading.Thread(target=waiter.execute, args=("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY]))
+        queued.start()
+        wait_until(lambda: backend_waiting_on_lock("pg_advisory_xact_lock"), seconds=30, what="the second session to wait for the lock")
+        cursor.execute("SELECT pg_backend_pid()")
+        current = RecomputeRun.objects.create(as_of=FIRST, reason="order", backend_pid=cursor.fetchone()[0])
+        waiting = RecomputeRun.objects.create(as_of=FIRST, reason="order", backend_pid=waiter.info.backend_pid)
+        dead = RecomputeRun.objects.create(as_of=FIRST, reason="nightly", backend_pid=waiter.info.backend_pid + 100_000)  # no such session
+        not_started = RecomputeRun.objects.create(as_of=FIRST, reason="manual")  # queued for a worker: no session yet
+
+        assert _interrupted_runs_close(cursor, current=current) == 1
+        statuses = dict(RecomputeRun.objects.values_list("pk", "status"))
+    queued.join(timeout=30)
+    waiter.close()
+    assert statuses == {current.pk: RunStatus.RUNNING, waiting.pk: RunStatus.RUNNING, dead.pk: RunStatus.FAILED, not_started.pk: RunStatus.RUNNING}
