@@ -168,6 +168,8 @@ class RecomputeRun(models.Model):
 
     class Meta:
         ordering = ("-started_at",)
+        # Every order's recompute is a run: the few still running are found without reading them all.
+        indexes = [models.Index(fields=["started_at"], condition=models.Q(status="running"), name="recompute_run_running")]
         verbose_name = _("recompute run")
         verbose_name_plural = _("recompute runs")
 

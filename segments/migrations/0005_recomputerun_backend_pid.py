@@ -15,4 +15,8 @@ class Migration(migrations.Migration):
             name='backend_pid',
             field=models.PositiveIntegerField(blank=True, editable=False, null=True),
         ),
+        migrations.AddIndex(
+            model_name='recomputerun',
+            index=models.Index(condition=models.Q(('status', 'running')), fields=['started_at'], name='recompute_run_running'),
+        ),
     ]
