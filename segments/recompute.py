@@ -374,11 +374,13 @@ def lines_stage_write(cursor, bounds: Bounds, full: bool) -> None:
     )
     distinct = _distinct()
     in_scope = "" if full else f" AND segments_membermetrics.member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
-    # Members in scope without lines in the window lose their categories.
+    # Members in scope without lines in the window lose their categories. (NOT EXISTS, not
+    # NOT IN: PostgreSQL hashes a NOT IN list only while it fits in work_mem; past that,
+    # on a million members, it rescans the list for every row and ran for over ten minutes.)
     cursor.execute(
         f"""UPDATE segments_membermetrics SET favourite_category_id = NULL, second_category_id = NULL, promo_share = 0
             WHERE (favourite_category_id IS NOT NULL OR promo_share <> 0){in_scope}
-              AND member_id NOT IN (SELECT member_id FROM seg_cat)"""  # nosec B608
+              AND NOT EXISTS (SELECT 1 FROM seg_cat c WHERE c.member_id = segments_membermetrics.member_id)"""  # nosec B608
     )
     cursor.execute(
         f"""UPDATE segments_membermetrics SET favourite_category_id = c.first_category,
@@ -459,7 +461,8 @@ def v_stage_write(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -
     in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     cursor.execute(
         f"""UPDATE segments_membermetrics SET v_score = 0
-            WHERE v_score <> 0{in_scope} AND member_id NOT IN (SELECT member_id FROM seg_v)"""  # nosec B608
+            WHERE v_score <> 0{in_scope}
+              AND NOT EXISTS (SELECT 1 FROM seg_v v WHERE v.member_id = segments_membermetrics.member_id)"""  # nosec B608
     )
     distinct = _distinct()
     cursor.execute(
@@ -560,7 +563,7 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
         scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
         cursor.execute(
             f"DELETE FROM segments_circlemembership WHERE circle_id = %s{scope_clause} "
-            f"AND member_id NOT IN ({match_sql})",  # nosec B608
+            f"AND NOT EXISTS (SELECT 1 FROM ({match_sql}) matched WHERE matched.id = segments_circlemembership.member_id)",  # nosec B608
             [circle.pk, *match_params],
         )
         cursor.execute(
