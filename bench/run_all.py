@@ -5,7 +5,8 @@ gateway's cap).
 
     .venv/bin/python bench/run_all.py [--seed] [--only NAME ...] [--skip NAME ...]
 
---seed builds the data set first: the PostgreSQL database crm_bench dropped
+--only re-runs the named benches and keeps the others' figures from the last
+run in the table. --seed builds the data set first: the PostgreSQL database crm_bench dropped
 and made again, migrated, 1,000,000 members with ~20M orders (seed_demo) and
 their first recompute. Without it the existing crm_bench is used. Needs
 PostgreSQL (BENCH_PG, default postgres://postgres@127.0.0.1:5432) and Redis
@@ -57,7 +58,9 @@ def main() -> None:
     out = ROOT / "data" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures.jsonl"
-    figures.unlink(missing_ok=True)
+    # --only re-runs some benches and keeps the other benches' figures from the last run.
+    kept = [line for line in figures.read_text().splitlines() if json.loads(line)["bench"] not in args.only] if args.only and figures.exists() else []
+    figures.write_text("".join(line + "\n" for line in kept))
     env["BENCH_FIGURES"] = str(figures)
     started = time.monotonic()
     steps: list[tuple[str, float, int]] = []
