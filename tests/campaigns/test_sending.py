@@ -104,6 +104,25 @@ def test_a_worker_stalled_past_the_sweep_does_not_send_rows_another_worker_took(
     assert Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT).count() == 4
 
 
+def test_members_of_an_excluded_circle_or_tier_are_left_out_of_the_audience(frozen):
+    from segments.models import Circle, CircleMembership, Tier
+
+    kept, in_circle, in_tier, in_both = (member_with(True) for _ in range(4))
+    tiers_recompute(as_of=NOW.date())
+    recent = Circle.objects.create(name="刚下过单", rules={"recency_max": 3})
+    CircleMembership.objects.bulk_create(CircleMembership(circle=recent, member=m, since=NOW) for m in (in_circle, in_both))
+    campaign = campaign_for(tiers=("C", "B"))
+    campaign.exclude_circles.set([recent])
+    assert set(audience.audience(campaign).values_list("pk", flat=True)) == {kept.pk, in_tier.pk}
+
+    from segments.models import MemberMetrics
+
+    MemberMetrics.objects.filter(member__in=[in_tier, in_both]).update(tier=Tier.objects.get(code="B"))
+    campaign.exclude_tiers.set(Tier.objects.filter(code="B"))
+    assert set(audience.audience(campaign).values_list("pk", flat=True)) == {kept.pk}
+    assert audience.funnel(campaign)["audience"] == 1
+
+
 def test_a_new_member_of_the_audience_is_reached_by_the_next_launch_only(mixed_members, outbox, django_capture_on_commit_callbacks):
     campaign = campaign_for()
     with django_capture_on_commit_callbacks(execute=True):
