@@ -61,6 +61,7 @@ def main() -> None:
         "CRM_DATA_DIR": tempfile.mkdtemp(prefix="crm-load-"), "LOG_LEVEL": "WARNING",
     }
     django_setup(**server_env)
+    server_env = {name: os.environ[name] for name in server_env}  # what this process runs with (run_all sets some), so its logins hold there
 
     from django.contrib.auth import get_user_model
     from django.test import Client
