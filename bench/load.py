@@ -61,7 +61,8 @@ def main() -> None:
         "CRM_DATA_DIR": tempfile.mkdtemp(prefix="crm-load-"), "LOG_LEVEL": "WARNING",
     }
     django_setup(**server_env)
-    server_env = {name: os.environ[name] for name in server_env}  # what this process runs with (run_all sets some), so its logins hold there
+    # The server runs with this process's settings (run_all sets some), so that the logins below hold there; but never in DEBUG.
+    server_env = {**{name: os.environ[name] for name in server_env}, "DEBUG": "0"}
 
     from django.contrib.auth import get_user_model
     from django.test import Client
