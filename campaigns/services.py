@@ -8,7 +8,7 @@ import json
 import re
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -153,8 +153,24 @@ def campaign_launch(*, campaign: Campaign, user=None, now: dt.datetime | None = 
         campaign.save(update_fields=["last_launched_at", "status"])
         if user is not None:
             _audit(campaign, user, f"launched {campaign.name}", deliveries=created)
-    transaction.on_commit(lambda: dispatch(now=now))
+    transaction.on_commit(lambda: (_statistics_refresh(created), dispatch(now=now)))
     return created
+
+
+# Outbox rows a launch may add before the table's statistics are refreshed at once.
+ANALYZE_AFTER_ROWS = 10_000
+
+
+def _statistics_refresh(created: int) -> None:
+    """After a big launch, ANALYZE the outbox before the workers claim from it.
+
+    Autovacuum analyzes a table only minutes after it grew; until then the
+    planner thinks a million queued rows are a few hundred and answers each
+    claim (a thousand ids) by intersecting with the status index: 2–3.5 s a
+    batch instead of milliseconds, measured on a million-member launch."""
+    if created >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE campaigns_delivery")
 
 
 @transaction.atomic
