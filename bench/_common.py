@@ -17,6 +17,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def require_postgres_and_redis() -> None:
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
+        sys.exit("set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis)")
+
+
 def django_setup(**environment: str) -> None:
     for name, value in {"DJANGO_SETTINGS_MODULE": "crm.settings", "DEBUG": "1", **environment}.items():
         os.environ.setdefault(name, value)

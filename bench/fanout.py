@@ -16,14 +16,12 @@ and the peak memory of the launching process and of each worker."""
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import bench_campaign, django_setup, record, relaxed_policy, send_workers
+from _common import bench_campaign, django_setup, record, relaxed_policy, require_postgres_and_redis, send_workers
 
 NAME = "bench: fan-out"
 
@@ -32,8 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
-        sys.exit("set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis)")
+    require_postgres_and_redis()
     django_setup(CRM_DATA_DIR=tempfile.mkdtemp(prefix="crm-fanout-"))
     with relaxed_policy():
         campaign = bench_campaign(NAME)

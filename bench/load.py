@@ -26,14 +26,13 @@ import secrets
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
 from urllib.parse import urlencode
 
-from _common import ROOT, bench_campaign, django_setup, percentile, record, relaxed_policy, send_workers
+from _common import ROOT, bench_campaign, django_setup, percentile, record, relaxed_policy, require_postgres_and_redis, send_workers
 
 CAMPAIGN = "bench: load, 高价值流失"
 CIRCLE = "高价值流失"
@@ -54,8 +53,7 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=3)
     parser.add_argument("--send-workers", type=int, default=2)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
-        sys.exit("set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis)")
+    require_postgres_and_redis()
     server_env = {
         "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(40), "ALLOWED_HOSTS": "127.0.0.1", "CRM_LANGUAGE": "zh-hans",
         "CRM_DATA_DIR": tempfile.mkdtemp(prefix="crm-load-"), "LOG_LEVEL": "WARNING",

@@ -1,3 +1,6 @@
+import time
+from collections.abc import Callable
+
 import pytest
 
 pytest_plugins = ["tests.crm.fixtures"]
@@ -75,3 +78,14 @@ def start_worker():
             process.terminate()
             process.wait(timeout=20)
     celery_app.conf.task_always_eager = True
+
+
+def wait_until(condition: Callable[[], object], *, seconds: float = 120, what: str = "the condition") -> object:
+    """Poll every 0.1 s until condition() is truthy; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")

@@ -6,7 +6,6 @@ out is waiting for reconciliation."""
 import datetime as dt
 import importlib
 import json
-import time
 from collections import Counter
 
 import pytest
@@ -19,6 +18,7 @@ from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus,
 from crm.models import Consent, Member
 from segments.services import tiers_recompute
 from tests.campaigns.conftest import campaign_for
+from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 MEMBERS = 600
@@ -28,15 +28,6 @@ SLOW = {"CAMPAIGN_SMS_BACKEND": "tests.campaigns.slow_backend.SlowFileBackend", 
 def sink_lines() -> list[dict]:
     path = django_settings.DATA_DIR / "outbox" / "sms.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_until(condition, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture
@@ -56,7 +47,7 @@ def world(settings):
 def test_a_worker_killed_mid_send_leaves_one_delivery_per_member(world, start_worker):
     first = start_worker(**SLOW)
     services.campaign_launch(campaign=world)  # autocommit: the batches go to the broker at once
-    wait_until(lambda: len(sink_lines()) >= 40)
+    wait_until(lambda: len(sink_lines()) >= 40, seconds=90)
     first.kill()
     first.wait(timeout=20)
     in_flight = Delivery.objects.filter(status=DeliveryStatus.SENDING).count()
@@ -67,7 +58,7 @@ def test_a_worker_killed_mid_send_leaves_one_delivery_per_member(world, start_wo
     assert Delivery.objects.filter(status=DeliveryStatus.UNKNOWN).count() == in_flight
     start_worker(**SLOW)
     busy = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)
-    wait_until(lambda: not Delivery.objects.filter(campaign=world, status__in=busy).exists())
+    wait_until(lambda: not Delivery.objects.filter(campaign=world, status__in=busy).exists(), seconds=90)
 
     assert Delivery.objects.filter(campaign=world).count() == MEMBERS
     assert Delivery.objects.values("member").distinct().count() == MEMBERS

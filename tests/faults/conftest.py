@@ -13,23 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(condition: Callable[[], object], *, seconds: float = 120, what: str = "the condition") -> object:
-    """Poll every 0.1 s until condition() is truthy; fail the test after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 def _free_port() -> int:
@@ -79,6 +69,7 @@ class Processes:
     def __init__(self, broker: RedisServer) -> None:
         self.broker = broker
         self.started: list[subprocess.Popen] = []
+        self.logs_open: list = []
         self.logs = ROOT / "data" / "test" / "faults"
         self.logs.mkdir(parents=True, exist_ok=True)
 
@@ -102,6 +93,7 @@ class Processes:
         )
         process.log_path = Path(log.name)
         self.started.append(process)
+        self.logs_open.append(log)
         return process
 
     def worker(self, *, pool: str = "solo", concurrency: int = 1, **extra_env) -> subprocess.Popen:
@@ -135,6 +127,8 @@ class Processes:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for log in self.logs_open:
+            log.close()
 
 
 @pytest.fixture(scope="session")

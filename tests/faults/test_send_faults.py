@@ -24,7 +24,7 @@ from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus,
 from crm.models import Consent, Member
 from segments.services import tiers_recompute
 from tests.campaigns.conftest import campaign_for
-from tests.faults.conftest import wait_until
+from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import signal
 import warnings
 from collections import Counter
 from contextlib import contextmanager
@@ -33,7 +34,8 @@ from crm.tasks import import_job_task
 from segments.models import ChurnFit, CircleMembership, GroupMove, MemberMetrics, RecomputeRun, RunStatus, TierChange, TierReview
 from segments.services import tiers_recompute, tiers_recompute_nightly
 from segments.tasks import recompute_nightly_task
-from tests.faults.conftest import backend_waiting_on_lock, wait_until
+from tests.conftest import wait_until
+from tests.faults.conftest import backend_waiting_on_lock
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -46,7 +48,7 @@ def table_locked(table: str):
     """Another session holds SHARE on the table: reads go on, the first write waits."""
     from tests.conftest import _database_url
 
-    with psycopg.connect(_database_url().replace("postgres://", "postgresql://")) as other:
+    with psycopg.connect(_database_url()) as other:
         other.execute(f"LOCK TABLE {table} IN SHARE MODE")
         yield
         other.rollback()
@@ -65,7 +67,7 @@ def publish(task, *args, broker_url: str) -> None:
 
 def kill_the_pool_process_while_blocked(processes, worker, table: str) -> None:
     wait_until(lambda: backend_waiting_on_lock(table), seconds=120, what=f"the worker's transaction to wait on {table}")
-    os.kill(processes.pool_child(worker), 9)
+    os.kill(processes.pool_child(worker), signal.SIGKILL)
 
 
 def segment_state() -> dict:
@@ -147,7 +149,7 @@ def test_a_run_waiting_for_the_lock_is_not_taken_for_a_dead_one(fault_broker):  
     from segments.services import LOCK_KEY, _interrupted_runs_close
     from tests.conftest import _database_url
 
-    waiter = psycopg.connect(_database_url().replace("postgres://", "postgresql://"), autocommit=True)
+    waiter = psycopg.connect(_database_url(), autocommit=True)
     with django_transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
         queued = threading.Thread(target=waiter.execute, args=("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY]))
