@@ -200,9 +200,11 @@ def exits(now: dt.datetime) -> Counter:
 def _step_source(step: JourneyStep, cutoff: dt.datetime) -> Source:
     return Source(
         from_sql="campaigns_enrolment e JOIN crm_member m ON m.id = e.member_id",
+        with_sql="reached AS MATERIALIZED (SELECT enrolment_id FROM campaigns_delivery WHERE campaign_id = %s AND enrolment_id IS NOT NULL)",
+        with_params=[step.campaign_id],
         where_sql="e.status = %s AND e.next_step_id = %s AND e.started_at <= %s "
-        "AND NOT EXISTS (SELECT 1 FROM campaigns_delivery d WHERE d.campaign_id = %s AND d.enrolment_id = e.id)",
-        where_params=[EnrolmentStatus.ACTIVE, step.pk, cutoff, step.campaign_id],
+        "AND NOT EXISTS (SELECT 1 FROM reached r WHERE r.enrolment_id = e.id)",
+        where_params=[EnrolmentStatus.ACTIVE, step.pk, cutoff],
         control_sql="e.is_control",
         enrolment_sql="e.id",
     )
