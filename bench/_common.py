@@ -62,6 +62,8 @@ def bench_campaign(name: str, *, tiers: list[str] | None = None, circles: list[s
             "SELECT id, 'sms', true, now(), 'bench' FROM crm_member WHERE mobile <> '' AND erased_at IS NULL "
             "ON CONFLICT (member_id, channel) DO UPDATE SET granted = true WHERE crm_consent.granted IS DISTINCT FROM true"
         )
+        # As an import of that size does: planned on the unanalyzed million, the launch ran for ten minutes.
+        cursor.execute("ANALYZE crm_consent")
         # The previous run's rows, in SQL: the ORM's cascade would load millions of objects.
         for table in ("campaigns_coupon", "campaigns_delivery"):
             cursor.execute(f"DELETE FROM {table} WHERE campaign_id IN (SELECT id FROM campaigns_campaign WHERE name = %s)", [name])  # nosec B608

@@ -57,6 +57,7 @@ _AGE_BANDS = {value: value for value in AgeBand.values if value} | {"55以上": 
 
 class MemberSpec(Spec):
     kind = "members"
+    tables = ("crm_member", "crm_consent", "crm_consentevent", "crm_membertag")
     columns = [
         Column("external_id", "会员编号", text_parser(64), required=True, aliases=("会员id", "member_id")),
         Column("name", "姓名", text_parser(64), default=""),
@@ -224,6 +225,7 @@ def _reject_unknown_members(ctx: Context) -> None:
 
 class OrderSpec(Spec):
     kind = "orders"
+    tables = ("crm_order",)
     columns = [
         Column("order_no", "订单号", text_parser(64), required=True),
         Column("member_external_id", "会员编号", text_parser(64), required=True, aliases=("会员id", "external_id")),
@@ -265,6 +267,7 @@ class OrderSpec(Spec):
 
 class OrderLineSpec(Spec):
     kind = "order_lines"
+    tables = ("crm_orderline", "crm_product")
     columns = [
         Column("order_no", "订单号", text_parser(64), required=True),
         Column("sku", "商品编码", text_parser(64), required=True, aliases=("sku编码",)),
@@ -355,6 +358,7 @@ _EVENT_KINDS = {
 
 class EventSpec(Spec):
     kind = "events"
+    tables = ("crm_engagementevent",)
     columns = [
         Column("member_external_id", "会员编号", text_parser(64), required=True, aliases=("会员id", "external_id")),
         Column(
