@@ -134,6 +134,11 @@ else:
             "NAME": SQLITE_PATH,
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool("PG_JIT", False):
+    # PostgreSQL's JIT compiles any statement its planner costs above 100,000, which
+    # here means a batch of a thousand ids or an admin count: 0.4–1 s of compiling
+    # for a query that runs in 50 ms. The set-based recompute gains under 1% from it.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A web process and a worker write at once: WAL lets readers go on, and
     # IMMEDIATE makes a writer wait for the lock instead of failing midway.
