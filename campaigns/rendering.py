@@ -198,10 +198,11 @@ def address_rules() -> list[AddressRule]:
 def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, str]:
     """The product each member bought most often since a moment (ties: the name first in order).
 
-    Two index lookups in raw SQL, not one join through the ORM: as one join
-    PostgreSQL misestimated a batch of 500 members and hashed every order
-    line (3.3 s a batch on 32M lines), and the ORM spent 0.2 s preparing
-    11,000 order ids as parameters."""
+    On PostgreSQL one statement, a LATERAL lookup per member through the
+    (member, time) and (order, product) indexes: 70 ms for a thousand members
+    (as a plain join PostgreSQL misestimated a batch and hashed every order
+    line, 3.3 s; as two lookups with the counting in Python, 330 ms).
+    Elsewhere two index lookups, counted here."""
     from django.db import connection
 
     from crm.bulkload import sql_in
@@ -210,6 +211,16 @@ def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, s
     member_ids = list(member_ids)
     if not member_ids:
         return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT b.member_id, u.name FROM unnest(%s::bigint[]) AS b(member_id) CROSS JOIN LATERAL ("
+                " SELECT p.name FROM crm_order o JOIN crm_orderline l ON l.order_id = o.id JOIN crm_product p ON p.id = l.product_id"
+                " WHERE o.member_id = b.member_id AND o.status = %s AND o.ordered_at >= %s"
+                " GROUP BY p.id, p.name ORDER BY COUNT(*) DESC, p.name LIMIT 1) AS u",
+                [member_ids, OrderStatus.PAID, since],
+            )
+            return dict(cursor.fetchall())
     counts: Counter = Counter()
     with connection.cursor() as cursor:
         members_in, params = sql_in(cursor, member_ids)
@@ -235,7 +246,10 @@ def usual_products(member_ids: Iterable[int], since: dt.datetime) -> dict[int, s
 
 
 # What contexts_for reads of each member (a caller that already holds these rows passes them).
-MEMBER_FIELDS = ("id", "name", "gender", "age_band", "community__name", "community__leader__display_name")
+MEMBER_FIELDS = (
+    "id", "name", "gender", "age_band", "community__name", "community__leader__display_name",
+    "metrics__tier_id", "metrics__orders_365", "metrics__spend_365", "metrics__last_order_at", "metrics__favourite_category__name",
+)
 
 
 def contexts_for(
@@ -246,12 +260,12 @@ def contexts_for(
     members: Iterable[dict] | None = None,
     product: str = "",
 ) -> dict[int, dict]:
-    """The template context of each member, built with four queries whatever the batch size.
+    """The template context of each member, built with a handful of queries whatever the batch size.
 
     product: what a restock or offer reminder is about (its campaign's product)."""
+    from crm.bulkload import ids_in
     from crm.models import Member
     from segments.ladder import RFM, gap_to_next, recency_days
-    from segments.models import MemberMetrics
     from segments.services import ladder_load
 
     now = now or timezone.now()
@@ -261,29 +275,26 @@ def contexts_for(
     by_id = {rung.id: rung for rung in ladder}
     rules = address_rules()
     products = usual_products(member_ids, now - dt.timedelta(days=365))
-    metrics = {
-        row["member_id"]: row
-        for row in MemberMetrics.objects.filter(member_id__in=member_ids).values(
-            "member_id", "tier_id", "orders_365", "spend_365", "last_order_at", "favourite_category__name"
-        )
-    }
     contexts: dict[int, dict] = defaultdict(dict)
+    zone = timezone.get_current_timezone()
+    expiries: dict[dt.datetime, str] = {}  # a batch's coupons share one or two expiry moments
     if members is None:
-        members = Member.objects.filter(pk__in=member_ids).values(*MEMBER_FIELDS)
+        members = Member.objects.filter(pk__in=ids_in(member_ids)).values(*MEMBER_FIELDS)
     for member in members:
-        row = metrics.get(member["id"], {})
-        rung = by_id.get(row.get("tier_id")) if row else None
+        rung = by_id.get(member["metrics__tier_id"])
         gap = None
         if rung is not None:
-            last = row["last_order_at"]
+            last = member["metrics__last_order_at"]
             rfm = RFM(
-                recency_days=recency_days(timezone.localdate(last) if last else None, today),
-                orders_365=row["orders_365"],
-                spend_365=row["spend_365"],
+                recency_days=recency_days(last.astimezone(zone).date() if last else None, today),
+                orders_365=member["metrics__orders_365"],
+                spend_365=member["metrics__spend_365"],
             )
             gap = gap_to_next(rfm, rung, ladder)
         coupon = coupons.get(member["id"])
-        usual = products.get(member["id"]) or row.get("favourite_category__name") or ""
+        if coupon and coupon.valid_until not in expiries:
+            expiries[coupon.valid_until] = expiry_text(coupon.valid_until)
+        usual = products.get(member["id"]) or member["metrics__favourite_category__name"] or ""
         contexts[member["id"]] = {
             "salutation": salutation_for(member["name"], member["gender"], member["age_band"], rules),
             "name": member["name"],
@@ -295,7 +306,7 @@ def contexts_for(
             "product": product or usual,
             "coupon": coupon.description if coupon else "",
             "coupon_code": coupon.code if coupon else "",
-            "coupon_expiry": expiry_text(coupon.valid_until) if coupon else "",
+            "coupon_expiry": expiries[coupon.valid_until] if coupon else "",
             "leader": member["community__leader__display_name"] or "",
             "community": member["community__name"] or "",
         }

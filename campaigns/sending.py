@@ -36,7 +36,7 @@ from campaigns.models import (
 )
 from campaigns.policy import Rules, cap_reached, in_quiet_hours, send_time
 from campaigns.rendering import MEMBER_FIELDS, CouponView, compile_template, contexts_for, message_text, render
-from crm.bulkload import sql_in
+from crm.bulkload import ids_in, sql_in, sql_values
 from crm.models import Consent, Member
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -74,22 +74,33 @@ def dispatch(*, now: dt.datetime | None = None, enqueue=_enqueue) -> int:
     return handed
 
 
-def claim(ids: list[int], now: dt.datetime) -> list[int]:
-    """Take the rows still queued and due; a row another worker took is not returned."""
+# What a worker needs of each row it claims, returned by the claim itself.
+CLAIMED_COLUMNS = ("id", "campaign_id", "member_id", "variant_id", "channel", "is_marketing", "attempts")
+
+
+def claim(ids: list[int], now: dt.datetime) -> list[dict]:
+    """Take the rows still queued and due, with the columns the send needs; a row another worker took is not returned."""
     if not ids:
         return []
     with connection.cursor() as cursor:
         ids_in, id_params = sql_in(cursor, ids)
         cursor.execute(
             f"UPDATE campaigns_delivery SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # nosec B608
-            f"WHERE id {ids_in} AND status = %s AND due_at <= %s RETURNING id",
+            f"WHERE id {ids_in} AND status = %s AND due_at <= %s RETURNING {', '.join(CLAIMED_COLUMNS)}",
             [DeliveryStatus.CLAIMED, now, *id_params, DeliveryStatus.QUEUED, now],
         )
-        return [row[0] for row in cursor.fetchall()]
+        return [dict(zip(CLAIMED_COLUMNS, row)) for row in cursor.fetchall()]
 
 
-def _new_code() -> str:
-    return "Q" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(9))
+# Random bytes to code letters: 256 is a multiple of the alphabet's 32, so every letter is as likely.
+_CODE_LETTERS = bytes(ord(CODE_ALPHABET[byte % len(CODE_ALPHABET)]) for byte in range(256))
+CODE_LENGTH = 9
+
+
+def _new_codes(count: int) -> list[str]:
+    """Coupon codes: Q and nine letters drawn by the secrets module (one call per batch, not one per letter)."""
+    letters = secrets.token_bytes(CODE_LENGTH * count).translate(_CODE_LETTERS).decode()
+    return ["Q" + letters[start : start + CODE_LENGTH] for start in range(0, len(letters), CODE_LENGTH)]
 
 
 def _still_claimed(ids: list[int], *, claim: dt.datetime, set_status: str, **fields) -> list[int]:
@@ -109,36 +120,40 @@ def _still_claimed(ids: list[int], *, claim: dt.datetime, set_status: str, **fie
 def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -> dict[int, CouponView]:
     """Each delivery's coupon, created once (a retried send finds and reuses it).
 
-    One INSERT … SELECT per batch; a code that collides with an existing one
-    (1 in 32⁹ per pair) is simply drawn again."""
+    One INSERT … RETURNING per batch. A delivery it did not return already had
+    its coupon (a retried send) or drew a code that exists (1 in 32⁹ per pair),
+    which is drawn again."""
     if not campaign.coupon_kind or not deliveries:
         return {}
-    ids = [d["id"] for d in deliveries]
     valid_until = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=campaign.coupon_days)
-    for _attempt in range(3):
-        have = set(Coupon.objects.filter(delivery_id__in=ids).values_list("delivery_id", flat=True))
-        missing = [pk for pk in ids if pk not in have]
-        if not missing:
-            break
-        values = ", ".join(["(%s, %s)"] * len(missing))
-        with connection.cursor() as cursor:
+    found: dict[int, tuple[str, dt.datetime]] = {}
+    missing = [d["id"] for d in deliveries]
+    with connection.cursor() as cursor:
+        for attempt in range(3):
+            pairs, pair_params = sql_values(cursor, list(zip(_new_codes(len(missing)), missing)), ("varchar", "bigint"))
             cursor.execute(
                 f"INSERT INTO campaigns_coupon (code, member_id, campaign_id, delivery_id, kind, value, threshold, percent, "  # nosec B608
                 f"category_id, valid_from, valid_until) "
                 f"SELECT v.column1, d.member_id, %s, d.id, %s, %s, %s, %s, %s, %s, %s "
-                f"FROM (VALUES {values}) AS v JOIN campaigns_delivery d ON d.id = v.column2 WHERE true "
-                f"ON CONFLICT DO NOTHING",
+                f"FROM {pairs} AS v JOIN campaigns_delivery d ON d.id = v.column2 WHERE true "
+                f"ON CONFLICT DO NOTHING RETURNING delivery_id, code",
                 [
                     campaign.pk, campaign.coupon_kind, campaign.coupon_value, campaign.coupon_threshold, campaign.coupon_percent,
-                    campaign.coupon_category_id, now, valid_until,
-                    *(value for pk in missing for value in (_new_code(), pk)),
+                    campaign.coupon_category_id, now, valid_until, *pair_params,
                 ],
             )
+            found.update((delivery_id, (code, valid_until)) for delivery_id, code in cursor.fetchall())
+            missing = [pk for pk in missing if pk not in found]
+            if missing and attempt == 0:
+                found.update(
+                    (delivery_id, (code, until))
+                    for delivery_id, code, until in Coupon.objects.filter(delivery_id__in=missing).values_list("delivery_id", "code", "valid_until")
+                )
+                missing = [pk for pk in missing if pk not in found]
+            if not missing:
+                break
     description = campaign.coupon_describe()
-    return {
-        delivery_id: CouponView(code, until, description)
-        for delivery_id, code, until in Coupon.objects.filter(delivery_id__in=ids).values_list("delivery_id", "code", "valid_until")
-    }
+    return {delivery_id: CouponView(code, until, description) for delivery_id, (code, until) in found.items()}
 
 
 def rate_wait(channel: str, count: int, per_second: int) -> None:
@@ -167,11 +182,9 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
         return outcome
     policy = SendingPolicy.current()
     rules = Rules.of(policy)
-    rows = list(
-        Delivery.objects.filter(pk__in=claimed).values("id", "campaign_id", "member_id", "variant_id", "channel", "is_marketing", "attempts")
-    )
+    rows = claimed
     campaigns = {c.pk: c for c in Campaign.objects.filter(pk__in={r["campaign_id"] for r in rows}).select_related("coupon_category", "target_product")}
-    member_ids = [r["member_id"] for r in rows]
+    member_ids = ids_in([r["member_id"] for r in rows])
     members = {
         m["id"]: m
         for m in Member.objects.filter(pk__in=member_ids).values(
@@ -294,16 +307,15 @@ def _send_campaign_batch(campaign: Campaign, rows: list[dict], members: dict, po
 
 
 def _record_sent(sent: dict[str, list[int]]) -> None:
-    """Mark the sent rows with their gateway ids: one UPDATE … FROM (VALUES …) per 500 rows.
+    """Mark the sent rows with their gateway ids: one UPDATE … FROM a joined table of (id, gateway id).
 
     (Django's bulk_update builds a CASE per row; on 500 rows it cost 0.4 s.)"""
     pairs = [(pk, provider_id[:100]) for provider_id, pks in sent.items() for pk in pks]
-    for start in range(0, len(pairs), 500):
-        chunk = pairs[start : start + 500]
-        values = ", ".join(["(%s, %s)"] * len(chunk))
+    for start in range(0, len(pairs), 1000):
         with connection.cursor() as cursor:
+            values, params = sql_values(cursor, pairs[start : start + 1000], ("bigint", "varchar"))
             cursor.execute(
                 f"UPDATE campaigns_delivery SET status = %s, provider_id = v.column2 "  # nosec B608 - placeholders only
-                f"FROM (VALUES {values}) AS v WHERE campaigns_delivery.id = v.column1",
-                [DeliveryStatus.SENT, *(value for pair in chunk for value in pair)],
+                f"FROM {values} AS v WHERE campaigns_delivery.id = v.column1",
+                [DeliveryStatus.SENT, *params],
             )

@@ -23,6 +23,29 @@ def sql_in(cursor, ids: Sequence[int]) -> tuple[str, list]:
     return f"IN ({', '.join(['%s'] * len(ids))})", list(ids)
 
 
+def ids_in(ids: Sequence[int]):
+    """The right-hand side of an ORM `field__in=` for many ids: on PostgreSQL a
+    subquery over one array parameter, instead of a placeholder per id that
+    Django compiles and the driver splits (a tenth of a second per thousand)."""
+    from django.db.models.expressions import RawSQL
+
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])  # nosec B611 - one parameter, fixed SQL
+    return list(ids)
+
+
+def sql_values(cursor, rows: Sequence[tuple], types: Sequence[str]) -> tuple[str, list]:
+    """A table of rows to join against, its columns named column1, column2, …: one
+    array parameter per column unnested on PostgreSQL (a thousand rows are three
+    parameters, not three thousand placeholders for the driver to split), VALUES elsewhere."""
+    if cursor.db.vendor == "postgresql":
+        columns = ", ".join(f"column{n}" for n in range(1, len(types) + 1))
+        arrays = ", ".join(f"%s::{sql_type}[]" for sql_type in types)
+        return f"(SELECT * FROM unnest({arrays}) AS u({columns}))", [list(column) for column in zip(*rows)] or [[] for _ in types]
+    row_sql = "(" + ", ".join(["%s"] * len(types)) + ")"
+    return f"(VALUES {', '.join([row_sql] * len(rows))})", [value for row in rows for value in row]
+
+
 def load_rows(table: str, columns: Sequence[str], rows: Iterable[tuple]) -> int:
     count = 0
     with connection.cursor() as cursor:

@@ -88,6 +88,27 @@ def test_coupons_are_issued_once_and_redeemed_once_within_validity(frozen, outbo
     assert services.coupons_redeem() == 0
 
 
+def test_coupon_codes_are_unambiguous_and_a_code_drawn_twice_is_drawn_again(frozen, outbox, monkeypatch, django_capture_on_commit_callbacks):
+    """Codes are Q and nine letters without 0/O/1/I; when a drawn code already
+    exists, that member's coupon gets a fresh one, and nobody's message goes without."""
+    codes = sending._new_codes(2000)
+    assert len(set(codes)) == 2000
+    assert all(len(code) == 10 and code[0] == "Q" and set(code[1:]) <= set(sending.CODE_ALPHABET) for code in codes)
+    assert set("".join(code[1:] for code in codes)) == set(sending.CODE_ALPHABET)  # every letter turns up
+    first, second = member_with(True), member_with(True)
+    tiers_recompute(as_of=NOW.date())
+    taken = Coupon.objects.create(code="QTAKEN2345", member=first, kind="amount", value=5, valid_from=NOW, valid_until=NOW + dt.timedelta(days=3))
+    draws = iter([["QTAKEN2345", "QFRESH2345"]])
+    monkeypatch.setattr(sending, "_new_codes", lambda count: next(draws, None) or ["QAGAIN2345"] * count)
+    campaign = campaign_for(coupon_kind=CouponKind.AMOUNT, coupon_value=Decimal("10"), coupon_days=7, body="{{ name }}：券码{{ coupon_code }}")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.campaign_launch(campaign=campaign)
+    issued = dict(Coupon.objects.filter(campaign=campaign).values_list("member_id", "code"))
+    assert sorted(issued.values()) == ["QAGAIN2345", "QFRESH2345"]
+    assert sorted(line["text"].split("券码")[1][:10] for line in outbox()) == sorted(issued.values())
+    assert Coupon.objects.get(pk=taken.pk).campaign_id is None  # the existing coupon is left alone
+
+
 def test_an_expired_coupon_is_not_redeemed(frozen, django_capture_on_commit_callbacks):
     member = member_with(True)
     coupon = Coupon.objects.create(code="QEXPIRED1", member=member, kind="amount", value=5, valid_from=NOW - dt.timedelta(days=20), valid_until=NOW - dt.timedelta(days=6))

@@ -79,3 +79,38 @@ def test_the_unsubscribe_line_is_appended_once():
     assert with_unsubscribe("土鸡蛋补货啦", "拒收请回复R") == "土鸡蛋补货啦。拒收请回复R"
     assert with_unsubscribe("土鸡蛋补货啦！", "回T退订") == "土鸡蛋补货啦！回T退订"
     assert with_unsubscribe("补货啦。拒收请回复R", "拒收请回复R") == "补货啦。拒收请回复R"
+
+
+@pytest.mark.django_db
+def test_the_usual_product_is_the_one_bought_most_often_within_the_year():
+    """Counted by orders (a big basket of milk once is not a habit), paid orders of
+    the last 365 days only, ties to the name first in order; nobody without orders."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from campaigns.rendering import usual_products
+    from tests.crm.factories import MemberFactory, OrderFactory, OrderLineFactory, ProductFactory
+
+    now = timezone.now()
+    eggs, milk, rice, tofu = (ProductFactory(name=name) for name in ("土鸡蛋", "牛奶", "大米", "豆腐"))
+    zhang, wang, li, nobody = (MemberFactory() for _ in range(4))
+
+    def bought(member, *products, days_ago=3, status="paid", quantity=1):
+        order = OrderFactory(member=member, ordered_at=now - dt.timedelta(days=days_ago), status=status)
+        for product in products:
+            OrderLineFactory(order=order, product=product, quantity=quantity)
+
+    bought(zhang, eggs)
+    bought(zhang, eggs, milk)
+    bought(zhang, milk, quantity=20)
+    bought(zhang, eggs, days_ago=10)
+    for days_ago in (400, 500, 600):  # rice, but long ago
+        bought(wang, rice, days_ago=days_ago)
+    bought(wang, tofu)
+    for _ in range(3):  # milk, but refunded
+        bought(li, milk, status="refunded")
+    bought(li, rice, tofu)  # a tie: 大米 sorts before 豆腐
+    assert usual_products([zhang.pk, wang.pk, li.pk, nobody.pk], now - dt.timedelta(days=365)) == {
+        zhang.pk: "土鸡蛋", wang.pk: "豆腐", li.pk: "大米",
+    }
