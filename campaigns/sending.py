@@ -74,6 +74,14 @@ def dispatch(*, now: dt.datetime | None = None, enqueue=_enqueue) -> int:
     return handed
 
 
+def hand_out(ids: list[int], *, enqueue=_enqueue) -> int:
+    """Give rows already marked handed out (by the launch) to the workers, a batch per task."""
+    batch = settings.CAMPAIGN_BATCH
+    for start in range(0, len(ids), batch):
+        enqueue(sorted(ids[start : start + batch]))
+    return len(ids)
+
+
 # What a worker needs of each row it claims, returned by the claim itself.
 CLAIMED_COLUMNS = ("id", "campaign_id", "member_id", "variant_id", "channel", "is_marketing", "attempts")
 

@@ -136,7 +136,7 @@ def campaign_launch(*, campaign: Campaign, user=None, now: dt.datetime | None = 
     Launching again (a repeat, a retry, a second click) adds only members new
     to the audience: the unique (campaign, member) constraint and ON CONFLICT
     DO NOTHING make a second message impossible."""
-    from campaigns.sending import dispatch
+    from campaigns.sending import dispatch, hand_out
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -146,14 +146,15 @@ def campaign_launch(*, campaign: Campaign, user=None, now: dt.datetime | None = 
             raise ValidationError(_("only an approved campaign can be launched (now: %(status)s)") % {"status": campaign.get_status_display()})
         if not force and not campaign.crontab_id and campaign.send_at and campaign.send_at > now:
             raise ValidationError(_("this campaign is scheduled for %(when)s") % {"when": timezone.localtime(campaign.send_at)})
-        created = audience.deliveries_create(campaign, now=now, policy=SendingPolicy.current())
+        handed: list[int] = []
+        created = audience.deliveries_create(campaign, now=now, policy=SendingPolicy.current(), handed=handed)
         campaign.last_launched_at = now
         if not campaign.crontab_id:
             campaign.status = CampaignStatus.SENDING
         campaign.save(update_fields=["last_launched_at", "status"])
         if user is not None:
             _audit(campaign, user, f"launched {campaign.name}", deliveries=created)
-    transaction.on_commit(lambda: (_statistics_refresh(created), dispatch(now=now)))
+    transaction.on_commit(lambda: (_statistics_refresh(created), hand_out(handed), dispatch(now=now)))
     return created
 
 

@@ -146,6 +146,33 @@ def test_consent_withdrawn_after_launch_stops_the_message(frozen, outbox):
     assert outbox() == []
 
 
+def test_a_launch_hands_each_due_message_to_the_workers_once_and_keeps_the_later_ones(frozen, outbox, monkeypatch, django_capture_on_commit_callbacks):
+    """The launch marks and hands out what is due now itself; a message for the
+    morning (launched in quiet hours) waits unhanded for the dispatch that finds it due."""
+    now_member, later_member = member_with(True), member_with(True)
+    tiers_recompute(as_of=NOW.date())
+    service = campaign_for(purpose="service")  # service messages ignore quiet hours
+    marketing = campaign_for()
+    handed: list[list[int]] = []
+    monkeypatch.setattr(sending, "_enqueue", lambda ids: handed.append(ids))
+    monkeypatch.setattr(sending.hand_out, "__kwdefaults__", {"enqueue": lambda ids: handed.append(ids)})
+    monkeypatch.setattr(sending.dispatch, "__kwdefaults__", {"now": None, "enqueue": lambda ids: handed.append(ids)})
+    evening = NOW.replace(hour=21)
+    frozen.move_to(evening)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.campaign_launch(campaign=service)
+        services.campaign_launch(campaign=marketing)
+    rows = {(d.campaign_id, d.member_id): d for d in Delivery.objects.all()}
+    due_now = sorted(rows[(service.pk, m.pk)].pk for m in (now_member, later_member))
+    assert sorted(pk for ids in handed for pk in ids) == due_now  # each once, nothing of the morning's
+    morning = rows[(marketing.pk, now_member.pk)]
+    assert morning.due_at == NOW.replace(hour=8) + dt.timedelta(days=1) and morning.enqueued_at is None
+    frozen.move_to(morning.due_at)
+    sending.dispatch(enqueue=lambda ids: handed.append(ids))
+    # The morning's messages now, and the evening's again: this test's queue dropped their tasks, and the sweep makes up for it.
+    assert sorted(handed[-1]) == sorted([*due_now, *(rows[(marketing.pk, m.pk)].pk for m in (now_member, later_member))])
+
+
 def test_in_quiet_hours_a_message_waits_for_the_morning(frozen, outbox):
     member = member_with(True)
     tiers_recompute(as_of=NOW.date())
