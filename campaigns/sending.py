@@ -185,12 +185,11 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
     """Claim, re-check, render and send a batch; returns how many ended in each state."""
     now = now or timezone.now()
     outcome: Counter = Counter()
-    claimed = claim(ids, now)
-    if not claimed:
+    rows = claim(ids, now)
+    if not rows:
         return outcome
     policy = SendingPolicy.current()
     rules = Rules.of(policy)
-    rows = claimed
     campaigns = {c.pk: c for c in Campaign.objects.filter(pk__in={r["campaign_id"] for r in rows}).select_related("coupon_category", "target_product")}
     member_ids = ids_in([r["member_id"] for r in rows])
     members = {
