@@ -41,7 +41,7 @@ def sql_values(cursor, rows: Sequence[tuple], types: Sequence[str]) -> tuple[str
     if cursor.db.vendor == "postgresql":
         columns = ", ".join(f"column{n}" for n in range(1, len(types) + 1))
         arrays = ", ".join(f"%s::{sql_type}[]" for sql_type in types)
-        return f"(SELECT * FROM unnest({arrays}) AS u({columns}))", [list(column) for column in zip(*rows)] or [[] for _ in types]
+        return f"(SELECT * FROM unnest({arrays}) AS u({columns}))", [list(column) for column in zip(*rows)] or [[] for _ in types]  # nosec B608 - SQL types and column names from code
     row_sql = "(" + ", ".join(["%s"] * len(types)) + ")"
     return f"(VALUES {', '.join([row_sql] * len(rows))})", [value for row in rows for value in row]
 
