@@ -241,24 +241,19 @@ def deliveries_create(campaign: Campaign, *, now: dt.datetime, policy, handed: l
     every row (25 s of a million-member launch); if the caller dies first, the
     sweep hands them out once they are stale."""
     sql, params = select_sql(campaign, now=now, rules=Rules.of(policy))
+    mark_sql, mark_params = ("CASE WHEN s.status = %s AND s.due_at <= %s THEN %s END", [DeliveryStatus.QUEUED, now, now]) if handed is not None else ("NULL", [])
     with connection.cursor() as cursor:
-        if handed is None:
-            cursor.execute(
-                f"INSERT INTO campaigns_delivery ({COLUMNS}) {sql} "  # nosec B608
-                f"ON CONFLICT (campaign_id, member_id) WHERE enrolment_id IS NULL DO NOTHING",
-                params,
-            )
-            return cursor.rowcount
         cursor.execute(
             f"INSERT INTO campaigns_delivery ({COLUMNS}, enqueued_at) "  # nosec B608
-            f"SELECT s.*, CASE WHEN s.status = %s AND s.due_at <= %s THEN %s END FROM ({sql}) AS s WHERE true "
+            f"SELECT s.*, {mark_sql} FROM ({sql}) AS s WHERE true "
             f"ON CONFLICT (campaign_id, member_id) WHERE enrolment_id IS NULL DO NOTHING",
-            [DeliveryStatus.QUEUED, now, now, *params],
+            [*mark_params, *params],
         )
         created = cursor.rowcount
-        cursor.execute(
-            "SELECT id FROM campaigns_delivery WHERE campaign_id = %s AND status = %s AND enqueued_at = %s",
-            [campaign.pk, DeliveryStatus.QUEUED, now],
-        )
-        handed.extend(row[0] for row in cursor.fetchall())
+        if handed is not None:
+            cursor.execute(
+                "SELECT id FROM campaigns_delivery WHERE campaign_id = %s AND status = %s AND enqueued_at = %s",
+                [campaign.pk, DeliveryStatus.QUEUED, now],
+            )
+            handed.extend(row[0] for row in cursor.fetchall())
         return created

@@ -48,9 +48,10 @@ def _enqueue(ids: list[int]) -> None:
     deliveries_send_task.delay(ids)
 
 
-def dispatch(*, now: dt.datetime | None = None, enqueue=_enqueue) -> int:
+def dispatch(*, now: dt.datetime | None = None, enqueue=None) -> int:
     """Hand every due row to the workers, batch by batch; sweep stuck rows first."""
     now = now or timezone.now()
+    enqueue = enqueue or _enqueue
     policy = SendingPolicy.current()
     stale = now - dt.timedelta(minutes=policy.stale_minutes)
     Delivery.objects.filter(status=DeliveryStatus.CLAIMED, claimed_at__lt=stale).update(
@@ -74,8 +75,9 @@ def dispatch(*, now: dt.datetime | None = None, enqueue=_enqueue) -> int:
     return handed
 
 
-def hand_out(ids: list[int], *, enqueue=_enqueue) -> int:
+def hand_out(ids: list[int], *, enqueue=None) -> int:
     """Give rows already marked handed out (by the launch) to the workers, a batch per task."""
+    enqueue = enqueue or _enqueue
     batch = settings.CAMPAIGN_BATCH
     for start in range(0, len(ids), batch):
         enqueue(sorted(ids[start : start + batch]))
@@ -91,10 +93,10 @@ def claim(ids: list[int], now: dt.datetime) -> list[dict]:
     if not ids:
         return []
     with connection.cursor() as cursor:
-        ids_in, id_params = sql_in(cursor, ids)
+        id_sql, id_params = sql_in(cursor, ids)
         cursor.execute(
             f"UPDATE campaigns_delivery SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # nosec B608
-            f"WHERE id {ids_in} AND status = %s AND due_at <= %s RETURNING {', '.join(CLAIMED_COLUMNS)}",
+            f"WHERE id {id_sql} AND status = %s AND due_at <= %s RETURNING {', '.join(CLAIMED_COLUMNS)}",
             [DeliveryStatus.CLAIMED, now, *id_params, DeliveryStatus.QUEUED, now],
         )
         return [dict(zip(CLAIMED_COLUMNS, row)) for row in cursor.fetchall()]
@@ -117,9 +119,9 @@ def _still_claimed(ids: list[int], *, claim: dt.datetime, set_status: str, **fie
         return []
     assignments = ", ".join(f"{name} = %s" for name in ("status", *fields))
     with connection.cursor() as cursor:
-        ids_in, id_params = sql_in(cursor, ids)
+        id_sql, id_params = sql_in(cursor, ids)
         cursor.execute(
-            f"UPDATE campaigns_delivery SET {assignments} WHERE id {ids_in} AND status = %s AND claimed_at = %s RETURNING id",  # nosec B608
+            f"UPDATE campaigns_delivery SET {assignments} WHERE id {id_sql} AND status = %s AND claimed_at = %s RETURNING id",  # nosec B608
             [set_status, *fields.values(), *id_params, DeliveryStatus.CLAIMED, claim],
         )
         return [row[0] for row in cursor.fetchall()]

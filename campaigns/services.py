@@ -27,6 +27,7 @@ from campaigns.models import (
 )
 from campaigns.rendering import template_errors
 from crm.audit import audit_record
+from crm.bulkload import ANALYZE_AFTER_ROWS
 from crm.models import AuditAction, Channel, Member, Order, OrderStatus
 from crm.services import consent_set
 from crm.validators import normalise_cn_mobile
@@ -156,10 +157,6 @@ def campaign_launch(*, campaign: Campaign, user=None, now: dt.datetime | None = 
             _audit(campaign, user, f"launched {campaign.name}", deliveries=created)
     transaction.on_commit(lambda: (_statistics_refresh(created), hand_out(handed), dispatch(now=now)))
     return created
-
-
-# Outbox rows a launch may add before the table's statistics are refreshed at once.
-ANALYZE_AFTER_ROWS = 10_000
 
 
 def _statistics_refresh(created: int) -> None:

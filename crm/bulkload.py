@@ -13,6 +13,9 @@ from django.core.management.color import no_style
 from django.db import connection
 
 SQLITE_BATCH = 10_000
+# Rows a bulk write (an import, a launch) may add before it refreshes the planner's statistics
+# itself: autovacuum analyzes a grown table only a minute or more later.
+ANALYZE_AFTER_ROWS = 10_000
 
 
 def sql_in(cursor, ids: Sequence[int]) -> tuple[str, list]:

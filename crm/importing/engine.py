@@ -34,7 +34,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from crm.bulkload import analyze
+from crm.bulkload import ANALYZE_AFTER_ROWS, analyze
 from crm.importing.reading import FileError, open_table
 from crm.importing.values import LATEST_ACCEPTED, CellError
 from crm.models import ImportKind
@@ -45,7 +45,6 @@ PROGRESS_EVERY = 20_000
 # Rows per executemany on SQLite.
 SQLITE_BATCH = 5_000
 IMPORT_LOCK = 7_301  # pg_advisory_xact_lock class for imports
-ANALYZE_AFTER_ROWS = 10_000  # rows an import may write before it refreshes the planner's statistics itself
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,6 @@ def test_a_launch_hands_each_due_message_to_the_workers_once_and_keeps_the_later
     marketing = campaign_for()
     handed: list[list[int]] = []
     monkeypatch.setattr(sending, "_enqueue", lambda ids: handed.append(ids))
-    monkeypatch.setattr(sending.hand_out, "__kwdefaults__", {"enqueue": lambda ids: handed.append(ids)})
-    monkeypatch.setattr(sending.dispatch, "__kwdefaults__", {"now": None, "enqueue": lambda ids: handed.append(ids)})
     evening = NOW.replace(hour=21)
     frozen.move_to(evening)
     with django_capture_on_commit_callbacks(execute=True):
@@ -168,7 +166,7 @@ def test_a_launch_hands_each_due_message_to_the_workers_once_and_keeps_the_later
     morning = rows[(marketing.pk, now_member.pk)]
     assert morning.due_at == NOW.replace(hour=8) + dt.timedelta(days=1) and morning.enqueued_at is None
     frozen.move_to(morning.due_at)
-    sending.dispatch(enqueue=lambda ids: handed.append(ids))
+    sending.dispatch()
     # The morning's messages now, and the evening's again: this test's queue dropped their tasks, and the sweep makes up for it.
     assert sorted(handed[-1]) == sorted([*due_now, *(rows[(marketing.pk, m.pk)].pk for m in (now_member, later_member))])
 

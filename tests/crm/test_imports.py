@@ -221,7 +221,7 @@ def test_xlsx_orders(tmp_path, members_m1_m2):
 def test_a_big_import_leaves_the_planner_statistics_of_what_it_wrote_current(write_file):
     """Autovacuum would analyze the grown tables only a minute or more later; a
     campaign launched meanwhile was planned for empty tables (ten minutes, not 25 s, at 1M)."""
-    from crm.importing.engine import ANALYZE_AFTER_ROWS
+    from crm.bulkload import ANALYZE_AFTER_ROWS
 
     rows = "".join(f"B{n},会员{n},,F,,2024-01-02,,,1,\n" for n in range(ANALYZE_AFTER_ROWS))
     outcome = run_import(SPECS["members"], write_file("big.csv", MEMBERS.splitlines()[0] + "\n" + rows), mode="all")
