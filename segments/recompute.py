@@ -6,6 +6,11 @@ the same statements, the scope table deciding which members they cover. The
 only Python loops are over the few promotion candidates that might need a
 review and over numpy arrays for the churn scores.
 
+A one-member run (after each order) is some sixty short statements, so each
+costs: a step drops the temporary tables it made, tiers_recompute drops the
+shared ones, and a failed run's tables go with its rolled-back transaction,
+so none is dropped "if exists" beforehand.
+
 SQL here is assembled from table and column names and from the ladder's ids
 (integers) defined in code, marked "nosec B608" for bandit; every value
 travels as a query parameter."""
@@ -13,6 +18,7 @@ travels as a query parameter."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import statistics
 import zoneinfo
 from collections.abc import Sequence
@@ -91,16 +97,23 @@ def _drop(cursor, *tables: str) -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+def _analyze(cursor, *tables: str) -> None:
+    """Give PostgreSQL the row counts of freshly filled temporary tables. Without
+    them it guesses about a thousand rows and, on a one-member run, joins the
+    metrics table by a full scan."""
+    if connection.vendor == "postgresql":
+        for table in tables:
+            cursor.execute(f"ANALYZE {table}")
+
+
 def scope_create(cursor, member_ids: Sequence[int] | None) -> None:
     """seg_scope holds the members of this run (everyone when member_ids is None)."""
-    _drop(cursor, SCOPE)
     cursor.execute(f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY)")
     if member_ids is None:
         cursor.execute(f"INSERT INTO {SCOPE} (member_id) SELECT id FROM crm_member")  # nosec B608
     else:
         load_rows(SCOPE, ["member_id"], ((member_id,) for member_id in sorted(set(member_ids))))
-    if connection.vendor == "postgresql":
-        cursor.execute(f"ANALYZE {SCOPE}")
+    _analyze(cursor, SCOPE)
 
 
 def _member_filter(full: bool, column: str = "member_id") -> str:
@@ -138,7 +151,6 @@ def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: 
 
 def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> None:
     """seg_rfm: one row per member in scope with the order aggregates and the ladder's tier."""
-    _drop(cursor, "seg_rfm")
     in_window = "o.ordered_at >= %s"
     paid = f"o.status = '{OrderStatus.PAID}'"
     aggregate = f"""
@@ -347,31 +359,27 @@ def rfm_write(cursor, *, now: dt.datetime, trend_ratio: float) -> None:
 
 def lines_stage_write(cursor, bounds: Bounds, full: bool) -> None:
     """Promo share and the two favourite categories, by spend in the window."""
-    _drop(cursor, "seg_lines", "seg_cat")
     value = "l.quantity * l.unit_price"
     cursor.execute(
-        f"""CREATE TEMP TABLE seg_lines AS
-            SELECT o.member_id AS member_id, p.category_id AS category_id,
-                {_cents(value)} AS value_cents,
-                {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents
-            FROM crm_orderline l
-            JOIN crm_order o ON o.id = l.order_id
-            JOIN crm_product p ON p.id = l.product_id
-            WHERE o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
-            GROUP BY o.member_id, p.category_id""",  # nosec B608
-        [bounds.window_start, bounds.end],
-    )
-    cursor.execute(
-        """CREATE TEMP TABLE seg_cat AS
+        f"""CREATE TEMP TABLE seg_cat AS
             SELECT member_id,
                 MAX(CASE WHEN position = 1 THEN category_id END) AS first_category,
                 MAX(CASE WHEN position = 2 THEN category_id END) AS second_category,
                 CASE WHEN SUM(value_cents) > 0 THEN ROUND(1.0 * SUM(promo_cents) / SUM(value_cents), 4) ELSE 0 END AS promo_share
             FROM (SELECT member_id, category_id, value_cents, promo_cents,
                     ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY value_cents DESC, category_id) AS position
-                  FROM seg_lines) ranked
-            GROUP BY member_id"""
+                  FROM (SELECT o.member_id AS member_id, p.category_id AS category_id,
+                            {_cents(value)} AS value_cents,
+                            {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents
+                        FROM crm_orderline l
+                        JOIN crm_order o ON o.id = l.order_id
+                        JOIN crm_product p ON p.id = l.product_id
+                        WHERE o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
+                        GROUP BY o.member_id, p.category_id) lines) ranked
+            GROUP BY member_id""",  # nosec B608
+        [bounds.window_start, bounds.end],
     )
+    _analyze(cursor, "seg_cat")
     distinct = _distinct()
     in_scope = "" if full else f" AND segments_membermetrics.member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     # Members in scope without lines in the window lose their categories. (NOT EXISTS, not
@@ -390,13 +398,12 @@ def lines_stage_write(cursor, bounds: Bounds, full: bool) -> None:
                 OR segments_membermetrics.second_category_id {distinct} c.second_category
                 OR segments_membermetrics.promo_share {distinct} c.promo_share)"""  # nosec B608
     )
-    _drop(cursor, "seg_lines", "seg_cat")
+    _drop(cursor, "seg_cat")
 
 
 def habits_stage_write(cursor, bounds: Bounds, full: bool) -> None:
     """Usual order hour (the most frequent local hour in the window) and repeat
     purchase days (distinct local order days after the first, all time)."""
-    _drop(cursor, "seg_hours", "seg_days")
     hour = _sql(
         f"EXTRACT(HOUR FROM o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::int",
         "CAST(strftime('%%H', o.ordered_at, '+8 hours') AS INTEGER)",
@@ -404,29 +411,21 @@ def habits_stage_write(cursor, bounds: Bounds, full: bool) -> None:
     day = _sql(f"(o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::date", "date(o.ordered_at, '+8 hours')")
     paid = f"o.status = '{OrderStatus.PAID}'"
     cursor.execute(
-        f"""CREATE TEMP TABLE seg_hours AS
-            SELECT member_id, hour FROM (
-                SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
-                FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
-                      WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
-                      GROUP BY o.member_id, {hour}) counted) ranked
-            WHERE position = 1""",  # nosec B608
-        [bounds.window_start, bounds.end],
-    )
-    cursor.execute(
-        f"""CREATE TEMP TABLE seg_days AS
-            SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
-            WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
-            GROUP BY o.member_id""",  # nosec B608
-        [bounds.end],
-    )
-    cursor.execute("CREATE UNIQUE INDEX seg_hours_member ON seg_hours (member_id)")
-    cursor.execute("CREATE UNIQUE INDEX seg_days_member ON seg_days (member_id)")
-    _drop(cursor, "seg_habits")
-    cursor.execute(
         f"""CREATE TEMP TABLE seg_habits AS
             SELECT s.member_id AS member_id, h.hour AS hour, COALESCE(d.repeat_days, 0) AS repeat_days
-            FROM {SCOPE} s LEFT JOIN seg_hours h ON h.member_id = s.member_id LEFT JOIN seg_days d ON d.member_id = s.member_id"""  # nosec B608
+            FROM {SCOPE} s
+            LEFT JOIN (
+                SELECT member_id, hour FROM (
+                    SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
+                    FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
+                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
+                          GROUP BY o.member_id, {hour}) counted) ranked
+                WHERE position = 1) h ON h.member_id = s.member_id
+            LEFT JOIN (
+                SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
+                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
+                GROUP BY o.member_id) d ON d.member_id = s.member_id""",  # nosec B608
+        [bounds.window_start, bounds.end, bounds.end],
     )
     cursor.execute("CREATE UNIQUE INDEX seg_habits_member ON seg_habits (member_id)")
     distinct = _distinct()
@@ -437,12 +436,10 @@ def habits_stage_write(cursor, bounds: Bounds, full: bool) -> None:
                 OR segments_membermetrics.repeat_days {distinct} h.repeat_days)"""  # nosec B608
     )
     _drop(cursor, "seg_habits")
-    _drop(cursor, "seg_hours", "seg_days")
 
 
 def v_stage_write(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -> None:
     """V: weighted shares, invites, group messages and organised group-buys in the window."""
-    _drop(cursor, "seg_v")
     weights = {
         "share": config.v_weight_share,
         "invite": config.v_weight_invite,
@@ -458,6 +455,7 @@ def v_stage_write(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -
             GROUP BY e.member_id""",  # nosec B608
         params + [bounds.window_start, bounds.end],
     )
+    _analyze(cursor, "seg_v")
     in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     cursor.execute(
         f"""UPDATE segments_membermetrics SET v_score = 0
@@ -529,7 +527,6 @@ def churn_scores(inputs: ChurnInputs, fit: ChurnFit | None, config: SegmentSetti
 
 def churn_write(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray, config: SegmentSettings) -> int:
     """Store rounded scores and risk bands; only rows that changed are written."""
-    _drop(cursor, "seg_churn")
     cursor.execute("CREATE TEMP TABLE seg_churn (member_id bigint PRIMARY KEY, p_alive double precision, expected double precision, band varchar(8))")
     bands = churn.risk_band(p, high_below=config.risk_high_below, medium_below=config.risk_medium_below)
     load_rows(
@@ -537,6 +534,7 @@ def churn_write(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray
         ["member_id", "p_alive", "expected", "band"],
         zip(inputs.member_ids.tolist(), np.round(p, 3).tolist(), np.round(expected, 3).tolist(), bands.tolist()),
     )
+    _analyze(cursor, "seg_churn")
     distinct = _distinct()
     return _execute(
         cursor,
@@ -548,30 +546,69 @@ def churn_write(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray
     )
 
 
+_MATCH_SQL: dict[tuple, tuple[str, tuple]] = {}
+_MATCH_SQL_MAX = 512
+
+
+def _match_sql(circle: Circle, as_of: dt.date, full: bool) -> tuple[str, tuple]:
+    """The SELECT of the members in scope that a circle's rules take.
+
+    Compiled once per process for the same rules, day and top-V line: building
+    the FilterSet and validating its form cost about 5 ms per circle, which was
+    most of a one-member update."""
+    from crm.models import Member
+    from segments.circles import v_score_threshold
+
+    line = v_score_threshold(float(circle.rules["v_top_percent"])) if "v_top_percent" in circle.rules else None
+    key = (json.dumps(circle.rules, sort_keys=True), as_of, full, line)
+    if key in _MATCH_SQL:
+        return _MATCH_SQL[key]
+    scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B608 B611
+    matching = circle_queryset(circle.rules, as_of=as_of, queryset=scope).values("id")
+    try:
+        compiled = matching.query.sql_with_params()
+    except EmptyResultSet:  # a rule that can match nobody (say, the top 5% of an empty base)
+        compiled = ("SELECT id FROM crm_member WHERE false", ())
+    if len(_MATCH_SQL) >= _MATCH_SQL_MAX:
+        _MATCH_SQL.clear()
+    _MATCH_SQL[key] = compiled
+    return compiled
+
+
 def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool, now: dt.datetime) -> None:
     """Materialise each active circle for the members in scope: add who now
-    matches (since now), remove who no longer does."""
-    from crm.models import Member
+    matches (since now), remove who no longer does.
 
-    scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B608 B611
-    for circle in circles:
-        matching = circle_queryset(circle.rules, as_of=as_of, queryset=scope).values("id")
-        try:
-            match_sql, match_params = matching.query.sql_with_params()
-        except EmptyResultSet:  # a rule that can match nobody (say, the top 5% of an empty base)
-            match_sql, match_params = "SELECT id FROM crm_member WHERE false", []
-        scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
-        cursor.execute(
-            f"DELETE FROM segments_circlemembership WHERE circle_id = %s{scope_clause} "
-            f"AND NOT EXISTS (SELECT 1 FROM ({match_sql}) matched WHERE matched.id = segments_circlemembership.member_id)",  # nosec B608
-            [circle.pk, *match_params],
+    A full run writes circle by circle (each statement an anti-join over a
+    million members); a scoped run writes every circle in one DELETE and one
+    INSERT, as round trips are most of its cost."""
+    scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
+    matches = [(circle.pk, *_match_sql(circle, as_of, full)) for circle in circles]
+    for group in ([match] for match in matches) if full else [matches] if matches else []:
+        union = " UNION ALL ".join(
+            f"SELECT {int(pk)} AS circle_id, matched.id AS member_id FROM ({sql}) matched" for pk, sql, _params in group  # nosec B608
         )
-        cursor.execute(
-            f"INSERT INTO segments_circlemembership (circle_id, member_id, since) "
-            f"SELECT %s, matched.id, %s FROM ({match_sql}) matched WHERE true "
-            f"ON CONFLICT (circle_id, member_id) DO NOTHING",  # nosec B608
-            [circle.pk, now, *match_params],
-        )
+        ids = ", ".join(str(int(pk)) for pk, _sql, _params in group)
+        params = [param for _pk, _sql, group_params in group for param in group_params]
+
+        def delete(source: str) -> str:
+            return (
+                f"DELETE FROM segments_circlemembership WHERE circle_id IN ({ids}){scope_clause} AND NOT EXISTS "
+                f"(SELECT 1 FROM {source} m WHERE m.circle_id = segments_circlemembership.circle_id "
+                f"AND m.member_id = segments_circlemembership.member_id)"  # nosec B608
+            )
+
+        def insert(source: str) -> str:
+            return (
+                f"INSERT INTO segments_circlemembership (circle_id, member_id, since) SELECT m.circle_id, m.member_id, %s "
+                f"FROM {source} m WHERE true ON CONFLICT (circle_id, member_id) DO NOTHING"  # nosec B608
+            )
+
+        if connection.vendor == "postgresql":  # one statement: the matching members are selected once
+            cursor.execute(f"WITH m AS MATERIALIZED ({union}), gone AS ({delete('m')}) {insert('m')}", [*params, now])  # nosec B608
+        else:  # SQLite has no DELETE inside WITH
+            cursor.execute(delete(f"({union})"), params)
+            cursor.execute(insert(f"({union})"), [now, *params])
     if full:
         for circle in circles:
             Circle.objects.filter(pk=circle.pk).update(

@@ -44,6 +44,7 @@ STAGES = ("scope", "rfm_tiers", "lines", "habits", "v_score", "churn", "circles"
 LOCK_KEY = 0x5E6_7135  # pg_advisory_xact_lock key of the recompute
 CHURN_REFIT_DAYS = 7
 CHURN_FIT_SAMPLE = 100_000
+PROGRESS_MIN_MEMBERS = 1_000  # smaller runs end within a second: no one watches their steps
 
 
 def progress_key(run_id: int) -> str:
@@ -94,22 +95,26 @@ def tiers_recompute(
     week (or refit=True)."""
     as_of = as_of or timezone.localdate()
     full = member_ids is None
+    backend_pid = None
+    if connection.vendor == "postgresql":  # recorded before the transaction, so that later runs can see it
+        connection.ensure_connection()
+        backend_pid = connection.connection.info.backend_pid
     if run is None:
-        run = RecomputeRun.objects.create(as_of=as_of, reason=reason, full=full, requested_by=requested_by)
+        run = RecomputeRun.objects.create(as_of=as_of, reason=reason, full=full, requested_by=requested_by, backend_pid=backend_pid)
+    elif backend_pid is not None:
+        RecomputeRun.objects.filter(pk=run.pk).update(backend_pid=backend_pid)
     timings: dict = {}
     now = timezone.now()
+    watched = full or len(member_ids) >= PROGRESS_MIN_MEMBERS
 
     @contextmanager
     def stage(name: str):
-        cache.set(progress_key(run.pk), {"stage": name, "done": len(timings), "of": len(STAGES)}, 3600)
+        if watched:
+            cache.set(progress_key(run.pk), {"stage": name, "done": len(timings), "of": len(STAGES)}, 3600)
         started = time.perf_counter()
         yield
         timings[name] = round(time.perf_counter() - started, 3)
 
-    if connection.vendor == "postgresql":  # before the transaction, so that later runs can see it
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            RecomputeRun.objects.filter(pk=run.pk).update(backend_pid=cursor.fetchone()[0])
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             _lock(cursor)
@@ -147,19 +152,16 @@ def tiers_recompute(
             cursor.execute("SELECT COUNT(*) FROM seg_scope")
             members = cursor.fetchone()[0]
             recompute._drop(cursor, "seg_rfm", "seg_churn", recompute.SCOPE)
-            RecomputeRun.objects.filter(pk=run.pk).update(
-                status=RunStatus.DONE,
-                finished_at=timezone.now(),
-                members=members,
-                tier_changes=changes,
-                reviews=reviews,
-                timings=timings,
-                **watermarks,
-            )
+            outcome = {
+                "status": RunStatus.DONE, "finished_at": timezone.now(), "members": members,
+                "tier_changes": changes, "reviews": reviews, "timings": timings, **watermarks,
+            }
+            for name, value in outcome.items():
+                setattr(run, name, value)
+            run.save(update_fields=list(outcome))
     except Exception as error:
         RecomputeRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now(), message=str(error)[:2000])
         raise
-    run.refresh_from_db()
     return run
 
 
@@ -171,6 +173,8 @@ def _interrupted_runs_close(cursor, *, current: RecomputeRun) -> int:
     linger a while after its lock is gone, so "is the session there" is not
     the question)."""
     stuck = RecomputeRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=current.pk)
+    if not stuck.exists():  # the usual case, in one short query
+        return 0
     if connection.vendor == "postgresql":
         cursor.execute(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = %s AND objsubid = 1",

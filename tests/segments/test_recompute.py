@@ -199,6 +199,24 @@ def test_circles_are_materialised_and_double_as_automatic_tags():
     assert "沉睡" not in names(dormant)
 
 
+def test_a_one_member_run_moves_only_that_member_and_follows_edited_rules():
+    mover, bystander = MemberFactory(), MemberFactory()
+    for member in (mover, bystander):
+        orders(member, count=3, total="900", last_days_ago=45, hour=20)
+    tiers_recompute(as_of=AS_OF)
+    names = lambda member: set(CircleMembership.objects.filter(member=member).values_list("circle__name", flat=True))  # noqa: E731
+    assert "沉睡" in names(mover) and "沉睡" in names(bystander)
+    # The mover now orders every morning: one run for him alone moves him out of one circle and into another.
+    orders(mover, count=5, total="500", last_days_ago=0, hour=7, spread_days=1)
+    tiers_recompute(member_ids=[mover.pk], as_of=AS_OF)
+    assert "沉睡" not in names(mover) and "早上下单" in names(mover)
+    assert "沉睡" in names(bystander) and "早上下单" not in names(bystander)
+    # Staff narrow the morning tag to before 07:00: the next run for him applies the new rule at once.
+    Circle.objects.filter(name="早上下单").update(rules={"usual_hour_from": "5", "usual_hour_to": "6"})
+    tiers_recompute(member_ids=[mover.pk], as_of=AS_OF)
+    assert "早上下单" not in names(mover)
+
+
 def test_churn_figures_rate_a_lapsed_regular_riskier_than_an_active_one():
     active, lapsed = MemberFactory(), MemberFactory()
     orders(active, count=10, total="1000", last_days_ago=2, spread_days=7)
