@@ -84,8 +84,9 @@ def run(as_of: dt.date) -> None:
     started = time.perf_counter()
     full = tiers_recompute(as_of=as_of, refit=True)
     total = time.perf_counter() - started
-    rfm = full.timings["scope"] + full.timings["rfm_tiers"]
-    rows.append(("full recompute: R/F/M and tiers", f"{rfm:.1f} s", f"{rfm / floor:.2f}× floor (target ≤ 1.5×)"))
+    # R/F/M and tiers computed, and written: the write stage stores them with every other metric in one upsert.
+    rfm = full.timings["scope"] + full.timings["rfm_tiers"] + full.timings["write"]
+    rows.append(("full recompute: R/F/M and tiers (the write of every metric included)", f"{rfm:.1f} s", f"{rfm / floor:.2f}× floor (target ≤ 1.5×)"))
     rows.append(("full recompute: all metrics, churn fit, circles", f"{total:.1f} s", f"{total / floor:.2f}× floor (target ≤ 5×); {_stages(full)}"))
     floor_text = f"floor {floor:.1f} s (GROUP BY {floor_group:.1f} + UPDATE {floor_update:.1f}), same run"
     record("recompute: R/F/M and tiers, everyone", f"{rfm:.1f} s = {rfm / floor:.2f}× floor", target="≤ 1.5× floor", met=rfm / floor <= 1.5, against=floor_text)

@@ -15,7 +15,7 @@ from decimal import Decimal
 import django_filters
 from django import forms
 from django.core.cache import cache
-from django.db.models import Model, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -33,7 +33,7 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 class CircleFilter(django_filters.FilterSet):
     tier = django_filters.ModelMultipleChoiceFilter(
-        field_name="metrics__tier", queryset=Tier.objects.all(), label=_("tier"), widget=forms.CheckboxSelectMultiple
+        field_name="metrics__tier", queryset=Tier.objects.all(), label=_("tier"), widget=forms.CheckboxSelectMultiple, distinct=False
     )
     has_ordered = django_filters.BooleanFilter(method="filter_has_ordered", label=_("has ordered"))
     recency_min = django_filters.NumberFilter(method="filter_recency_min", label=_("days since last order at least"), min_value=0)
@@ -54,10 +54,10 @@ class CircleFilter(django_filters.FilterSet):
     v_score_min = django_filters.NumberFilter(field_name="metrics__v_score", lookup_expr="gte", label=_("V score at least"), min_value=0)
     v_top_percent = django_filters.NumberFilter(method="filter_v_top_percent", label=_("V score in the top (%)"), min_value=0, max_value=100)
     trend = django_filters.MultipleChoiceFilter(
-        field_name="metrics__trend", choices=Trend.choices, label=_("trend"), widget=forms.CheckboxSelectMultiple
+        field_name="metrics__trend", choices=Trend.choices, label=_("trend"), widget=forms.CheckboxSelectMultiple, distinct=False
     )
     risk_band = django_filters.MultipleChoiceFilter(
-        field_name="metrics__risk_band", choices=RiskBand.choices, label=_("churn risk"), widget=forms.CheckboxSelectMultiple
+        field_name="metrics__risk_band", choices=RiskBand.choices, label=_("churn risk"), widget=forms.CheckboxSelectMultiple, distinct=False
     )
     p_alive_max = django_filters.NumberFilter(field_name="metrics__p_alive", lookup_expr="lte", label=_("P(alive) at most"), min_value=0, max_value=1)
     favourite_category = django_filters.ModelChoiceFilter(
@@ -72,12 +72,16 @@ class CircleFilter(django_filters.FilterSet):
         method="filter_registered_days_min", label=_("registered at least days ago"), min_value=0
     )
     gender = django_filters.ChoiceFilter(choices=Gender.choices, label=_("gender"))
-    age_band = django_filters.MultipleChoiceFilter(choices=AgeBand.choices, label=_("age band"), widget=forms.CheckboxSelectMultiple)
+    age_band = django_filters.MultipleChoiceFilter(choices=AgeBand.choices, label=_("age band"), widget=forms.CheckboxSelectMultiple, distinct=False)
     community = django_filters.ModelChoiceFilter(queryset=Community.objects.all(), label=_("community"))
     lives_alone = django_filters.BooleanFilter(label=_("lives alone"))
     has_elderly = django_filters.BooleanFilter(label=_("has elderly at home"))
     has_children = django_filters.BooleanFilter(label=_("has children"))
     works_late = django_filters.BooleanFilter(label=_("often works late"))
+
+    # Paths from the filtered model to the metrics and to the member (see MetricsCircleFilter).
+    metrics = "metrics__"
+    member = ""
 
     class Meta:
         model = Member
@@ -90,27 +94,27 @@ class CircleFilter(django_filters.FilterSet):
     def filter_has_ordered(self, queryset: QuerySet, name: str, value: bool | None) -> QuerySet:
         if value is None:
             return queryset
-        return queryset.filter(metrics__last_order_at__isnull=not value)
+        return queryset.filter(**{f"{self.metrics}last_order_at__isnull": not value})
 
     def filter_recency_min(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         # R >= n: the last order's date is on or before as_of - n.
-        return queryset.filter(metrics__last_order_at__lt=_midnight(self.as_of - dt.timedelta(days=int(value) - 1)))
+        return queryset.filter(**{f"{self.metrics}last_order_at__lt": _midnight(self.as_of - dt.timedelta(days=int(value) - 1))})
 
     def filter_recency_max(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
-        return queryset.filter(metrics__last_order_at__gte=_midnight(self.as_of - dt.timedelta(days=int(value))))
+        return queryset.filter(**{f"{self.metrics}last_order_at__gte": _midnight(self.as_of - dt.timedelta(days=int(value)))})
 
     def filter_monthly_orders_below(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         # Fewer than n orders a month over the 365-day window.
-        return queryset.filter(metrics__orders_365__lt=math.ceil(Decimal(value) * 12))
+        return queryset.filter(**{f"{self.metrics}orders_365__lt": math.ceil(Decimal(value) * 12)})
 
     def filter_registered_days_min(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
-        return queryset.filter(registered_at__lt=_midnight(self.as_of - dt.timedelta(days=int(value) - 1)))
+        return queryset.filter(**{f"{self.member}registered_at__lt": _midnight(self.as_of - dt.timedelta(days=int(value) - 1))})
 
     def filter_v_top_percent(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         threshold = v_score_threshold(float(value))
         if threshold is None:
             return queryset.none()
-        return queryset.filter(metrics__v_score__gte=threshold, metrics__v_score__gt=0)
+        return queryset.filter(**{f"{self.metrics}v_score__gte": threshold, f"{self.metrics}v_score__gt": 0})
 
 
 def v_score_threshold(top_percent: float) -> float | None:
@@ -154,6 +158,52 @@ def circle_queryset(rules: dict, *, as_of: dt.date | None = None, queryset: Quer
     if not filterset.is_valid():
         raise RulesError(filterset.errors)
     return filterset.qs.filter(erased_at__isnull=True)
+
+
+class MetricsCircleFilter(CircleFilter):
+    """The same rules over the metrics table (one row per member) instead of
+    the members table: what the live count runs on when the rules read metrics
+    only (circle_count)."""
+
+    metrics = ""
+    member = "member__"
+
+    class Meta:
+        model = MemberMetrics
+        fields: list[str] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        prefix = CircleFilter.metrics
+        for filter_ in self.filters.values():
+            if not filter_.method:
+                name = filter_.field_name
+                filter_.field_name = name.removeprefix(prefix) if name.startswith(prefix) else self.member + name
+
+
+# Rules that read the member's own fields, or that take members who never ordered (a member
+# imported a moment ago may have no metrics row yet), are counted through the members table.
+MEMBER_RULES = frozenset(
+    {name for name, filter_ in CircleFilter.base_filters.items() if not filter_.method and not filter_.field_name.startswith(CircleFilter.metrics)}
+    | {"registered_days_min"}
+)
+
+
+def circle_count(rules: dict, *, as_of: dt.date | None = None) -> int:
+    """Members a circle's rules take today: the live count before saving, equal
+    to circle_queryset(rules).count().
+
+    Rules over metrics only are counted on the metrics table alone, the few
+    erased members taken out through their partial index: at a million
+    members about a third of the time of the join with the members table."""
+    rules = rules or {}
+    if not rules or MEMBER_RULES & set(rules) or str(rules.get("has_ordered", "true")).lower() not in ("true", "2"):
+        return circle_queryset(rules, as_of=as_of).count()
+    filterset = MetricsCircleFilter(rules, queryset=MemberMetrics.objects.all(), as_of=as_of)
+    if not filterset.is_valid():
+        raise RulesError(filterset.errors)
+    erased = Member.objects.filter(pk=OuterRef("member_id"), erased_at__isnull=False)
+    return filterset.qs.filter(~Exists(erased)).count()
 
 
 def rules_from_cleaned(cleaned: dict) -> dict:

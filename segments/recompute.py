@@ -320,45 +320,8 @@ def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datet
     return max(changed, 0)
 
 
-def rfm_write(cursor, *, now: dt.datetime, trend_ratio: float) -> None:
-    """Upsert the order metrics and tiers; rows whose values did not change are not written."""
-    distinct = _distinct()
-    money = "r.spend_cents / 100.0"
-    trend = (
-        "CASE WHEN r.orders_30 * 3 > r.orders_prior * %s AND r.orders_30 > 0 THEN 'rising' "
-        "WHEN r.orders_30 * 3 * %s < r.orders_prior THEN 'falling' ELSE 'steady' END"
-    )
-    columns = {
-        "first_order_at": "r.first_at",
-        "last_order_at": "r.last_at",
-        "orders_total": "r.orders_total",
-        "orders_365": "r.orders_365",
-        "spend_365": money,
-        "max_order_365": "COALESCE(r.max_365, 0)",
-        "avg_order_value": f"CASE WHEN r.orders_365 > 0 THEN ROUND({money} / r.orders_365, 2) ELSE 0 END",
-        "orders_30d": "r.orders_30",
-        "orders_prior_90d": "r.orders_prior",
-        "trend": trend,
-        "refund_rate": "CASE WHEN r.all_365 > 0 THEN ROUND(1.0 * r.refunded_365 / r.all_365, 4) ELSE 0 END",
-        "tier_id": "r.tier_id",
-    }
-    updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
-    cursor.execute(
-        f"""INSERT INTO segments_membermetrics (member_id, {", ".join(columns)}, tier_since, computed_at,
-                repeat_days, v_score, promo_share, risk_band)
-            SELECT r.member_id, {", ".join(columns.values())}, %s, %s, 0, 0, 0, ''
-            FROM seg_rfm r WHERE true
-            ON CONFLICT (member_id) DO UPDATE SET {updates},
-                tier_since = CASE WHEN segments_membermetrics.tier_id {distinct} excluded.tier_id
-                    THEN excluded.tier_since ELSE segments_membermetrics.tier_since END,
-                computed_at = excluded.computed_at
-            WHERE {" OR ".join(f"segments_membermetrics.{name} {distinct} excluded.{name}" for name in columns)}""",  # nosec B608
-        [trend_ratio, trend_ratio, now, now],
-    )
-
-
-def lines_stage_write(cursor, bounds: Bounds, full: bool) -> None:
-    """Promo share and the two favourite categories, by spend in the window."""
+def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
+    """seg_cat: promo share and the two favourite categories, by spend in the window (members with lines)."""
     value = "l.quantity * l.unit_price"
     cursor.execute(
         f"""CREATE TEMP TABLE seg_cat AS
@@ -380,30 +343,12 @@ def lines_stage_write(cursor, bounds: Bounds, full: bool) -> None:
         [bounds.window_start, bounds.end],
     )
     _analyze(cursor, "seg_cat")
-    distinct = _distinct()
-    in_scope = "" if full else f" AND segments_membermetrics.member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
-    # Members in scope without lines in the window lose their categories. (NOT EXISTS, not
-    # NOT IN: PostgreSQL hashes a NOT IN list only while it fits in work_mem; past that,
-    # on a million members, it rescans the list for every row and ran for over ten minutes.)
-    cursor.execute(
-        f"""UPDATE segments_membermetrics SET favourite_category_id = NULL, second_category_id = NULL, promo_share = 0
-            WHERE (favourite_category_id IS NOT NULL OR promo_share <> 0){in_scope}
-              AND NOT EXISTS (SELECT 1 FROM seg_cat c WHERE c.member_id = segments_membermetrics.member_id)"""  # nosec B608
-    )
-    cursor.execute(
-        f"""UPDATE segments_membermetrics SET favourite_category_id = c.first_category,
-                second_category_id = c.second_category, promo_share = c.promo_share
-            FROM seg_cat c WHERE c.member_id = segments_membermetrics.member_id
-              AND (segments_membermetrics.favourite_category_id {distinct} c.first_category
-                OR segments_membermetrics.second_category_id {distinct} c.second_category
-                OR segments_membermetrics.promo_share {distinct} c.promo_share)"""  # nosec B608
-    )
-    _drop(cursor, "seg_cat")
 
 
-def habits_stage_write(cursor, bounds: Bounds, full: bool) -> None:
-    """Usual order hour (the most frequent local hour in the window) and repeat
-    purchase days (distinct local order days after the first, all time)."""
+def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
+    """seg_habits: usual order hour (the most frequent local hour in the window)
+    and repeat purchase days (distinct local order days after the first, all
+    time), for every member in scope."""
     hour = _sql(
         f"EXTRACT(HOUR FROM o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::int",
         "CAST(strftime('%%H', o.ordered_at, '+8 hours') AS INTEGER)",
@@ -428,18 +373,10 @@ def habits_stage_write(cursor, bounds: Bounds, full: bool) -> None:
         [bounds.window_start, bounds.end, bounds.end],
     )
     cursor.execute("CREATE UNIQUE INDEX seg_habits_member ON seg_habits (member_id)")
-    distinct = _distinct()
-    cursor.execute(
-        f"""UPDATE segments_membermetrics SET usual_order_hour = h.hour, repeat_days = h.repeat_days
-            FROM seg_habits h WHERE h.member_id = segments_membermetrics.member_id
-              AND (segments_membermetrics.usual_order_hour {distinct} h.hour
-                OR segments_membermetrics.repeat_days {distinct} h.repeat_days)"""  # nosec B608
-    )
-    _drop(cursor, "seg_habits")
 
 
-def v_stage_write(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -> None:
-    """V: weighted shares, invites, group messages and organised group-buys in the window."""
+def v_stage(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -> None:
+    """seg_v: V from weighted shares, invites, group messages and organised group-buys in the window (members with events)."""
     weights = {
         "share": config.v_weight_share,
         "invite": config.v_weight_invite,
@@ -456,18 +393,6 @@ def v_stage_write(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -
         params + [bounds.window_start, bounds.end],
     )
     _analyze(cursor, "seg_v")
-    in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
-    cursor.execute(
-        f"""UPDATE segments_membermetrics SET v_score = 0
-            WHERE v_score <> 0{in_scope}
-              AND NOT EXISTS (SELECT 1 FROM seg_v v WHERE v.member_id = segments_membermetrics.member_id)"""  # nosec B608
-    )
-    distinct = _distinct()
-    cursor.execute(
-        f"""UPDATE segments_membermetrics SET v_score = v.v_score FROM seg_v v
-            WHERE v.member_id = segments_membermetrics.member_id AND segments_membermetrics.v_score {distinct} v.v_score"""  # nosec B608
-    )
-    _drop(cursor, "seg_v")
 
 
 @dataclass(frozen=True)
@@ -478,13 +403,16 @@ class ChurnInputs:
     T_days: np.ndarray  # noqa: N815
 
 
-def churn_inputs(cursor, as_of: dt.date, full: bool) -> ChurnInputs:
-    """x, t_x and T in days for members with a paid order, from the stored metrics."""
-    in_scope = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
-    cursor.execute(
-        f"SELECT member_id, repeat_days, first_order_at, last_order_at FROM segments_membermetrics "
-        f"WHERE first_order_at IS NOT NULL{in_scope}"  # nosec B608
-    )
+def churn_inputs(cursor, as_of: dt.date, *, staged: bool) -> ChurnInputs:
+    """x, t_x and T in days for members with a paid order: of this run's
+    members from its own tables (staged), or of everyone from the stored metrics."""
+    if staged:
+        cursor.execute(
+            "SELECT r.member_id, h.repeat_days, r.first_at, r.last_at FROM seg_rfm r "
+            "JOIN seg_habits h ON h.member_id = r.member_id WHERE r.first_at IS NOT NULL"
+        )
+    else:
+        cursor.execute("SELECT member_id, repeat_days, first_order_at, last_order_at FROM segments_membermetrics WHERE first_order_at IS NOT NULL")
     rows = cursor.fetchall()
     if not rows:
         empty = np.zeros(0)
@@ -525,8 +453,8 @@ def churn_scores(inputs: ChurnInputs, fit: ChurnFit | None, config: SegmentSetti
     return churn.heuristic(inputs.T_days - inputs.t_x_days, gap, CHURN_HORIZON_DAYS)
 
 
-def churn_write(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray, config: SegmentSettings) -> int:
-    """Store rounded scores and risk bands; only rows that changed are written."""
+def churn_stage(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray, config: SegmentSettings) -> None:
+    """seg_churn: rounded scores and risk bands of the members with a paid order."""
     cursor.execute("CREATE TEMP TABLE seg_churn (member_id bigint PRIMARY KEY, p_alive double precision, expected double precision, band varchar(8))")
     bands = churn.risk_band(p, high_below=config.risk_high_below, medium_below=config.risk_medium_below)
     load_rows(
@@ -535,14 +463,66 @@ def churn_write(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray
         zip(inputs.member_ids.tolist(), np.round(p, 3).tolist(), np.round(expected, 3).tolist(), bands.tolist()),
     )
     _analyze(cursor, "seg_churn")
+
+
+STAGED = ("seg_rfm", "seg_cat", "seg_habits", "seg_v", "seg_churn")
+
+
+def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float) -> int:
+    """One upsert of every metric and the tier of the members in scope, from
+    the stage tables; rows whose values did not change are not written.
+
+    One write per row and run: the stages used to UPDATE the table one after
+    another, and five versions of a million rows in one transaction left it
+    five times its live size, so that every later scan (circle counts, lists)
+    read the dead rows too."""
     distinct = _distinct()
+    money = "r.spend_cents / 100.0"
+    trend = (
+        "CASE WHEN r.orders_30 * 3 > r.orders_prior * %s AND r.orders_30 > 0 THEN 'rising' "
+        "WHEN r.orders_30 * 3 * %s < r.orders_prior THEN 'falling' ELSE 'steady' END"
+    )
+    columns = {
+        "first_order_at": "r.first_at",
+        "last_order_at": "r.last_at",
+        "orders_total": "r.orders_total",
+        "orders_365": "r.orders_365",
+        "spend_365": money,
+        "max_order_365": "COALESCE(r.max_365, 0)",
+        "avg_order_value": f"CASE WHEN r.orders_365 > 0 THEN ROUND({money} / r.orders_365, 2) ELSE 0 END",
+        "orders_30d": "r.orders_30",
+        "orders_prior_90d": "r.orders_prior",
+        "trend": trend,
+        "refund_rate": "CASE WHEN r.all_365 > 0 THEN ROUND(1.0 * r.refunded_365 / r.all_365, 4) ELSE 0 END",
+        "tier_id": "r.tier_id",
+        # Members without lines, events or paid orders in scope lose what those gave them.
+        "favourite_category_id": "c.first_category",
+        "second_category_id": "c.second_category",
+        "promo_share": "COALESCE(c.promo_share, 0)",
+        "usual_order_hour": "h.hour",
+        "repeat_days": "COALESCE(h.repeat_days, 0)",
+        "v_score": "COALESCE(v.v_score, 0)",
+        "p_alive": "ch.p_alive",
+        "expected_orders_30d": "ch.expected",
+        "risk_band": "COALESCE(ch.band, '')",
+    }
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
     return _execute(
         cursor,
-        f"""UPDATE segments_membermetrics SET p_alive = c.p_alive, expected_orders_30d = c.expected, risk_band = c.band
-            FROM seg_churn c WHERE c.member_id = segments_membermetrics.member_id
-              AND (segments_membermetrics.p_alive {distinct} c.p_alive
-                OR segments_membermetrics.expected_orders_30d {distinct} c.expected
-                OR segments_membermetrics.risk_band {distinct} c.band)""",  # nosec B608
+        f"""INSERT INTO segments_membermetrics (member_id, {", ".join(columns)}, tier_since, computed_at)
+            SELECT r.member_id, {", ".join(columns.values())}, %s, %s
+            FROM seg_rfm r
+            LEFT JOIN seg_cat c ON c.member_id = r.member_id
+            LEFT JOIN seg_habits h ON h.member_id = r.member_id
+            LEFT JOIN seg_v v ON v.member_id = r.member_id
+            LEFT JOIN seg_churn ch ON ch.member_id = r.member_id
+            WHERE true
+            ON CONFLICT (member_id) DO UPDATE SET {updates},
+                tier_since = CASE WHEN segments_membermetrics.tier_id {distinct} excluded.tier_id
+                    THEN excluded.tier_since ELSE segments_membermetrics.tier_since END,
+                computed_at = excluded.computed_at
+            WHERE {" OR ".join(f"segments_membermetrics.{name} {distinct} excluded.{name}" for name in columns)}""",  # nosec B608
+        [trend_ratio, trend_ratio, now, now],
     )
 
 

@@ -40,7 +40,7 @@ from segments.models import (
 )
 
 logger = logging.getLogger(__name__)
-STAGES = ("scope", "rfm_tiers", "lines", "habits", "v_score", "churn", "circles")
+STAGES = ("scope", "rfm_tiers", "lines", "habits", "v_score", "churn", "write", "circles")
 LOCK_KEY = 0x5E6_7135  # pg_advisory_xact_lock key of the recompute
 CHURN_REFIT_DAYS = 7
 CHURN_FIT_SAMPLE = 100_000
@@ -133,25 +133,27 @@ def tiers_recompute(
                 recompute.pins_apply(cursor, as_of)
                 reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run)
                 changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now)
-                recompute.rfm_write(cursor, now=now, trend_ratio=config.trend_ratio)
             with stage("lines"):
-                recompute.lines_stage_write(cursor, bounds, full)
+                recompute.lines_stage(cursor, bounds, full)
             with stage("habits"):
-                recompute.habits_stage_write(cursor, bounds, full)
+                recompute.habits_stage(cursor, bounds, full)
             with stage("v_score"):
-                recompute.v_stage_write(cursor, bounds, config, full)
+                recompute.v_stage(cursor, bounds, config, full)
             with stage("churn"):
                 fit = _churn_fit_for(as_of, config, refit=refit if refit is not None else full)
-                inputs = recompute.churn_inputs(cursor, as_of, full)
+                inputs = recompute.churn_inputs(cursor, as_of, staged=True)
                 p, expected = recompute.churn_scores(inputs, fit, config)
-                recompute.churn_write(cursor, inputs, p, expected, config)
+                recompute.churn_stage(cursor, inputs, p, expected, config)
+            with stage("write"):
+                recompute.metrics_write(cursor, now=now, trend_ratio=config.trend_ratio)
+                recompute._drop(cursor, *recompute.STAGED)
             with stage("circles"):
                 if full:
                     v_score_threshold_forget()
                 recompute.circles_write(cursor, list(Circle.objects.filter(active=True)), as_of, full, now)
             cursor.execute("SELECT COUNT(*) FROM seg_scope")
             members = cursor.fetchone()[0]
-            recompute._drop(cursor, "seg_rfm", "seg_churn", recompute.SCOPE)
+            recompute._drop(cursor, recompute.SCOPE)
             outcome = {
                 "status": RunStatus.DONE, "finished_at": timezone.now(), "members": members,
                 "tier_changes": changes, "reviews": reviews, "timings": timings, **watermarks,
@@ -324,7 +326,7 @@ def _risk_band_movers(as_of: dt.date) -> list[int]:
     config = SegmentSettings.current()
     fit = _churn_fit_for(as_of, config, refit=False)
     with connection.cursor() as cursor:
-        inputs = recompute.churn_inputs(cursor, as_of, full=True)
+        inputs = recompute.churn_inputs(cursor, as_of, staged=False)
         cursor.execute("SELECT member_id, risk_band FROM segments_membermetrics WHERE first_order_at IS NOT NULL")
         stored = dict(cursor.fetchall())
     if inputs.x.size == 0:
@@ -449,9 +451,9 @@ def ladder_preview(ladder: Sequence[Rung], *, as_of: dt.date | None = None) -> l
 
 def circle_count(rules: dict, *, as_of: dt.date | None = None) -> int:
     """Members a circle's rules take today (the live count before saving)."""
-    from segments.circles import circle_queryset
+    from segments.circles import circle_count as count
 
-    return circle_queryset(rules, as_of=as_of).count()
+    return count(rules, as_of=as_of)
 
 
 def circle_materialise(circle: Circle, *, as_of: dt.date | None = None) -> int:

@@ -217,6 +217,33 @@ def test_a_one_member_run_moves_only_that_member_and_follows_edited_rules():
     assert "早上下单" not in names(mover)
 
 
+def test_the_live_count_equals_the_members_the_rules_take(admin_user):
+    from crm.privacy import member_erase
+    from segments.circles import circle_count, circle_queryset
+
+    regular, dormant, erased, never = MemberFactory(), MemberFactory(), MemberFactory(), MemberFactory(gender="M")
+    orders(regular, count=30, total="6000", last_days_ago=1, hour=7, spread_days=10)
+    for member in (dormant, erased):
+        orders(member, count=3, total="900", last_days_ago=45, hour=20)
+    tiers_recompute(as_of=AS_OF)
+    member_erase(member=erased, actor=admin_user, reason="本人申请")  # keeps its metrics row
+    MemberFactory()  # imported after the run: no metrics row yet
+    assert circle_count({"has_ordered": "true", "recency_min": "31"}, as_of=AS_OF) == 1  # the dormant one; the erased one is left out
+    everyone_ranked = {"tier": [str(pk) for pk in Tier.objects.values_list("pk", flat=True)]}
+    assert circle_count(everyone_ranked, as_of=AS_OF) == 3  # each member once, whatever the tier
+    assert circle_count({"has_ordered": "false"}, as_of=AS_OF) == 2  # never, and the one without metrics yet
+    rule_sets = [circle.rules for circle in Circle.objects.all()] + [
+        everyone_ranked,
+        {"trend": ["steady", "rising", "falling"]},
+        {"risk_band": ["low", "medium", "high"]},
+        {"has_ordered": "false"},
+        {"recency_max": "5", "gender": "F"},
+        {"usual_hour_from": "6", "usual_hour_to": "8", "orders_365_min": "20"},
+    ]
+    for rules in rule_sets:
+        assert circle_count(rules, as_of=AS_OF) == circle_queryset(rules, as_of=AS_OF).count(), rules
+
+
 def test_churn_figures_rate_a_lapsed_regular_riskier_than_an_active_one():
     active, lapsed = MemberFactory(), MemberFactory()
     orders(active, count=10, total="1000", last_days_ago=2, spread_days=7)
