@@ -120,6 +120,34 @@ def _member_filter(full: bool, column: str = "member_id") -> str:
     return "" if full else f" AND {column} IN (SELECT member_id FROM {SCOPE})"  # nosec B608
 
 
+ORDERS = "crm_order"
+STAGED_ORDERS = "seg_orders"
+STAGE_ORDERS_FROM = 5_000  # members in scope
+
+
+def orders_stage(cursor, bounds: Bounds, members: int, full: bool) -> str:
+    """The table the order stages read: the orders table itself, or for a big
+    scoped run (a nightly one: a tenth of the members) a copy of its members'
+    orders, made once. Given the scope's filter on the orders table, PostgreSQL
+    joined and sorted every order of the window with its lines and only then
+    kept the scope's members (29 s of an 80 s nightly run on the 1M data set)."""
+    if full or members < STAGE_ORDERS_FROM:
+        return ORDERS
+    cursor.execute(
+        f"""CREATE TEMP TABLE {STAGED_ORDERS} AS
+            SELECT o.id AS id, o.member_id AS member_id, o.ordered_at AS ordered_at, o.status AS status, o.amount AS amount
+            FROM crm_order o WHERE o.ordered_at < %s{_member_filter(False, "o.member_id")}""",  # nosec B608
+        [bounds.end],
+    )
+    _analyze(cursor, STAGED_ORDERS)
+    return STAGED_ORDERS
+
+
+def _orders_filter(full: bool, orders: str) -> str:
+    """The scope's filter on `orders o`: none on a full run or on the scope's own copy."""
+    return _member_filter(full or orders == STAGED_ORDERS, "o.member_id")
+
+
 def _cents(expression: str) -> str:
     """Money summed exactly in fen on both databases (SQLite stores decimals as REAL)."""
     return _sql(f"CAST(SUM({expression}) * 100 AS BIGINT)", f"SUM(CAST(ROUND(({expression}) * 100) AS INTEGER))")
@@ -149,7 +177,7 @@ def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: 
     return f"CASE {' '.join(cases)} ELSE {int(catch_all.id)} END", params
 
 
-def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> None:
+def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, orders: str = ORDERS) -> None:
     """seg_rfm: one row per member in scope with the order aggregates and the ladder's tier."""
     in_window = "o.ordered_at >= %s"
     paid = f"o.status = '{OrderStatus.PAID}'"
@@ -165,8 +193,8 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> Non
             SUM(CASE WHEN {in_window} THEN 1 ELSE 0 END) AS all_365,
             SUM(CASE WHEN {paid} AND o.ordered_at >= %s THEN 1 ELSE 0 END) AS orders_30,
             SUM(CASE WHEN {paid} AND o.ordered_at >= %s AND o.ordered_at < %s THEN 1 ELSE 0 END) AS orders_prior
-        FROM crm_order o
-        WHERE o.ordered_at < %s{_member_filter(full, "o.member_id")}
+        FROM {orders} o
+        WHERE o.ordered_at < %s{_orders_filter(full, orders)}
         GROUP BY o.member_id"""  # nosec B608
     params: list = [bounds.window_start] * 5 + [bounds.recent_start, bounds.prior_start, bounds.recent_start, bounds.end]
     tier_case, tier_params = tier_case_sql(ladder, bounds, last="a.last_at", orders="COALESCE(a.orders_365, 0)", spend_cents="COALESCE(a.spend_cents, 0)")
@@ -320,7 +348,7 @@ def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datet
     return max(changed, 0)
 
 
-def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
+def lines_stage(cursor, bounds: Bounds, full: bool, orders: str = ORDERS) -> None:
     """seg_cat: promo share and the two favourite categories, by spend in the window (members with lines)."""
     value = "l.quantity * l.unit_price"
     cursor.execute(
@@ -335,9 +363,9 @@ def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
                             {_cents(value)} AS value_cents,
                             {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents
                         FROM crm_orderline l
-                        JOIN crm_order o ON o.id = l.order_id
+                        JOIN {orders} o ON o.id = l.order_id
                         JOIN crm_product p ON p.id = l.product_id
-                        WHERE o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
+                        WHERE o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s{_orders_filter(full, orders)}
                         GROUP BY o.member_id, p.category_id) lines) ranked
             GROUP BY member_id""",  # nosec B608
         [bounds.window_start, bounds.end],
@@ -345,7 +373,7 @@ def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
     _analyze(cursor, "seg_cat")
 
 
-def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
+def habits_stage(cursor, bounds: Bounds, full: bool, orders: str = ORDERS) -> None:
     """seg_habits: usual order hour (the most frequent local hour in the window)
     and repeat purchase days (distinct local order days after the first, all
     time), for every member in scope."""
@@ -362,13 +390,13 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
             LEFT JOIN (
                 SELECT member_id, hour FROM (
                     SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
-                    FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
-                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
+                    FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM {orders} o
+                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_orders_filter(full, orders)}
                           GROUP BY o.member_id, {hour}) counted) ranked
                 WHERE position = 1) h ON h.member_id = s.member_id
             LEFT JOIN (
-                SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
-                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
+                SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM {orders} o
+                WHERE {paid} AND o.ordered_at < %s{_orders_filter(full, orders)}
                 GROUP BY o.member_id) d ON d.member_id = s.member_id""",  # nosec B608
         [bounds.window_start, bounds.end, bounds.end],
     )

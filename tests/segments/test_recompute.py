@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from crm.models import Order
+from crm.models import Order, OrderStatus
 from segments.models import (
     ChangeReason,
     Circle,
@@ -197,6 +197,29 @@ def test_circles_are_materialised_and_double_as_automatic_tags():
     orders(dormant, count=1, total="100", last_days_ago=0, hour=20)
     tiers_recompute(member_ids=[dormant.pk], as_of=AS_OF)
     assert "沉睡" not in names(dormant)
+
+
+def test_a_big_scoped_run_reading_its_own_copy_of_the_orders_agrees_with_a_full_run(monkeypatch):
+    from segments import recompute
+
+    members = [MemberFactory() for _ in range(4)]
+    for n, member in enumerate(members):
+        orders(member, count=3 + n * 4, total=str(800 + n * 2500), last_days_ago=2 + n * 20, hour=6 + n * 4)
+    tiers_recompute(as_of=AS_OF)
+    # A day later: two of them order again, one has an order refunded.
+    orders(members[0], count=2, total="9000", last_days_ago=0, hour=21)
+    orders(members[3], count=1, total="50", last_days_ago=0)
+    Order.objects.filter(pk=Order.objects.filter(member=members[1]).order_by("ordered_at").first().pk).update(status=OrderStatus.REFUNDED)
+    fields = ["member_id", "orders_365", "spend_365", "last_order_at", "tier_id", "usual_order_hour", "repeat_days",
+              "favourite_category_id", "promo_share", "refund_rate", "v_score", "p_alive", "risk_band"]
+    snapshot = lambda: sorted(MemberMetrics.objects.values_list(*fields))  # noqa: E731
+    monkeypatch.setattr(recompute, "STAGE_ORDERS_FROM", 1)  # every scoped run copies its members' orders
+    tiers_recompute(member_ids=[member.pk for member in members], as_of=AS_OF)
+    scoped = snapshot()
+    tiers_recompute(as_of=AS_OF)
+    assert scoped == snapshot()
+    assert MemberMetrics.objects.get(member=members[0]).usual_order_hour == 6  # three at 06:30 against two at 21:30
+    assert MemberMetrics.objects.get(member=members[1]).refund_rate > 0
 
 
 def test_a_one_member_run_moves_only_that_member_and_follows_edited_rules():
