@@ -1,12 +1,15 @@
 """The set-based recompute: aggregate queries into temporary tables, one tier
-CASE built from the ladder rows, bulk upserts that touch only changed rows.
+CASE built from the ladder rows, then one upsert of the metrics that touches
+only changed rows (metrics_write), then the circles.
 
 No per-member queries: a run for one member and a run for a million execute
-the same statements, the scope table deciding which members they cover. The
-only Python loops are over the few promotion candidates that might need a
-review and over numpy arrays for the churn scores.
+the same statements, the scope table deciding which members they cover (a
+big scoped run reads its own copy of its members' orders, and a full run
+writes the circles one by one). The only Python loops are over the few
+promotion candidates that might need a review and over numpy arrays for the
+churn scores.
 
-A one-member run (after each order) is some sixty short statements, so each
+A one-member run (after each order) is some forty short statements, so each
 costs: a step drops the temporary tables it made, tiers_recompute drops the
 shared ones, and a failed run's tables go with its rolled-back transaction,
 so none is dropped "if exists" beforehand.
