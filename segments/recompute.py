@@ -434,35 +434,31 @@ class ChurnInputs:
     T_days: np.ndarray  # noqa: N815
 
 
+def _day_number(column: str) -> str:
+    """The local date of a timestamp as Python's date.toordinal(), in SQL: a
+    million members' dates converted in Python took eight seconds."""
+    return _sql(
+        f"(({column} AT TIME ZONE '{settings.TIME_ZONE}')::date - DATE '0001-01-01' + 1)",
+        f"CAST(julianday(date({column}, '+8 hours')) - julianday('0001-01-01') + 1 AS INTEGER)",
+    )
+
+
 def churn_inputs(cursor, as_of: dt.date, *, staged: bool) -> ChurnInputs:
     """x, t_x and T in days for members with a paid order: of this run's
     members from its own tables (staged), or of everyone from the stored metrics."""
     if staged:
         cursor.execute(
-            "SELECT r.member_id, h.repeat_days, r.first_at, r.last_at FROM seg_rfm r "
-            "JOIN seg_habits h ON h.member_id = r.member_id WHERE r.first_at IS NOT NULL"
+            f"SELECT r.member_id, h.repeat_days, {_day_number('r.first_at')}, {_day_number('r.last_at')} FROM seg_rfm r "
+            f"JOIN seg_habits h ON h.member_id = r.member_id WHERE r.first_at IS NOT NULL"  # nosec B608
         )
     else:
-        cursor.execute("SELECT member_id, repeat_days, first_order_at, last_order_at FROM segments_membermetrics WHERE first_order_at IS NOT NULL")
-    rows = cursor.fetchall()
-    if not rows:
-        empty = np.zeros(0)
-        return ChurnInputs(empty.astype(np.int64), empty, empty, empty)
-    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
-    as_of_ordinal = as_of.toordinal()
-    member_ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-    x = np.fromiter((row[1] for row in rows), dtype=float, count=len(rows))
-    first = np.fromiter((_ordinal(row[2], tz) for row in rows), dtype=float, count=len(rows))
-    last = np.fromiter((_ordinal(row[3], tz) for row in rows), dtype=float, count=len(rows))
-    return ChurnInputs(member_ids, x, last - first, as_of_ordinal - first)
-
-
-def _ordinal(value, tz) -> int:
-    if isinstance(value, str):  # SQLite returns text from raw queries
-        value = dt.datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(tz).date().toordinal()
+        cursor.execute(
+            f"SELECT member_id, repeat_days, {_day_number('first_order_at')}, {_day_number('last_order_at')} "
+            f"FROM segments_membermetrics WHERE first_order_at IS NOT NULL"  # nosec B608
+        )
+    rows = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 4)
+    first, last = rows[:, 2].astype(float), rows[:, 3].astype(float)
+    return ChurnInputs(rows[:, 0], rows[:, 1].astype(float), last - first, as_of.toordinal() - first)
 
 
 def churn_scores(inputs: ChurnInputs, fit: ChurnFit | None, config: SegmentSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -312,6 +312,21 @@ def test_pins_are_respected_even_without_orders():
     assert tier_of(member) == "A"
 
 
+def test_churn_inputs_count_local_days():
+    """00:30 and 23:30 in Shanghai are 16:30 and 15:30 UTC: the days are local ones."""
+    from django.db import connection
+
+    from segments.recompute import churn_inputs
+
+    member = MemberFactory()
+    for day, hour in ((AS_OF - dt.timedelta(days=19), dt.time(0, 30)), (AS_OF - dt.timedelta(days=10), dt.time(23, 30))):
+        OrderFactory(member=member, amount=Decimal("50"), ordered_at=dt.datetime.combine(day, hour, tzinfo=SHANGHAI))
+    tiers_recompute(as_of=AS_OF)
+    with connection.cursor() as cursor:
+        inputs = churn_inputs(cursor, AS_OF, staged=False)
+    assert (inputs.member_ids.tolist(), inputs.x.tolist(), inputs.t_x_days.tolist(), inputs.T_days.tolist()) == ([member.pk], [1.0], [9.0], [19.0])
+
+
 def test_an_order_in_the_early_hours_of_the_windows_first_day_counts():
     """Windows are local (Asia/Shanghai) days: 01:00 local on the first day is 17:00 UTC the day before."""
     member = MemberFactory()
