@@ -587,11 +587,13 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
     matches (since now), remove who no longer does.
 
     A full run writes circle by circle (each statement an anti-join over a
-    million members); a scoped run writes every circle in one DELETE and one
-    INSERT, as round trips are most of its cost."""
+    million members); a scoped run writes every circle at once, as round trips
+    are most of its cost. On PostgreSQL the DELETE and the INSERT are one
+    statement over the matches selected once; SQLite runs the two."""
     scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
     matches = [(circle.pk, *_match_sql(circle, as_of, full)) for circle in circles]
-    for group in ([match] for match in matches) if full else [matches] if matches else []:
+    groups = [[match] for match in matches] if full else [matches] if matches else []
+    for group in groups:
         union = " UNION ALL ".join(
             f"SELECT {int(pk)} AS circle_id, matched.id AS member_id FROM ({sql}) matched" for pk, sql, _params in group  # nosec B608
         )
