@@ -4,8 +4,7 @@ only changed rows (metrics_write), then the circles.
 
 No per-member queries: a run for one member and a run for a million execute
 the same statements, the scope table deciding which members they cover (a
-big scoped run reads its own copy of its members' orders, and a full run
-writes the circles one by one). The only Python loops are over the few
+full run writes the circles one by one). The only Python loops are over the few
 promotion candidates that might need a review and over numpy arrays for the
 churn scores.
 
@@ -123,34 +122,6 @@ def _member_filter(full: bool, column: str = "member_id") -> str:
     return "" if full else f" AND {column} IN (SELECT member_id FROM {SCOPE})"  # nosec B608
 
 
-ORDERS = "crm_order"
-STAGED_ORDERS = "seg_orders"
-STAGE_ORDERS_FROM = 5_000  # members in scope
-
-
-def orders_stage(cursor, bounds: Bounds, members: int, full: bool) -> str:
-    """The table the order stages read: the orders table itself, or for a big
-    scoped run (a nightly one: a tenth of the members) a copy of its members'
-    orders, made once. Given the scope's filter on the orders table, PostgreSQL
-    joined and sorted every order of the window with its lines and only then
-    kept the scope's members (29 s of an 80 s nightly run on the 1M data set)."""
-    if full or members < STAGE_ORDERS_FROM:
-        return ORDERS
-    cursor.execute(
-        f"""CREATE TEMP TABLE {STAGED_ORDERS} AS
-            SELECT o.id AS id, o.member_id AS member_id, o.ordered_at AS ordered_at, o.status AS status, o.amount AS amount
-            FROM crm_order o WHERE o.ordered_at < %s{_member_filter(False, "o.member_id")}""",  # nosec B608
-        [bounds.end],
-    )
-    _analyze(cursor, STAGED_ORDERS)
-    return STAGED_ORDERS
-
-
-def _orders_filter(full: bool, orders: str) -> str:
-    """The scope's filter on `orders o`: none on a full run or on the scope's own copy."""
-    return _member_filter(full or orders == STAGED_ORDERS, "o.member_id")
-
-
 def _cents(expression: str) -> str:
     """Money summed exactly in fen on both databases (SQLite stores decimals as REAL)."""
     return _sql(f"CAST(SUM({expression}) * 100 AS BIGINT)", f"SUM(CAST(ROUND(({expression}) * 100) AS INTEGER))")
@@ -180,7 +151,7 @@ def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: 
     return f"CASE {' '.join(cases)} ELSE {int(catch_all.id)} END", params
 
 
-def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, orders: str = ORDERS) -> None:
+def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> None:
     """seg_rfm: one row per member in scope with the order aggregates and the ladder's tier."""
     in_window = "o.ordered_at >= %s"
     paid = f"o.status = '{OrderStatus.PAID}'"
@@ -196,8 +167,8 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, orders
             SUM(CASE WHEN {in_window} THEN 1 ELSE 0 END) AS all_365,
             SUM(CASE WHEN {paid} AND o.ordered_at >= %s THEN 1 ELSE 0 END) AS orders_30,
             SUM(CASE WHEN {paid} AND o.ordered_at >= %s AND o.ordered_at < %s THEN 1 ELSE 0 END) AS orders_prior
-        FROM {orders} o
-        WHERE o.ordered_at < %s{_orders_filter(full, orders)}
+        FROM crm_order o
+        WHERE o.ordered_at < %s{_member_filter(full, "o.member_id")}
         GROUP BY o.member_id"""  # nosec B608
     params: list = [bounds.window_start] * 5 + [bounds.recent_start, bounds.prior_start, bounds.recent_start, bounds.end]
     tier_case, tier_params = tier_case_sql(ladder, bounds, last="a.last_at", orders="COALESCE(a.orders_365, 0)", spend_cents="COALESCE(a.spend_cents, 0)")
@@ -351,7 +322,7 @@ def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datet
     return max(changed, 0)
 
 
-def lines_stage(cursor, bounds: Bounds, full: bool, orders: str = ORDERS) -> None:
+def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
     """seg_cat: promo share and the two favourite categories, by spend in the window (members with lines)."""
     value = "l.quantity * l.unit_price"
     cursor.execute(
@@ -366,9 +337,9 @@ def lines_stage(cursor, bounds: Bounds, full: bool, orders: str = ORDERS) -> Non
                             {_cents(value)} AS value_cents,
                             {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents
                         FROM crm_orderline l
-                        JOIN {orders} o ON o.id = l.order_id
+                        JOIN crm_order o ON o.id = l.order_id
                         JOIN crm_product p ON p.id = l.product_id
-                        WHERE o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s{_orders_filter(full, orders)}
+                        WHERE o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
                         GROUP BY o.member_id, p.category_id) lines) ranked
             GROUP BY member_id""",  # nosec B608
         [bounds.window_start, bounds.end],
@@ -376,7 +347,7 @@ def lines_stage(cursor, bounds: Bounds, full: bool, orders: str = ORDERS) -> Non
     _analyze(cursor, "seg_cat")
 
 
-def habits_stage(cursor, bounds: Bounds, full: bool, orders: str = ORDERS) -> None:
+def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
     """seg_habits: usual order hour (the most frequent local hour in the window)
     and repeat purchase days (distinct local order days after the first, all
     time), for every member in scope."""
@@ -393,13 +364,13 @@ def habits_stage(cursor, bounds: Bounds, full: bool, orders: str = ORDERS) -> No
             LEFT JOIN (
                 SELECT member_id, hour FROM (
                     SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
-                    FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM {orders} o
-                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_orders_filter(full, orders)}
+                    FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
+                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
                           GROUP BY o.member_id, {hour}) counted) ranked
                 WHERE position = 1) h ON h.member_id = s.member_id
             LEFT JOIN (
-                SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM {orders} o
-                WHERE {paid} AND o.ordered_at < %s{_orders_filter(full, orders)}
+                SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
+                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id")}
                 GROUP BY o.member_id) d ON d.member_id = s.member_id""",  # nosec B608
         [bounds.window_start, bounds.end, bounds.end],
     )

@@ -128,18 +128,15 @@ def tiers_recompute(
             }
             with stage("scope"):
                 recompute.scope_create(cursor, member_ids)
-                orders = recompute.orders_stage(cursor, bounds, len(member_ids or ()), full)
             with stage("rfm_tiers"):
-                recompute.rfm_stage(cursor, bounds, ladder, full, orders)
+                recompute.rfm_stage(cursor, bounds, ladder, full)
                 recompute.pins_apply(cursor, as_of)
                 reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run)
                 changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now)
             with stage("lines"):
-                recompute.lines_stage(cursor, bounds, full, orders)
+                recompute.lines_stage(cursor, bounds, full)
             with stage("habits"):
-                recompute.habits_stage(cursor, bounds, full, orders)
-                if orders == recompute.STAGED_ORDERS:  # its last reader
-                    recompute._drop(cursor, orders)
+                recompute.habits_stage(cursor, bounds, full)
             with stage("v_score"):
                 recompute.v_stage(cursor, bounds, config, full)
             with stage("churn"):
