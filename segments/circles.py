@@ -152,12 +152,15 @@ def circle_filterset(rules: dict, *, as_of: dt.date | None = None, queryset: Que
     return CircleFilter(rules or {}, queryset=queryset if queryset is not None else Member.objects.all(), as_of=as_of)
 
 
-def circle_queryset(rules: dict, *, as_of: dt.date | None = None, queryset: QuerySet | None = None) -> QuerySet:
-    """Members matching rules; erased members are never in a circle."""
-    filterset = circle_filterset(rules, as_of=as_of, queryset=queryset)
+def _filtered(filterset: CircleFilter) -> QuerySet:
     if not filterset.is_valid():
         raise RulesError(filterset.errors)
-    return filterset.qs.filter(erased_at__isnull=True)
+    return filterset.qs
+
+
+def circle_queryset(rules: dict, *, as_of: dt.date | None = None, queryset: QuerySet | None = None) -> QuerySet:
+    """Members matching rules; erased members are never in a circle."""
+    return _filtered(circle_filterset(rules, as_of=as_of, queryset=queryset)).filter(erased_at__isnull=True)
 
 
 class MetricsCircleFilter(CircleFilter):
@@ -199,11 +202,8 @@ def circle_count(rules: dict, *, as_of: dt.date | None = None) -> int:
     rules = rules or {}
     if not rules or MEMBER_RULES & set(rules) or str(rules.get("has_ordered", "true")).lower() not in ("true", "2"):
         return circle_queryset(rules, as_of=as_of).count()
-    filterset = MetricsCircleFilter(rules, queryset=MemberMetrics.objects.all(), as_of=as_of)
-    if not filterset.is_valid():
-        raise RulesError(filterset.errors)
     erased = Member.objects.filter(pk=OuterRef("member_id"), erased_at__isnull=False)
-    return filterset.qs.filter(~Exists(erased)).count()
+    return _filtered(MetricsCircleFilter(rules, queryset=MemberMetrics.objects.all(), as_of=as_of)).filter(~Exists(erased)).count()
 
 
 def rules_from_cleaned(cleaned: dict) -> dict:

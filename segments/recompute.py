@@ -571,7 +571,7 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
     million members); a scoped run writes every circle at once, as round trips
     are most of its cost. On PostgreSQL the DELETE and the INSERT are one
     statement over the matches selected once; SQLite runs the two."""
-    scope_clause = "" if full else f" AND member_id IN (SELECT member_id FROM {SCOPE})"  # nosec B608
+    scope_clause = _member_filter(full)
     matches = [(circle.pk, *_match_sql(circle, as_of, full)) for circle in circles]
     groups = [[match] for match in matches] if full else [matches] if matches else []
     for group in groups:

@@ -43,6 +43,11 @@ def tier_of(member) -> str:
     return MemberMetrics.objects.select_related("tier").get(member=member).tier.code
 
 
+def names(member) -> set[str]:
+    """The circles a member is in, by name."""
+    return set(CircleMembership.objects.filter(member=member).values_list("circle__name", flat=True))
+
+
 @pytest.mark.parametrize(
     ("count", "total", "last_days_ago", "tier"),
     [
@@ -189,7 +194,6 @@ def test_circles_are_materialised_and_double_as_automatic_tags():
     orders(dormant, count=3, total="900", last_days_ago=45, hour=20)
     orders(morning, count=5, total="900", last_days_ago=1, hour=7)
     tiers_recompute(as_of=AS_OF)
-    names = lambda member: set(CircleMembership.objects.filter(member=member).values_list("circle__name", flat=True))  # noqa: E731
     assert "沉睡" in names(dormant) and "沉睡" not in names(morning)
     assert "早上下单" in names(morning) and "早上下单" not in names(dormant)
     assert Circle.objects.get(name="沉睡").member_count == 1
@@ -224,7 +228,6 @@ def test_a_one_member_run_moves_only_that_member_and_follows_edited_rules():
     for member in (mover, bystander):
         orders(member, count=3, total="900", last_days_ago=45, hour=20)
     tiers_recompute(as_of=AS_OF)
-    names = lambda member: set(CircleMembership.objects.filter(member=member).values_list("circle__name", flat=True))  # noqa: E731
     assert "沉睡" in names(mover) and "沉睡" in names(bystander)
     # The mover now orders every morning: one run for him alone moves him out of one circle and into another.
     orders(mover, count=5, total="500", last_days_ago=0, hour=7, spread_days=1)
