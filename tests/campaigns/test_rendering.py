@@ -114,3 +114,52 @@ def test_the_usual_product_is_the_one_bought_most_often_within_the_year():
     assert usual_products([zhang.pk, wang.pk, li.pk, nobody.pk], now - dt.timedelta(days=365)) == {
         zhang.pk: "土鸡蛋", wang.pk: "豆腐", li.pk: "大米",
     }
+
+
+# Every template the product ships, and the constructs template_errors accepts.
+SHIPPED = [
+    "{{ salutation }}，您常买的{{ usual_product }}补货啦{% if next_tier %}，再消费¥{{ gap_spend }}即可升级{{ next_tier }}会员{% endif %}。",
+    "{{ salutation }}，{{ leader|default:'团长' }}给您留了{{ usual_product|default:'好货' }}，{{ coupon_expiry }}前用券码{{ coupon_code }}立减",
+    "{% if gap_orders > 1 %}再买{{ gap_orders }}次{% elif gap_orders == 1 %}再买一次{% else %}已达标{% endif %}，{{ gap_spend|floatformat:'1' }}",
+    "{% if not coupon %}无券{% endif %}{% if tier and next_tier %}{{ tier }}→{{ next_tier }}{% endif %}{{ name|truncatechars:'3' }}{{ gap_orders|add:'2' }}",
+    "{{ 'literal' }}{{ missing_in_this_context }}{% if coupon_code == 'Q1' %}一{% else %}二{% endif %}",
+]
+
+
+def _shipped_templates():
+    import importlib
+
+    from campaigns import demo
+
+    defaults = importlib.import_module("campaigns.migrations.0004_journey_defaults")
+    shipped = list(defaults.TEMPLATES.values()) + [row[2] for row in defaults.WORKLIST] + [body for _name, body in demo.TEMPLATES]
+    assert len(shipped) > 15
+    return SHIPPED + shipped
+
+
+def _django(source: str, values: dict) -> str:
+    from django.template import Context, Template
+
+    from campaigns.rendering import ENGINE
+
+    return Template(source, engine=ENGINE).render(Context(values, autoescape=False)).strip()
+
+
+@pytest.mark.parametrize("source", _shipped_templates())
+def test_the_fast_renderer_writes_what_django_writes(source):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from campaigns.rendering import CONTEXT_VARIABLES
+
+    assert template_errors(source) == [] or "missing_in_this_context" in source
+    compiled = compile_template(source)
+    assert compiled.parts is not None  # the fast path, not the fallback
+    value = st.one_of(st.text(max_size=6), st.integers(-3, 500), st.sampled_from(["", "0", "Q1", "320.5", "<b>&"]))
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.dictionaries(st.sampled_from(sorted(CONTEXT_VARIABLES)), value))
+    def agrees(values):
+        assert render(compiled, values) == _django(source, values)
+
+    agrees()
