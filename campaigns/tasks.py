@@ -7,9 +7,10 @@ from celery import shared_task
 from campaigns import sending, services
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, ignore_result=True)
 def deliveries_send_task(delivery_ids: list[int]) -> dict:
-    """One batch of outbox rows (hundreds, never one member per task)."""
+    """One batch of outbox rows (hundreds, never one member per task). Its
+    outcome is in the outbox rows; no task result is stored."""
     return dict(sending.send_batch(delivery_ids))
 
 

@@ -1,9 +1,24 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
 
 app = Celery("crm", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _connections_tidy(task=None, **kwargs) -> None:
+    """Django's own rule for a connection between tasks, as between requests:
+    closed once older than CONN_MAX_AGE or broken, else kept (settings sets
+    CELERY_DB_REUSE_MAX so that Celery's fixup does not close it every time).
+    Not for a task run eagerly: it runs inside its caller's transaction."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

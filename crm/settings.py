@@ -126,7 +126,7 @@ TEMPLATES = [
 SQLITE_PATH = DATA_DIR / "db.sqlite3"
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
 else:
     DATABASES = {
         "default": {
@@ -211,6 +211,11 @@ else:
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": DATA_DIR / "cache"}
     }
 CELERY_RESULT_EXTENDED = True
+# Unset, Celery's Django fixup closes every database connection before and after
+# each task: a new PostgreSQL backend per batch of a fan-out, its catalog caches
+# cold (a third of the machine's CPU went to the kernel). crm/celery.py closes
+# them by Django's rule instead (CONN_MAX_AGE, broken connections).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
