@@ -40,15 +40,14 @@ def main() -> None:
 
 def send(campaign, worker_count: int) -> tuple:
     """Launch with the workers ready; return (rows, started, launched, finished, worker peak RSS)."""
-    from campaigns.models import Delivery, DeliveryStatus
+    from campaigns.models import PENDING, Delivery
     from campaigns.services import campaign_launch
 
     with send_workers(worker_count) as workers:
         started = time.perf_counter()
         created = campaign_launch(campaign=campaign, force=True)
         launched = time.perf_counter()
-        busy = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)
-        while Delivery.objects.filter(campaign=campaign, status__in=busy).exists():
+        while Delivery.objects.filter(campaign=campaign, status__in=PENDING).exists():
             time.sleep(0.5)
         finished = time.perf_counter()
         return created, started, launched, finished, workers.peak_rss_mb()

@@ -65,7 +65,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from campaigns.models import Delivery, DeliveryStatus
+    from campaigns.models import PENDING, Delivery, DeliveryStatus
     from campaigns.services import campaign_launch
     from crm.models import Community, Member
     from segments.models import Circle, Tier
@@ -131,8 +131,7 @@ def main() -> None:
             timings, failures = run_sessions(port, cookies, page, args)
             window_end = time.perf_counter()
             sent_in_window = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT).count()
-            busy = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)
-            while Delivery.objects.filter(campaign=campaign, status__in=busy).exists():
+            while Delivery.objects.filter(campaign=campaign, status__in=PENDING).exists():
                 time.sleep(0.5)
             finished = time.perf_counter()
             sent = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT).count()

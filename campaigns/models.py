@@ -78,7 +78,10 @@ class SendingPolicy(SingletonRow):
     max_attempts = models.PositiveSmallIntegerField(_("attempts on transient errors"), default=4, validators=[MinValueValidator(1)])
     stale_minutes = models.PositiveSmallIntegerField(
         _("re-enqueue after minutes"), default=10, validators=[MinValueValidator(1)],
-        help_text=_("A message queued or claimed this long without progress is handed to a worker again."),
+        help_text=_(
+            "A message queued this long without being sent is handed to a worker again; one handed to the gateway "
+            "this long without an outcome waits for reconciliation."
+        ),
     )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -245,7 +248,6 @@ class Variant(models.Model):
 
 class DeliveryStatus(models.TextChoices):
     QUEUED = "queued", _("queued")
-    CLAIMED = "claimed", _("claimed by a worker")
     SENDING = "sending", _("handed to the gateway")
     SENT = "sent", _("sent")
     FAILED = "failed", _("failed")
@@ -254,6 +256,8 @@ class DeliveryStatus(models.TextChoices):
     CONTROL = "control", _("control group (not sent)")
 
 
+# Rows a worker still has to finish: queued, or handed to the gateway with no outcome yet.
+PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 TERMINAL = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, DeliveryStatus.CONTROL, DeliveryStatus.UNKNOWN)
 
 
@@ -267,16 +271,30 @@ class SkipReason(models.TextChoices):
     EXITED = "exited", _("left the journey")
 
 
+# The outbox's references are kept by the code, not by foreign key constraints
+# in the database: PostgreSQL checks such a constraint row by row and locks the
+# referenced row, so a million-member launch locked (and rewrote) every member
+# row and spent 17 s of its commit in the checks, and every coupon made locked
+# its member and its delivery again. The rows are only written from rows that
+# exist (the launch selects its members, campaign and variants in the same
+# statement), and Django's deletion still cascades (on_delete) as before.
 class Delivery(models.Model):
     """One message of one campaign to one member: the outbox row and its outcome."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("campaign"))
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("member"), db_index=False)
-    variant = models.ForeignKey(Variant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("variant"))
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("campaign"), db_constraint=False
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("member"), db_index=False, db_constraint=False
+    )
+    variant = models.ForeignKey(
+        Variant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("variant"), db_constraint=False
+    )
     # A journey step's message belongs to one enrolment: the same step reaches a
     # member once per enrolment (a birthday every year), a campaign once ever.
     enrolment = models.ForeignKey(
-        "Enrolment", on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries", verbose_name=_("journey enrolment")
+        "Enrolment", on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries", verbose_name=_("journey enrolment"),
+        db_index=False,  # delivery_enrolment_idx: campaign rows (no enrolment) stay out of it
     )
     channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
     is_marketing = models.BooleanField(_("marketing"), default=True)
@@ -302,9 +320,17 @@ class Delivery(models.Model):
                 fields=["campaign", "enrolment"], condition=models.Q(enrolment__isnull=False), name="delivery_step_enrolment_unique"
             ),
         ]
+        # Each write of a row (the launch, the claim, the outcome) adds an entry to
+        # every index whose condition the row meets: the sent, skipped and control
+        # rows, nearly all of a big campaign, leave the status index, and campaign
+        # rows never enter the enrolment index.
         indexes = [
-            models.Index(fields=["status", "due_at"], name="delivery_status_due_idx"),
+            models.Index(
+                fields=["status", "due_at"], name="delivery_open_due_idx",
+                condition=models.Q(status__in=["queued", "sending", "unknown", "failed"]),
+            ),
             models.Index(fields=["member", "sent_at"], name="delivery_member_sent_idx"),
+            models.Index(fields=["enrolment"], name="delivery_enrolment_idx", condition=models.Q(enrolment__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -312,24 +338,45 @@ class Delivery(models.Model):
 
 
 class Coupon(models.Model):
-    code = models.CharField(_("code"), max_length=20, unique=True)
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="coupons", verbose_name=_("member"), db_index=False)
-    campaign = models.ForeignKey(Campaign, on_delete=models.SET_NULL, null=True, blank=True, related_name="coupons", verbose_name=_("campaign"))
-    delivery = models.OneToOneField(Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="coupon", verbose_name=_("delivery"))
+    # Unique by a constraint, not unique=True: that adds a LIKE index too, which
+    # an exact code never needs; a coupon's order and category are mostly empty
+    # and indexed only where set (every index is written by each coupon made).
+    code = models.CharField(_("code"), max_length=20)
+    # No database constraints on these three, for the reason above Delivery.
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="coupons", verbose_name=_("member"), db_index=False, db_constraint=False
+    )
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.SET_NULL, null=True, blank=True, related_name="coupons", verbose_name=_("campaign"), db_constraint=False
+    )
+    delivery = models.OneToOneField(
+        Delivery, on_delete=models.SET_NULL, null=True, blank=True, related_name="coupon", verbose_name=_("delivery"), db_constraint=False
+    )
     kind = models.CharField(_("kind"), max_length=10, choices=CouponKind.choices)
     value = models.DecimalField(_("value ¥"), max_digits=8, decimal_places=2, null=True, blank=True)
     threshold = models.DecimalField(_("minimum spend ¥"), max_digits=8, decimal_places=2, null=True, blank=True)
     percent = models.PositiveSmallIntegerField(_("percent off"), null=True, blank=True)
-    category = models.ForeignKey(Category, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("category"))
+    category = models.ForeignKey(
+        Category, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("category"), db_index=False
+    )
     valid_from = models.DateTimeField(_("valid from"))
     valid_until = models.DateTimeField(_("valid until"))
     redeemed_at = models.DateTimeField(_("redeemed at"), null=True, blank=True)
-    order = models.OneToOneField(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("order"))
+    order = models.ForeignKey(
+        Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("order"), db_index=False
+    )
 
     class Meta:
         verbose_name = _("coupon")
         verbose_name_plural = _("coupons")
-        indexes = [models.Index(fields=["member", "valid_until"], name="coupon_member_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["code"], name="coupon_code_unique"),
+            models.UniqueConstraint(fields=["order"], name="coupon_order_unique", condition=models.Q(order__isnull=False)),
+        ]
+        indexes = [
+            models.Index(fields=["member", "valid_until"], name="coupon_member_idx"),
+            models.Index(fields=["category"], name="coupon_category_idx", condition=models.Q(category__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return self.code

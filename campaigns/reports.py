@@ -14,11 +14,10 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Count
 
-from campaigns.models import Campaign, Delivery, DeliveryStatus, SkipReason
+from campaigns.models import PENDING, Campaign, Delivery, DeliveryStatus, SkipReason
 from campaigns.services import coupon_totals
 from crm.models import OrderStatus
 
-PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)
 
 
 def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float] | None:

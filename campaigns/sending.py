@@ -2,11 +2,15 @@
 render, send, record. The database is the truth; a lost task or a killed
 worker delays a message but never drops or doubles it.
 
-Row states: queued → claimed (a worker took it; nothing sent yet) → sending
-(handed to the gateway) → sent / failed / unknown, or back to queued (quiet
-hours, a transient error with backoff). dispatch() re-enqueues rows queued or
-claimed too long and turns rows stuck in `sending` into `unknown`: the
-gateway may have taken them, so they wait for reconciliation, not a resend."""
+Row states: queued → sending (claimed by a worker and handed to the gateway)
+→ sent / failed / unknown, or skipped, or back to queued (quiet hours, a
+transient error with backoff). A worker reads its batch, re-checks each row
+and renders it, and only then claims the rows it sends, queued → sending in
+one conditional UPDATE: a row written once before the gateway call and once
+after it (each write of the outbox row rewrites its indexes). dispatch()
+re-enqueues rows queued too long and turns rows stuck in `sending` into
+`unknown`: the gateway may have taken them, so they wait for reconciliation,
+not a resend."""
 
 from __future__ import annotations
 
@@ -54,9 +58,6 @@ def dispatch(*, now: dt.datetime | None = None, enqueue=None) -> int:
     enqueue = enqueue or _enqueue
     policy = SendingPolicy.current()
     stale = now - dt.timedelta(minutes=policy.stale_minutes)
-    Delivery.objects.filter(status=DeliveryStatus.CLAIMED, claimed_at__lt=stale).update(
-        status=DeliveryStatus.QUEUED, enqueued_at=None, claimed_at=None
-    )
     Delivery.objects.filter(status=DeliveryStatus.SENDING, sent_at__lt=stale).update(
         status=DeliveryStatus.UNKNOWN, error="the worker stopped while the gateway had the message: reconcile"
     )
@@ -84,22 +85,53 @@ def hand_out(ids: list[int], *, enqueue=None) -> int:
     return len(ids)
 
 
-# What a worker needs of each row it claims, returned by the claim itself.
-CLAIMED_COLUMNS = ("id", "campaign_id", "member_id", "variant_id", "channel", "is_marketing", "attempts")
+# What a worker needs of each row of its batch.
+PENDING_COLUMNS = ("id", "campaign_id", "member_id", "variant_id", "channel", "is_marketing", "attempts")
 
 
-def claim(ids: list[int], now: dt.datetime) -> list[dict]:
-    """Take the rows still queued and due, with the columns the send needs; a row another worker took is not returned."""
+def pending(ids: list[int], now: dt.datetime) -> list[dict]:
+    """The rows of a batch still queued and due, with the columns the send needs (read only: claim() takes them)."""
     if not ids:
         return []
     with connection.cursor() as cursor:
         id_sql, id_params = sql_in(cursor, ids)
         cursor.execute(
-            f"UPDATE campaigns_delivery SET status = %s, claimed_at = %s, attempts = attempts + 1 "  # nosec B608
-            f"WHERE id {id_sql} AND status = %s AND due_at <= %s RETURNING {', '.join(CLAIMED_COLUMNS)}",
-            [DeliveryStatus.CLAIMED, now, *id_params, DeliveryStatus.QUEUED, now],
+            f"SELECT {', '.join(PENDING_COLUMNS)} FROM campaigns_delivery WHERE id {id_sql} AND status = %s AND due_at <= %s",  # nosec B608
+            [*id_params, DeliveryStatus.QUEUED, now],
         )
-        return [dict(zip(CLAIMED_COLUMNS, row)) for row in cursor.fetchall()]
+        return [dict(zip(PENDING_COLUMNS, row)) for row in cursor.fetchall()]
+
+
+def _settle(ids: list[int], *, set_status: str, **fields) -> list[int]:
+    """Move the rows still queued among ids to set_status (one conditional UPDATE); returns the ids it moved.
+
+    A row another worker claimed meanwhile, or one cancelled, is left alone:
+    with status = queued in the WHERE, of two workers given the same row only
+    the first to update it gets it back."""
+    if not ids:
+        return []
+    assignments = ", ".join(f"{name} = %s" for name in ("status", *fields))
+    with connection.cursor() as cursor:
+        id_sql, id_params = sql_in(cursor, ids)
+        cursor.execute(
+            f"UPDATE campaigns_delivery SET {assignments} WHERE id {id_sql} AND status = %s RETURNING id",  # nosec B608
+            [set_status, *fields.values(), *id_params, DeliveryStatus.QUEUED],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def claim(ids: list[int], now: dt.datetime) -> set[int]:
+    """Claim rows for the gateway: queued → sending, the attempt counted; returns the ids this worker holds."""
+    if not ids:
+        return set()
+    with connection.cursor() as cursor:
+        id_sql, id_params = sql_in(cursor, ids)
+        cursor.execute(
+            f"UPDATE campaigns_delivery SET status = %s, claimed_at = %s, sent_at = %s, attempts = attempts + 1 "  # nosec B608
+            f"WHERE id {id_sql} AND status = %s RETURNING id",
+            [DeliveryStatus.SENDING, now, now, *id_params, DeliveryStatus.QUEUED],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 # Random bytes to code letters: 256 is a multiple of the alphabet's 32, so every letter is as likely.
@@ -113,20 +145,6 @@ def _new_codes(count: int) -> list[str]:
     return ["Q" + letters[start : start + CODE_LENGTH] for start in range(0, len(letters), CODE_LENGTH)]
 
 
-def _still_claimed(ids: list[int], *, claim: dt.datetime, set_status: str, **fields) -> list[int]:
-    """Move the rows of this claim (same claim time, still claimed) to set_status; returns their ids."""
-    if not ids:
-        return []
-    assignments = ", ".join(f"{name} = %s" for name in ("status", *fields))
-    with connection.cursor() as cursor:
-        id_sql, id_params = sql_in(cursor, ids)
-        cursor.execute(
-            f"UPDATE campaigns_delivery SET {assignments} WHERE id {id_sql} AND status = %s AND claimed_at = %s RETURNING id",  # nosec B608
-            [set_status, *fields.values(), *id_params, DeliveryStatus.CLAIMED, claim],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -> dict[int, CouponView]:
     """Each delivery's coupon, created once (a retried send finds and reuses it).
 
@@ -137,19 +155,20 @@ def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -
         return {}
     valid_until = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=campaign.coupon_days)
     found: dict[int, tuple[str, dt.datetime]] = {}
-    missing = [d["id"] for d in deliveries]
+    member_of = {d["id"]: d["member_id"] for d in deliveries}
+    missing = list(member_of)
     with connection.cursor() as cursor:
         for attempt in range(3):
-            pairs, pair_params = sql_values(cursor, list(zip(_new_codes(len(missing)), missing)), ("varchar", "bigint"))
+            rows = [(code, pk, member_of[pk]) for code, pk in zip(_new_codes(len(missing)), missing)]
+            values, value_params = sql_values(cursor, rows, ("varchar", "bigint", "bigint"))
             cursor.execute(
-                f"INSERT INTO campaigns_coupon (code, member_id, campaign_id, delivery_id, kind, value, threshold, percent, "  # nosec B608
+                f"INSERT INTO campaigns_coupon (code, delivery_id, member_id, campaign_id, kind, value, threshold, percent, "  # nosec B608
                 f"category_id, valid_from, valid_until) "
-                f"SELECT v.column1, d.member_id, %s, d.id, %s, %s, %s, %s, %s, %s, %s "
-                f"FROM {pairs} AS v JOIN campaigns_delivery d ON d.id = v.column2 WHERE true "
+                f"SELECT v.column1, v.column2, v.column3, %s, %s, %s, %s, %s, %s, %s, %s FROM {values} AS v WHERE true "
                 f"ON CONFLICT DO NOTHING RETURNING delivery_id, code",
                 [
                     campaign.pk, campaign.coupon_kind, campaign.coupon_value, campaign.coupon_threshold, campaign.coupon_percent,
-                    campaign.coupon_category_id, now, valid_until, *pair_params,
+                    campaign.coupon_category_id, now, valid_until, *value_params,
                 ],
             )
             found.update((delivery_id, (code, valid_until)) for delivery_id, code in cursor.fetchall())
@@ -184,10 +203,10 @@ def rate_wait(channel: str, count: int, per_second: int) -> None:
 
 
 def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
-    """Claim, re-check, render and send a batch; returns how many ended in each state."""
+    """Re-check, render, claim and send a batch; returns how many ended in each state."""
     now = now or timezone.now()
     outcome: Counter = Counter()
-    rows = claim(ids, now)
+    rows = pending(ids, now)
     if not rows:
         return outcome
     policy = SendingPolicy.current()
@@ -234,11 +253,9 @@ def send_batch(ids: list[int], *, now: dt.datetime | None = None) -> Counter:
                 recent[row["member_id"]] = recent.get(row["member_id"], 0) + 1
             to_send.append(row)
     for reason, pks in skipped.items():
-        outcome[DeliveryStatus.SKIPPED] += len(_still_claimed(pks, claim=now, set_status=DeliveryStatus.SKIPPED, skip_reason=reason))
+        outcome[DeliveryStatus.SKIPPED] += len(_settle(pks, set_status=DeliveryStatus.SKIPPED, skip_reason=reason))
     for due, pks in later.items():
-        outcome["waiting"] += len(
-            _still_claimed(pks, claim=now, set_status=DeliveryStatus.QUEUED, due_at=due, enqueued_at=None, claimed_at=None, attempts=0)
-        )
+        outcome["waiting"] += len(_settle(pks, set_status=DeliveryStatus.QUEUED, due_at=due, enqueued_at=None))
     by_campaign: dict[int, list[dict]] = defaultdict(list)
     for row in to_send:
         by_campaign[row["campaign_id"]].append(row)
@@ -284,14 +301,14 @@ def _send_campaign_batch(campaign: Campaign, rows: list[dict], members: dict, po
     if not messages:
         return outcome
     rate_wait(campaign.channel, len(messages), policy.rate_for(campaign.channel))
-    # Only rows this worker still holds go to the gateway: a row the sweeper
-    # re-queued meanwhile (and maybe another worker claimed) is not ours to send.
-    mine = set(_still_claimed([m.delivery_id for m in messages], claim=now, set_status=DeliveryStatus.SENDING, sent_at=now))
+    # Only rows this worker claimed go to the gateway: a row another worker
+    # took meanwhile (a batch handed out twice) or cancelled is not ours to send.
+    mine = claim([m.delivery_id for m in messages], now)
     messages = [m for m in messages if m.delivery_id in mine]
     if not messages:
         return outcome
     results = backends.backend_for(campaign.channel).send_messages(messages)
-    attempts = {r["id"]: r["attempts"] for r in rows}
+    attempts = {r["id"]: r["attempts"] + 1 for r in rows}  # the claim counted this one
     # Failures are rare and each has its own error: one UPDATE each; the sent rows go in bulk.
     sent_ids: dict[str, list[int]] = defaultdict(list)
     for message, result in zip(messages, results):

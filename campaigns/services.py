@@ -19,6 +19,7 @@ from campaigns.models import (
     Campaign,
     CampaignStatus,
     Coupon,
+    PENDING,
     Delivery,
     DeliveryStatus,
     InboundReply,
@@ -199,7 +200,7 @@ def campaigns_due(*, now: dt.datetime | None = None) -> int:
         launched += 1
     dispatch(now=now)
     busy = Delivery.objects.filter(
-        campaign__status=CampaignStatus.SENDING, status__in=[DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.SENDING]
+        campaign__status=CampaignStatus.SENDING, status__in=PENDING
     ).values("campaign_id")
     Campaign.objects.filter(status=CampaignStatus.SENDING, crontab__isnull=True).exclude(pk__in=busy).update(
         status=CampaignStatus.DONE, finished_at=now

@@ -79,10 +79,10 @@ def test_launching_twice_and_running_the_fan_out_twice_sends_one_message_per_mem
 
 
 def test_a_worker_stalled_past_the_sweep_does_not_send_rows_another_worker_took(mixed_members, outbox, monkeypatch):
-    """A worker held up between its claim and the gateway call (a rate wait, a
-    slow database) for longer than the sweep's threshold: the sweeper hands its
-    rows to a second worker, which sends them. The first worker must then send
-    nothing, or those members get the message twice."""
+    """A worker held up between reading its batch and claiming it (a rate
+    wait, a slow database) for longer than the sweep's threshold: the sweeper
+    hands its rows to a second worker, which sends them. The first worker must
+    then send nothing, or those members get the message twice."""
     campaign = campaign_for()
     audience.deliveries_create(campaign, now=NOW, policy=services.SendingPolicy.current())
     ids = sorted(Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.QUEUED).values_list("pk", flat=True))
@@ -102,6 +102,29 @@ def test_a_worker_stalled_past_the_sweep_does_not_send_rows_another_worker_took(
     per_member = Counter(line["member"] for line in outbox())
     assert sorted(per_member.values()) == [1, 1, 1, 1]
     assert Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT).count() == 4
+
+
+def test_deleting_a_campaign_or_a_member_takes_their_outbox_rows_along(mixed_members, outbox, django_capture_on_commit_callbacks):
+    """The outbox has no foreign key constraints in the database (campaigns.models):
+    a campaign or member deleted through the application still leaves no row behind."""
+    from campaigns.models import Coupon, CouponKind
+
+    campaign = campaign_for(coupon_kind=CouponKind.AMOUNT, coupon_value=10, coupon_days=7)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.campaign_launch(campaign=campaign)
+    assert Coupon.objects.filter(campaign=campaign).count() == 4  # one for each member sent
+    gone = mixed_members["ok"][0]
+    gone.delete()
+    assert not Delivery.objects.filter(member_id=gone.pk).exists()
+    assert not Coupon.objects.filter(member_id=gone.pk).exists()
+    kept = Delivery.objects.filter(campaign=campaign).count()
+    assert kept == 8
+    campaign.delete()
+    assert not Delivery.objects.filter(campaign_id=campaign.pk).exists()
+    # A coupon outlives its campaign (a member may still redeem it), detached from the deleted rows.
+    left = Coupon.objects.filter(member_id__in=[m.pk for m in mixed_members["ok"][1:]])
+    assert left.count() == 3
+    assert set(left.values_list("campaign_id", "delivery_id")) == {(None, None)}
 
 
 def test_members_of_an_excluded_circle_or_tier_are_left_out_of_the_audience(frozen):

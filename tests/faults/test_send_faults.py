@@ -20,7 +20,7 @@ from django.apps import apps
 from django.conf import settings as django_settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, SendingPolicy
+from campaigns.models import PENDING, Campaign, CampaignStatus, Delivery, DeliveryStatus, SendingPolicy
 from crm.models import Consent, Member
 from segments.services import tiers_recompute
 from tests.campaigns.conftest import campaign_for
@@ -29,7 +29,6 @@ from tests.conftest import wait_until
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
 MEMBERS = 6_000
-BUSY = (DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)
 # One message every 2 ms: a batch of 200 takes about half a second, long enough to be killed in.
 SLOW = {"CAMPAIGN_SMS_BACKEND": "tests.campaigns.slow_backend.SlowFileBackend", "SLOW_BACKEND_DELAY": "0.002", "CAMPAIGN_BATCH": "200"}
 
@@ -83,7 +82,7 @@ def assert_one_message_per_member(campaign: Campaign) -> tuple[set[int], set[int
 
 def wait_for_the_campaign_to_finish(campaign: Campaign, seconds: float = 240) -> None:
     wait_until(
-        lambda: not Delivery.objects.filter(campaign=campaign, status__in=BUSY).exists()
+        lambda: not Delivery.objects.filter(campaign=campaign, status__in=PENDING).exists()
         and Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.DONE,
         seconds=seconds, what="every message to be sent or swept and the campaign closed",
     )
