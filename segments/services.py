@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -87,8 +87,14 @@ def tiers_recompute(
     requested_by=None,
     run: RecomputeRun | None = None,
     refit: bool | None = None,
+    lines_member_ids: Collection[int] | None = None,
 ) -> RecomputeRun:
     """Recompute metrics, tiers, churn scores and circles for member_ids (everyone when None).
+
+    lines_member_ids: the members of member_ids whose order lines and order
+    times are read again (all of them when None); the others keep their
+    favourite categories, promo share, usual hour and repeat days (the nightly
+    run: see nightly_scope).
 
     Runs in one transaction: a failure leaves the previous state whole. The
     churn model is refitted on a full run when the latest fit is older than a
@@ -127,7 +133,7 @@ def tiers_recompute(
                 "max_event_id": EngagementEvent.objects.aggregate(value=Max("id"))["value"] or 0,
             }
             with stage("scope"):
-                recompute.scope_create(cursor, member_ids)
+                recompute.scope_create(cursor, member_ids, lines_member_ids)
             with stage("rfm_tiers"):
                 recompute.rfm_stage(cursor, bounds, ladder, full)
                 recompute.pins_apply(cursor, as_of)
@@ -254,13 +260,15 @@ def churn_fit(
     return fit
 
 
-def nightly_scope(as_of: dt.date) -> list[int] | None:
+def nightly_scope(as_of: dt.date) -> tuple[list[int], set[int]] | None:
     """Members whose tier or circle inputs can have changed since the last
     successful run: new orders and events (a safety net for lost per-order
-    tasks), members whose recency crossed a rule's day count, orders and
-    registrations leaving a window, pins starting or ending, and churn bands
-    that moved. None (everyone) when there is no earlier run or the rules
-    changed since."""
+    tasks), members whose recency crossed a rule's day count, orders, events
+    and registrations leaving a window, pins starting or ending, and churn
+    bands that moved. Returns them with the subset whose order lines or order
+    times can have changed (new orders, orders leaving the 365-day window),
+    the only members whose categories and order habits are recomputed. None
+    (everyone) when there is no earlier run or the rules changed since."""
     previous = RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").first()
     last = RecomputeRun.objects.filter(status=RunStatus.DONE, reason=ChangeReason.NIGHTLY).order_by("-started_at").first()
     if previous is None:
@@ -271,20 +279,25 @@ def nightly_scope(as_of: dt.date) -> list[int] | None:
     prev_as_of = base.as_of
     if prev_as_of >= as_of:
         prev_as_of = as_of - dt.timedelta(days=1)
-    ids: set[int] = set()
-    ids.update(Order.objects.filter(id__gt=base.max_order_id).values_list("member_id", flat=True))
-    ids.update(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
+    lines: set[int] = set(Order.objects.filter(id__gt=base.max_order_id).values_list("member_id", flat=True))
 
     def crossing(days: int) -> tuple[dt.datetime, dt.datetime]:
         # Dates whose age went from <= days to > days between the two as-of dates.
         return recompute.local_midnight(prev_as_of - dt.timedelta(days=days)), recompute.local_midnight(as_of - dt.timedelta(days=days))
 
+    # What left a window: from its start on the earlier date to its start on this one.
+    before, now = recompute.Bounds(prev_as_of), recompute.Bounds(as_of)
+    start, end = before.window_start, now.window_start
+    lines.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
+    ids: set[int] = set(lines)
+    ids.update(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
+    ids.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
+    for window in ("recent_start", "prior_start"):
+        start, end = getattr(before, window), getattr(now, window)
+        ids.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
     for days in _recency_thresholds():
         start, end = crossing(days)
         ids.update(MemberMetrics.objects.filter(last_order_at__gte=start, last_order_at__lt=end).values_list("member_id", flat=True))
-    for window in (recompute.WINDOW_DAYS, recompute.TREND_RECENT_DAYS, recompute.TREND_RECENT_DAYS + recompute.TREND_PRIOR_DAYS):
-        start, end = crossing(window)
-        ids.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
     for days in _registered_thresholds():
         start, end = crossing(days)
         ids.update(Member.objects.filter(registered_at__gte=start, registered_at__lt=end).values_list("id", flat=True))
@@ -294,7 +307,7 @@ def nightly_scope(as_of: dt.date) -> list[int] | None:
         ).values_list("member_id", flat=True)
     )
     ids.update(_risk_band_movers(as_of))
-    return sorted(ids)
+    return sorted(ids), lines
 
 
 def _rules_changed_since(moment: dt.datetime) -> bool:
@@ -339,7 +352,10 @@ def _risk_band_movers(as_of: dt.date) -> list[int]:
 def tiers_recompute_nightly(*, as_of: dt.date | None = None) -> RecomputeRun:
     as_of = as_of or timezone.localdate()
     scope = nightly_scope(as_of)
-    return tiers_recompute(member_ids=scope, as_of=as_of, reason=ChangeReason.NIGHTLY)
+    if scope is None:
+        return tiers_recompute(as_of=as_of, reason=ChangeReason.NIGHTLY)
+    members, lines = scope
+    return tiers_recompute(member_ids=members, lines_member_ids=lines, as_of=as_of, reason=ChangeReason.NIGHTLY)
 
 
 # Pins, reviews and group moves ------------------------------------------------

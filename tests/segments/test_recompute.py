@@ -223,6 +223,44 @@ def test_a_scoped_run_agrees_with_a_full_run():
     assert MemberMetrics.objects.get(member=members[1]).refund_rate > 0
 
 
+def test_the_nightly_run_gives_what_a_full_run_gives_though_it_reads_lines_only_where_they_changed():
+    """The nightly run reads order lines and order times again only for members
+    with new orders or an order leaving the 365-day window; the others in its
+    scope (here a recency crossing 30 days) keep their categories and habits."""
+    from tests.crm.factories import CategoryFactory, OrderLineFactory, ProductFactory
+
+    fruit, eggs, greens = (ProductFactory(category=CategoryFactory(name=name)) for name in ("水果", "蛋品", "蔬菜"))
+    leaving, new, crossing, quiet = (MemberFactory() for _ in range(4))
+
+    def bought(member, product, days_ago: int, hour: int, amount: str) -> None:
+        at = dt.datetime.combine(AS_OF - dt.timedelta(days=days_ago), dt.time(hour, 30), tzinfo=SHANGHAI)
+        OrderLineFactory(order=OrderFactory(member=member, amount=Decimal(amount), ordered_at=at), product=product, unit_price=Decimal(amount))
+
+    bought(leaving, fruit, 364, 7, "900")  # leaves the window on the next day: fruit stops being the favourite
+    bought(leaving, eggs, 20, 19, "100")
+    bought(leaving, eggs, 40, 19, "100")
+    bought(new, greens, 12, 8, "60")
+    for days in (30, 35, 50):  # 31 days on the next day: out of the top tier's 30
+        bought(crossing, eggs, days, 10, "3000")
+    bought(quiet, fruit, 3, 9, "80")
+    tiers_recompute(as_of=AS_OF)
+    assert MemberMetrics.objects.get(member=leaving).favourite_category_id == fruit.category_id
+    bought(new, fruit, -1, 21, "500")  # ordered on the next day
+    bought(new, fruit, -1, 21, "500")
+
+    fields = ["member_id", "orders_365", "spend_365", "last_order_at", "tier_id", "usual_order_hour", "repeat_days",
+              "favourite_category_id", "second_category_id", "promo_share", "trend", "p_alive", "risk_band"]
+    snapshot = lambda: (sorted(MemberMetrics.objects.values_list(*fields)), sorted(CircleMembership.objects.values_list("circle_id", "member_id")))  # noqa: E731
+    run = tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
+    nightly = snapshot()
+    assert run.members >= 3  # the three above (a churn band that moved may add the quiet one)
+    tiers_recompute(as_of=AS_OF + dt.timedelta(days=1))
+    assert nightly == snapshot()
+    assert MemberMetrics.objects.get(member=leaving).favourite_category_id == eggs.category_id
+    assert MemberMetrics.objects.get(member=new).usual_order_hour == 21
+    assert MemberMetrics.objects.get(member=crossing).favourite_category_id == eggs.category_id
+
+
 def test_a_one_member_run_moves_only_that_member_and_follows_edited_rules():
     mover, bystander = MemberFactory(), MemberFactory()
     for member in (mover, bystander):
