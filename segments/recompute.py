@@ -196,7 +196,7 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> Non
             SUM(CASE WHEN {paid} AND o.ordered_at >= %s THEN 1 ELSE 0 END) AS orders_30,
             SUM(CASE WHEN {paid} AND o.ordered_at >= %s AND o.ordered_at < %s THEN 1 ELSE 0 END) AS orders_prior"""
     if _scoped_on_postgres(full):
-        aggregate = f"LEFT JOIN LATERAL (SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND o.ordered_at < %s) a ON true"
+        aggregate = f"LEFT JOIN LATERAL (SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND o.ordered_at < %s) a ON true"  # nosec B608
     else:
         aggregate = f"""LEFT JOIN (SELECT o.member_id AS member_id, {measures} FROM crm_order o
             WHERE o.ordered_at < %s{_member_filter(full, "o.member_id")} GROUP BY o.member_id) a ON a.member_id = s.member_id"""  # nosec B608
