@@ -77,11 +77,15 @@ def dispatch(*, now: dt.datetime | None = None, enqueue=None) -> int:
 
 
 def hand_out(ids: list[int], *, enqueue=None) -> int:
-    """Give rows already marked handed out (by the launch) to the workers, a batch per task."""
+    """Give rows already marked handed out (by the launch) to the workers, a batch per task.
+
+    In id order: a launch writes its rows in member order, so each batch is a
+    run of neighbouring members whose rows the worker reads from neighbouring pages."""
     enqueue = enqueue or _enqueue
     batch = settings.CAMPAIGN_BATCH
+    ids = sorted(ids)
     for start in range(0, len(ids), batch):
-        enqueue(sorted(ids[start : start + batch]))
+        enqueue(ids[start : start + batch])
     return len(ids)
 
 
@@ -102,7 +106,7 @@ def pending(ids: list[int], now: dt.datetime) -> list[dict]:
         return [dict(zip(PENDING_COLUMNS, row)) for row in cursor.fetchall()]
 
 
-def _settle(ids: list[int], *, set_status: str, **fields) -> list[int]:
+def _settle(ids: list[int], *, set_status: str, count_attempt: bool = False, **fields) -> list[int]:
     """Move the rows still queued among ids to set_status (one conditional UPDATE); returns the ids it moved.
 
     A row another worker claimed meanwhile, or one cancelled, is left alone:
@@ -110,7 +114,7 @@ def _settle(ids: list[int], *, set_status: str, **fields) -> list[int]:
     the first to update it gets it back."""
     if not ids:
         return []
-    assignments = ", ".join(f"{name} = %s" for name in ("status", *fields))
+    assignments = ", ".join([*(f"{name} = %s" for name in ("status", *fields)), *(["attempts = attempts + 1"] if count_attempt else [])])
     with connection.cursor() as cursor:
         id_sql, id_params = sql_in(cursor, ids)
         cursor.execute(
@@ -122,16 +126,7 @@ def _settle(ids: list[int], *, set_status: str, **fields) -> list[int]:
 
 def claim(ids: list[int], now: dt.datetime) -> set[int]:
     """Claim rows for the gateway: queued → sending, the attempt counted; returns the ids this worker holds."""
-    if not ids:
-        return set()
-    with connection.cursor() as cursor:
-        id_sql, id_params = sql_in(cursor, ids)
-        cursor.execute(
-            f"UPDATE campaigns_delivery SET status = %s, claimed_at = %s, sent_at = %s, attempts = attempts + 1 "  # nosec B608
-            f"WHERE id {id_sql} AND status = %s RETURNING id",
-            [DeliveryStatus.SENDING, now, now, *id_params, DeliveryStatus.QUEUED],
-        )
-        return {row[0] for row in cursor.fetchall()}
+    return set(_settle(ids, set_status=DeliveryStatus.SENDING, count_attempt=True, claimed_at=now, sent_at=now))
 
 
 # Random bytes to code letters: 256 is a multiple of the alphabet's 32, so every letter is as likely.

@@ -15,11 +15,11 @@ from django.utils.translation import gettext as _
 
 from campaigns import audience
 from campaigns.models import (
+    PENDING,
     BannedWord,
     Campaign,
     CampaignStatus,
     Coupon,
-    PENDING,
     Delivery,
     DeliveryStatus,
     InboundReply,
@@ -199,9 +199,7 @@ def campaigns_due(*, now: dt.datetime | None = None) -> int:
         campaign_launch(campaign=campaign, now=now)
         launched += 1
     dispatch(now=now)
-    busy = Delivery.objects.filter(
-        campaign__status=CampaignStatus.SENDING, status__in=PENDING
-    ).values("campaign_id")
+    busy = Delivery.objects.filter(campaign__status=CampaignStatus.SENDING, status__in=PENDING).values("campaign_id")
     Campaign.objects.filter(status=CampaignStatus.SENDING, crontab__isnull=True).exclude(pk__in=busy).update(
         status=CampaignStatus.DONE, finished_at=now
     )

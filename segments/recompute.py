@@ -412,38 +412,36 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
                 WHERE s.lines = 1""",  # nosec B608
             [bounds.window_start, bounds.end, bounds.end],
         )
-        _stored_copy(cursor, "seg_habits", {"hour": "m.usual_order_hour", "repeat_days": "m.repeat_days"}, full)
-        cursor.execute("CREATE UNIQUE INDEX seg_habits_member ON seg_habits (member_id)")
-        return
-    # Two tables with their indexes, then the join: SQLite joins a derived GROUP BY
-    # table by rescanning it for every member (one statement ran for over 20 minutes at 100k).
-    cursor.execute(
-        f"""CREATE TEMP TABLE seg_hours AS
-            SELECT member_id, hour FROM (
-                SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
-                FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
-                      WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id", lines=True)}
-                      GROUP BY o.member_id, {hour}) counted) ranked
-            WHERE position = 1""",  # nosec B608
-        [bounds.window_start, bounds.end],
-    )
-    cursor.execute(
-        f"""CREATE TEMP TABLE seg_days AS
-            SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
-            WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id", lines=True)}
-            GROUP BY o.member_id""",  # nosec B608
-        [bounds.end],
-    )
-    cursor.execute("CREATE UNIQUE INDEX seg_hours_member ON seg_hours (member_id)")
-    cursor.execute("CREATE UNIQUE INDEX seg_days_member ON seg_days (member_id)")
-    cursor.execute(
-        f"""CREATE TEMP TABLE seg_habits AS
-            SELECT s.member_id AS member_id, h.hour AS hour, COALESCE(d.repeat_days, 0) AS repeat_days
-            FROM {SCOPE} s LEFT JOIN seg_hours h ON h.member_id = s.member_id LEFT JOIN seg_days d ON d.member_id = s.member_id
-            WHERE s.lines = 1"""  # nosec B608
-    )
+    else:
+        # Two tables with their indexes, then the join: SQLite joins a derived GROUP BY
+        # table by rescanning it for every member (one statement ran for over 20 minutes at 100k).
+        cursor.execute(
+            f"""CREATE TEMP TABLE seg_hours AS
+                SELECT member_id, hour FROM (
+                    SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
+                    FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
+                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id", lines=True)}
+                          GROUP BY o.member_id, {hour}) counted) ranked
+                WHERE position = 1""",  # nosec B608
+            [bounds.window_start, bounds.end],
+        )
+        cursor.execute(
+            f"""CREATE TEMP TABLE seg_days AS
+                SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
+                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id", lines=True)}
+                GROUP BY o.member_id""",  # nosec B608
+            [bounds.end],
+        )
+        cursor.execute("CREATE UNIQUE INDEX seg_hours_member ON seg_hours (member_id)")
+        cursor.execute("CREATE UNIQUE INDEX seg_days_member ON seg_days (member_id)")
+        cursor.execute(
+            f"""CREATE TEMP TABLE seg_habits AS
+                SELECT s.member_id AS member_id, h.hour AS hour, COALESCE(d.repeat_days, 0) AS repeat_days
+                FROM {SCOPE} s LEFT JOIN seg_hours h ON h.member_id = s.member_id LEFT JOIN seg_days d ON d.member_id = s.member_id
+                WHERE s.lines = 1"""  # nosec B608
+        )
+        _drop(cursor, "seg_hours", "seg_days")
     _stored_copy(cursor, "seg_habits", {"hour": "m.usual_order_hour", "repeat_days": "m.repeat_days"}, full)
-    _drop(cursor, "seg_hours", "seg_days")
     cursor.execute("CREATE UNIQUE INDEX seg_habits_member ON seg_habits (member_id)")
 
 

@@ -286,14 +286,14 @@ def nightly_scope(as_of: dt.date) -> tuple[list[int], set[int]] | None:
         return recompute.local_midnight(prev_as_of - dt.timedelta(days=days)), recompute.local_midnight(as_of - dt.timedelta(days=days))
 
     # What left a window: from its start on the earlier date to its start on this one.
-    before, now = recompute.Bounds(prev_as_of), recompute.Bounds(as_of)
-    start, end = before.window_start, now.window_start
+    before, after = recompute.Bounds(prev_as_of), recompute.Bounds(as_of)
+    start, end = before.window_start, after.window_start
     lines.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
     ids: set[int] = set(lines)
     ids.update(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
     ids.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
     for window in ("recent_start", "prior_start"):
-        start, end = getattr(before, window), getattr(now, window)
+        start, end = getattr(before, window), getattr(after, window)
         ids.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
     for days in _recency_thresholds():
         start, end = crossing(days)
