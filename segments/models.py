@@ -116,15 +116,19 @@ class MemberMetrics(models.Model):
     v_score = models.FloatField(_("V score"), default=0.0, db_index=True)
     p_alive = models.FloatField(_("P(alive)"), null=True, blank=True)
     expected_orders_30d = models.FloatField(_("expected orders (30 days)"), null=True, blank=True)
-    risk_band = models.CharField(_("churn risk"), max_length=8, choices=RiskBand.choices, blank=True, db_index=True)
-    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("tier"))
+    risk_band = models.CharField(_("churn risk"), max_length=8, choices=RiskBand.choices, blank=True)
+    # Indexed by (tier, member) below, which serves the tier's own lookups too.
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("tier"), db_index=False)
     tier_since = models.DateTimeField(_("in tier since"), null=True, blank=True)
     computed_at = models.DateTimeField(_("computed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("member metrics")
         verbose_name_plural = _("member metrics")
-        indexes = [models.Index(fields=["tier", "member"], name="segments_metrics_tier_member")]
+        indexes = [
+            models.Index(fields=["tier", "member"], name="segments_metrics_tier_member"),
+            models.Index(fields=["risk_band"], name="segments_metrics_risk_band"),  # no LIKE index beside it
+        ]
 
     def __str__(self) -> str:
         return str(self.member_id)
