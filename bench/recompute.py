@@ -178,6 +178,7 @@ def _sample_ids(n: int) -> list[int]:
 
 def _floor(as_of: dt.date) -> tuple[float, float]:
     """GROUP BY + UPDATE ... FROM, timed alone and rolled back."""
+    from django.conf import settings
     from django.db import connection, transaction
 
     from segments import recompute
@@ -185,6 +186,8 @@ def _floor(as_of: dt.date) -> tuple[float, float]:
     bounds = recompute.Bounds(as_of)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":  # the memory the recompute's transaction gets (services._lock)
+                cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{settings.SEGMENTS_RECOMPUTE_WORK_MEM_MB}MB"])
             started = time.perf_counter()
             cursor.execute(
                 """CREATE TEMP TABLE bench_floor AS

@@ -186,6 +186,9 @@ CRM_IMPORT_MAX_UPLOAD_BYTES = env_int("CRM_IMPORT_MAX_UPLOAD_BYTES", 512 * 1024 
 # ~10k order rows are about 600 KB.
 CRM_IMPORT_BACKGROUND_BYTES = env_int("CRM_IMPORT_BACKGROUND_BYTES", 600 * 1024)
 CRM_IMPORT_RUN_INLINE = env_bool("CRM_IMPORT_RUN_INLINE", False)
+# Memory for each sort and hash of a recompute on PostgreSQL (SET LOCAL work_mem in its
+# transaction): at the server's default 4 MB a nightly run's joins of 150k members spilled to disk.
+SEGMENTS_RECOMPUTE_WORK_MEM_MB = env_int("SEGMENTS_RECOMPUTE_WORK_MEM_MB", 64)
 
 # Celery: the embedded default is kombu's filesystem transport under DATA_DIR.
 CELERY_DATA_DIR = DATA_DIR / "celery"

@@ -108,28 +108,47 @@ def _analyze(cursor, *tables: str) -> None:
             cursor.execute(f"ANALYZE {table}")
 
 
-def scope_create(cursor, member_ids: Sequence[int] | None, lines_ids: Collection[int] | None = None) -> None:
-    """seg_scope holds the members of this run (everyone when member_ids is None).
+# What a run reads again for a member in its scope (seg_scope.reads).
+READ_STORED = 0  # nothing: the stored aggregates, lines and habits stand (a recency or registration crossing, a pin, a churn band, events)
+READ_TREND = 1  # the 30- and 120-day order counts: an order crossed a trend window's edge
+READ_ALL = 2  # every order and order line: new orders, an order leaving the 365-day window, everyone in a full run
+
+
+def scope_create(
+    cursor, member_ids: Sequence[int] | None, lines_ids: Collection[int] | None = None, trend_ids: Collection[int] = ()
+) -> None:
+    """seg_scope holds the members of this run (everyone when member_ids is None)
+    and what the run reads again for each (reads).
 
     lines_ids: when given, the members of the run whose order lines or order
-    times can have changed (lines = 1); the others (lines = 0: a recency that
-    crossed a threshold, a trend window, a pin, a churn band) keep the
-    favourite categories, promo share, usual hour and repeat days they have,
-    and the lines and habits stages skip them: most of a nightly run."""
-    cursor.execute(f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, lines smallint NOT NULL)")
+    times can have changed (READ_ALL); trend_ids: of the others, those whose
+    trend counts can have changed (READ_TREND). The rest keep what is stored:
+    most of a nightly run. A member without a metrics row yet is read whole."""
+    cursor.execute(f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL)")
     if member_ids is None:
-        cursor.execute(f"INSERT INTO {SCOPE} (member_id, lines) SELECT id, 1 FROM crm_member")  # nosec B608
-    else:
-        wanted = set(member_ids) if lines_ids is None else set(lines_ids)
-        load_rows(SCOPE, ["member_id", "lines"], ((member_id, int(member_id in wanted)) for member_id in sorted(set(member_ids))))
+        cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads) SELECT id, {READ_ALL} FROM crm_member")  # nosec B608
+        _analyze(cursor, SCOPE)
+        return
+    lines = set(member_ids) if lines_ids is None else set(lines_ids)
+    trend = set(trend_ids)
+
+    def reads(member_id: int) -> int:
+        return READ_ALL if member_id in lines else READ_TREND if member_id in trend else READ_STORED
+
+    load_rows(SCOPE, ["member_id", "reads"], ((member_id, reads(member_id)) for member_id in sorted(set(member_ids))))
+    if len(lines) < len(set(member_ids)):
+        cursor.execute(
+            f"UPDATE {SCOPE} SET reads = {READ_ALL} WHERE reads < {READ_ALL} AND NOT EXISTS "
+            f"(SELECT 1 FROM segments_membermetrics m WHERE m.member_id = {SCOPE}.member_id)"  # nosec B608
+        )
     _analyze(cursor, SCOPE)
 
 
-def _member_filter(full: bool, column: str = "member_id", *, lines: bool = False) -> str:
-    """The scope's condition on a member column; lines: only the members whose lines are recomputed."""
+def _member_filter(full: bool, column: str = "member_id", *, reads: int | None = None) -> str:
+    """The scope's condition on a member column; reads: only the scope's members with that reads level."""
     if full:
         return ""
-    return f" AND {column} IN (SELECT member_id FROM {SCOPE}{' WHERE lines = 1' if lines else ''})"  # nosec B608
+    return f" AND {column} IN (SELECT member_id FROM {SCOPE}{'' if reads is None else f' WHERE reads = {int(reads)}'})"  # nosec B608
 
 
 def _scoped_on_postgres(full: bool) -> bool:
@@ -147,13 +166,18 @@ def _stored_copy(cursor, table: str, columns: dict[str, str], full: bool) -> Non
     cursor.execute(
         f"INSERT INTO {table} (member_id, {', '.join(columns)}) "  # nosec B608 - names from code
         f"SELECT m.member_id, {', '.join(columns.values())} FROM segments_membermetrics m "
-        f"JOIN {SCOPE} s ON s.member_id = m.member_id AND s.lines = 0"
+        f"JOIN {SCOPE} s ON s.member_id = m.member_id AND s.reads < {READ_ALL}"
     )
 
 
 def _cents(expression: str) -> str:
     """Money summed exactly in fen on both databases (SQLite stores decimals as REAL)."""
     return _sql(f"CAST(SUM({expression}) * 100 AS BIGINT)", f"SUM(CAST(ROUND(({expression}) * 100) AS INTEGER))")
+
+
+def stored_cents(column: str) -> str:
+    """A stored amount in fen."""
+    return _sql(f"CAST({column} * 100 AS BIGINT)", f"CAST(ROUND({column} * 100) AS INTEGER)")
 
 
 def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: str, spend_cents: str) -> tuple[str, list]:
@@ -181,9 +205,15 @@ def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: 
 
 
 def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> None:
-    """seg_rfm: one row per member in scope with the order aggregates and the ladder's tier."""
+    """seg_rfm: one row per member in scope with the order aggregates and the ladder's tier.
+
+    The members read whole get the aggregates of their orders; the others keep
+    their stored ones, the trend counts recounted where an order crossed a
+    trend window's edge (nothing else of theirs can have changed: see nightly_scope)."""
     in_window = "o.ordered_at >= %s"
     paid = f"o.status = '{OrderStatus.PAID}'"
+    recent = f"SUM(CASE WHEN {paid} AND o.ordered_at >= %s THEN 1 ELSE 0 END)"
+    prior = f"SUM(CASE WHEN {paid} AND o.ordered_at >= %s AND o.ordered_at < %s THEN 1 ELSE 0 END)"
     measures = f"""
             MIN(CASE WHEN {paid} THEN o.ordered_at END) AS first_at,
             MAX(CASE WHEN {paid} THEN o.ordered_at END) AS last_at,
@@ -193,28 +223,53 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> Non
             MAX(CASE WHEN {paid} AND {in_window} THEN o.amount END) AS max_365,
             SUM(CASE WHEN {in_window} AND o.status <> '{OrderStatus.PAID}' THEN 1 ELSE 0 END) AS refunded_365,
             SUM(CASE WHEN {in_window} THEN 1 ELSE 0 END) AS all_365,
-            SUM(CASE WHEN {paid} AND o.ordered_at >= %s THEN 1 ELSE 0 END) AS orders_30,
-            SUM(CASE WHEN {paid} AND o.ordered_at >= %s AND o.ordered_at < %s THEN 1 ELSE 0 END) AS orders_prior"""
+            {recent} AS orders_30, {prior} AS orders_prior"""
     if _scoped_on_postgres(full):
         aggregate = f"LEFT JOIN LATERAL (SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND o.ordered_at < %s) a ON true"  # nosec B608
     else:
         aggregate = f"""LEFT JOIN (SELECT o.member_id AS member_id, {measures} FROM crm_order o
-            WHERE o.ordered_at < %s{_member_filter(full, "o.member_id")} GROUP BY o.member_id) a ON a.member_id = s.member_id"""  # nosec B608
-    params: list = [bounds.window_start] * 5 + [bounds.recent_start, bounds.prior_start, bounds.recent_start, bounds.end]
+            WHERE o.ordered_at < %s{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)} GROUP BY o.member_id) a ON a.member_id = s.member_id"""  # nosec B608
+    trend_params = [bounds.recent_start, bounds.prior_start, bounds.recent_start]
+    params: list = [bounds.window_start] * 5 + trend_params + [bounds.end]
     tier_case, tier_params = tier_case_sql(ladder, bounds, last="a.last_at", orders="COALESCE(a.orders_365, 0)", spend_cents="COALESCE(a.spend_cents, 0)")
     cursor.execute(
         f"""CREATE TEMP TABLE seg_rfm AS
         SELECT s.member_id AS member_id, a.first_at AS first_at, a.last_at AS last_at,
             COALESCE(a.orders_total, 0) AS orders_total, COALESCE(a.orders_365, 0) AS orders_365,
             COALESCE(a.spend_cents, 0) AS spend_cents, a.max_365 AS max_365,
-            COALESCE(a.refunded_365, 0) AS refunded_365, COALESCE(a.all_365, 0) AS all_365,
+            CASE WHEN a.all_365 > 0 THEN ROUND(1.0 * a.refunded_365 / a.all_365, 4) ELSE 0 END AS refund_rate,
             COALESCE(a.orders_30, 0) AS orders_30, COALESCE(a.orders_prior, 0) AS orders_prior,
             {tier_case} AS tier_id, 0 AS held
-        FROM {SCOPE} s {aggregate}"""  # nosec B608
+        FROM {SCOPE} s {aggregate}{"" if full else f" WHERE s.reads = {READ_ALL}"}"""  # nosec B608
         ,
         tier_params + params,
     )
+    if not full:
+        _rfm_stored(cursor, bounds, ladder, recent, prior, trend_params)
     cursor.execute("CREATE UNIQUE INDEX seg_rfm_member ON seg_rfm (member_id)")
+
+
+def _rfm_stored(cursor, bounds: Bounds, ladder: Sequence[Rung], recent: str, prior: str, trend_params: list) -> None:
+    """The stored aggregates of the members not read whole, their tier evaluated today."""
+    counts = f"COALESCE({recent}, 0) AS orders_30, COALESCE({prior}, 0) AS orders_prior"
+    since = "o.ordered_at >= %s AND o.ordered_at < %s"  # the trend windows only: a third of the 365 days
+    if connection.vendor == "postgresql":
+        trend = f"LEFT JOIN LATERAL (SELECT {counts} FROM crm_order o WHERE o.member_id = s.member_id AND s.reads = {READ_TREND} AND {since}) t ON true"  # nosec B608
+    else:
+        trend = f"""LEFT JOIN (SELECT o.member_id AS member_id, {counts} FROM crm_order o
+            WHERE {since}{_member_filter(False, "o.member_id", reads=READ_TREND)} GROUP BY o.member_id) t ON t.member_id = s.member_id"""  # nosec B608
+    spend = stored_cents("m.spend_365")
+    tier_case, tier_params = tier_case_sql(ladder, bounds, last="m.last_order_at", orders="m.orders_365", spend_cents=spend)
+    recount = f"CASE WHEN s.reads = {READ_TREND} THEN COALESCE(t.{{0}}, 0) ELSE m.{{1}} END"
+    cursor.execute(
+        f"""INSERT INTO seg_rfm (member_id, first_at, last_at, orders_total, orders_365, spend_cents, max_365, refund_rate,
+                orders_30, orders_prior, tier_id, held)
+            SELECT s.member_id, m.first_order_at, m.last_order_at, m.orders_total, m.orders_365, {spend}, m.max_order_365, m.refund_rate,
+                {recount.format("orders_30", "orders_30d")}, {recount.format("orders_prior", "orders_prior_90d")}, {tier_case}, 0
+            FROM {SCOPE} s JOIN segments_membermetrics m ON m.member_id = s.member_id {trend}
+            WHERE s.reads < {READ_ALL}""",  # nosec B608
+        tier_params + trend_params + [bounds.prior_start, bounds.end],
+    )
 
 
 def pins_apply(cursor, as_of: dt.date) -> int:
@@ -360,7 +415,7 @@ def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
     if not _scoped_on_postgres(full):
         per_category = f"""SELECT o.member_id AS member_id, p.category_id AS category_id, {sums}
             FROM crm_orderline l JOIN crm_order o ON o.id = l.order_id JOIN crm_product p ON p.id = l.product_id
-            WHERE {window}{_member_filter(full, "o.member_id", lines=True)}
+            WHERE {window}{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)}
             GROUP BY o.member_id, p.category_id"""  # nosec B608
     else:
         # As a join: every order of the window joined with all 32M lines before the
@@ -371,7 +426,7 @@ def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
                 FROM crm_order o JOIN crm_orderline l ON l.order_id = o.id JOIN crm_product p ON p.id = l.product_id
                 WHERE o.member_id = s.member_id AND {window}
                 GROUP BY p.category_id) c
-            WHERE s.lines = 1"""  # nosec B608
+            WHERE s.reads = {READ_ALL}"""  # nosec B608
     cursor.execute(
         f"""CREATE TEMP TABLE seg_cat AS
             SELECT member_id,
@@ -401,16 +456,15 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
     day = _sql(f"(o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::date", "date(o.ordered_at, '+8 hours')")
     paid = f"o.status = '{OrderStatus.PAID}'"
     if _scoped_on_postgres(full):
+        # One read of the member's orders: mode() takes the most frequent hour, the earliest of a tie.
         cursor.execute(
             f"""CREATE TEMP TABLE seg_habits AS
-                SELECT s.member_id AS member_id, h.hour AS hour, d.repeat_days AS repeat_days FROM {SCOPE} s
-                LEFT JOIN LATERAL (SELECT {hour} AS hour FROM crm_order o
-                    WHERE o.member_id = s.member_id AND {paid} AND o.ordered_at >= %s AND o.ordered_at < %s
-                    GROUP BY 1 ORDER BY COUNT(*) DESC, 1 LIMIT 1) h ON true
-                CROSS JOIN LATERAL (SELECT GREATEST(COUNT(DISTINCT {day}) - 1, 0) AS repeat_days FROM crm_order o
-                    WHERE o.member_id = s.member_id AND {paid} AND o.ordered_at < %s) d
-                WHERE s.lines = 1""",  # nosec B608
-            [bounds.window_start, bounds.end, bounds.end],
+                SELECT s.member_id AS member_id, h.hour AS hour, h.repeat_days AS repeat_days FROM {SCOPE} s
+                CROSS JOIN LATERAL (SELECT mode() WITHIN GROUP (ORDER BY {hour}) FILTER (WHERE o.ordered_at >= %s) AS hour,
+                        GREATEST(COUNT(DISTINCT {day}) - 1, 0) AS repeat_days
+                    FROM crm_order o WHERE o.member_id = s.member_id AND {paid} AND o.ordered_at < %s) h
+                WHERE s.reads = {READ_ALL}""",  # nosec B608
+            [bounds.window_start, bounds.end],
         )
     else:
         # Two tables with their indexes, then the join: SQLite joins a derived GROUP BY
@@ -420,7 +474,7 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
                 SELECT member_id, hour FROM (
                     SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
                     FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
-                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id", lines=True)}
+                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)}
                           GROUP BY o.member_id, {hour}) counted) ranked
                 WHERE position = 1""",  # nosec B608
             [bounds.window_start, bounds.end],
@@ -428,7 +482,7 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
         cursor.execute(
             f"""CREATE TEMP TABLE seg_days AS
                 SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
-                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id", lines=True)}
+                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)}
                 GROUP BY o.member_id""",  # nosec B608
             [bounds.end],
         )
@@ -438,7 +492,7 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
             f"""CREATE TEMP TABLE seg_habits AS
                 SELECT s.member_id AS member_id, h.hour AS hour, COALESCE(d.repeat_days, 0) AS repeat_days
                 FROM {SCOPE} s LEFT JOIN seg_hours h ON h.member_id = s.member_id LEFT JOIN seg_days d ON d.member_id = s.member_id
-                WHERE s.lines = 1"""  # nosec B608
+                WHERE s.reads = {READ_ALL}"""  # nosec B608
         )
         _drop(cursor, "seg_hours", "seg_days")
     _stored_copy(cursor, "seg_habits", {"hour": "m.usual_order_hour", "repeat_days": "m.repeat_days"}, full)
@@ -559,7 +613,7 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float) -> int:
         "orders_30d": "r.orders_30",
         "orders_prior_90d": "r.orders_prior",
         "trend": trend,
-        "refund_rate": "CASE WHEN r.all_365 > 0 THEN ROUND(1.0 * r.refunded_365 / r.all_365, 4) ELSE 0 END",
+        "refund_rate": "r.refund_rate",
         "tier_id": "r.tier_id",
         # Members without lines, events or paid orders in scope lose what those gave them.
         "favourite_category_id": "c.first_category",
@@ -592,73 +646,152 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float) -> int:
     )
 
 
-_MATCH_SQL: dict[tuple, tuple[str, tuple]] = {}
-_MATCH_SQL_MAX = 512
+_COMPILED: dict[tuple, object] = {}
+_COMPILED_MAX = 512
+
+# How a scoped run joins the tables a circle's rules read (alias: parent alias,
+# parent column, column), each under its own name as Django's compiled rules name it.
+_RULE_JOINS = {
+    "segments_membermetrics": ("crm_member", "id", "member_id"),
+    "crm_category": ("segments_membermetrics", "favourite_category_id", "id"),
+}
 
 
-def _match_sql(circle: Circle, as_of: dt.date, full: bool) -> tuple[str, tuple]:
-    """The SELECT of the members in scope that a circle's rules take.
-
-    Compiled once per process for the same rules, day and top-V line: building
-    the FilterSet and validating its form cost about 5 ms per circle, which was
-    most of a one-member update."""
+def _compiled(kind: str, circle: Circle, as_of: dt.date, full: bool, build):
+    """build(matching members' queryset) for a circle's rules, once per process for
+    the same rules, day and top-V line: building the FilterSet and validating its
+    form cost about 5 ms per circle, which was most of a one-member update."""
     from crm.models import Member
     from segments.circles import v_score_threshold
 
     line = v_score_threshold(float(circle.rules["v_top_percent"])) if "v_top_percent" in circle.rules else None
-    key = (json.dumps(circle.rules, sort_keys=True), as_of, full, line)
-    if key in _MATCH_SQL:
-        return _MATCH_SQL[key]
-    scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B608 B611
-    matching = circle_queryset(circle.rules, as_of=as_of, queryset=scope).values("id")
-    try:
-        compiled = matching.query.sql_with_params()
-    except EmptyResultSet:  # a rule that can match nobody (say, the top 5% of an empty base)
-        compiled = ("SELECT id FROM crm_member WHERE false", ())
-    if len(_MATCH_SQL) >= _MATCH_SQL_MAX:
-        _MATCH_SQL.clear()
-    _MATCH_SQL[key] = compiled
-    return compiled
+    key = (kind, json.dumps(circle.rules, sort_keys=True), as_of, full, line)
+    if key not in _COMPILED:
+        scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B608 B611
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        _COMPILED[key] = build(circle_queryset(circle.rules, as_of=as_of, queryset=scope).values("id"))
+    return _COMPILED[key]
+
+
+def _match_sql(circle: Circle, as_of: dt.date, full: bool) -> tuple[str, tuple]:
+    """The SELECT of the members in scope that a circle's rules take."""
+
+    def build(matching) -> tuple[str, tuple]:
+        try:
+            return matching.query.sql_with_params()
+        except EmptyResultSet:  # a rule that can match nobody (say, the top 5% of an empty base)
+            return "SELECT id FROM crm_member WHERE false", ()
+
+    return _compiled("match", circle, as_of, full, build)
+
+
+def _condition_sql(circle: Circle, as_of: dt.date) -> tuple[str, tuple, set[str]] | None:
+    """A circle's rules as one condition over the member row and the rows of
+    _RULE_JOINS (with the aliases it reads), or None when the rules join other
+    tables or join these differently (the circle is then matched on its own).
+
+    Over LEFT joins the condition means what it means over the rules' own INNER
+    joins: a missing row's columns are NULL, and no rule turns a NULL into true
+    but "has not ordered", whose join Django makes a LEFT join itself."""
+
+    def build(matching) -> tuple[str, tuple, set[str]] | None:
+        query = matching.query
+        aliases = {alias for alias, count in query.alias_refcount.items() if count}
+        for alias in aliases - {"crm_member"}:
+            join = query.alias_map[alias]
+            expected = _RULE_JOINS.get(alias)
+            if (
+                expected is None or join.table_name != alias or join.filtered_relation is not None
+                or len(join.join_cols) != 1 or (join.parent_alias, *join.join_cols[0]) != expected
+            ):
+                return None
+        compiler = query.get_compiler(connection=connection)
+        try:
+            sql, params = compiler.compile(query.where)
+        except EmptyResultSet:
+            return "1 = 0", (), set()
+        return sql, tuple(params), aliases
+
+    return _compiled("condition", circle, as_of, True, build)
+
+
+def _hits_create(cursor, conditions: Sequence[tuple[int, str, tuple, set[str]]]) -> None:
+    """seg_hits: for each member in scope, one 0/1 column per circle (c<id>), all
+    circles evaluated in one pass over the scope's rows. Matching circle by
+    circle, each of the eleven defaults scanned an index of a million metrics
+    rows and hash-joined the scope: most of a nightly run's circles stage."""
+    used = set().union(*(aliases for *_, aliases in conditions))
+    used |= {_RULE_JOINS[alias][0] for alias in used if alias in _RULE_JOINS}  # and what they hang from
+    joins = "".join(
+        f' LEFT JOIN "{alias}" ON "{alias}"."{column}" = "{parent}"."{parent_column}"'
+        for alias, (parent, parent_column, column) in _RULE_JOINS.items()
+        if alias in used
+    )
+    columns = "".join(f", CASE WHEN {sql} THEN 1 ELSE 0 END AS c{int(pk)}" for pk, sql, _params, _aliases in conditions)
+    cursor.execute(
+        f'CREATE TEMP TABLE seg_hits AS SELECT s.member_id AS member_id{columns} '
+        f'FROM {SCOPE} s JOIN "crm_member" ON "crm_member"."id" = s.member_id{joins}',  # nosec B608 - names from code, rules compiled by Django
+        [param for _pk, _sql, params, _aliases in conditions for param in params],
+    )
 
 
 def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool, now: dt.datetime) -> None:
     """Materialise each active circle for the members in scope: add who now
     matches (since now), remove who no longer does.
 
-    A full run writes circle by circle (each statement an anti-join over a
-    million members); a scoped run writes every circle at once, as round trips
-    are most of its cost. On PostgreSQL the DELETE and the INSERT are one
-    statement over the matches selected once; SQLite runs the two."""
+    A full run writes circle by circle (each match a scan of a million
+    members); a scoped run evaluates every circle in one pass over the
+    scope's rows (seg_hits) and writes them at once."""
     scope_clause = _member_filter(full)
-    matches = [(circle.pk, *_match_sql(circle, as_of, full)) for circle in circles]
-    groups = [[match] for match in matches] if full else [matches] if matches else []
+    if full:
+        groups = [[(circle.pk, *_match_sql(circle, as_of, full))] for circle in circles]
+    else:
+        conditions = {circle.pk: _condition_sql(circle, as_of) for circle in circles}
+        passed = [(pk, *condition) for pk, condition in conditions.items() if condition is not None]
+        if passed:
+            _hits_create(cursor, passed)
+        matches = [
+            (circle.pk, f"SELECT member_id AS id FROM seg_hits WHERE c{int(circle.pk)} = 1", ())  # nosec B608
+            if conditions[circle.pk] is not None else (circle.pk, *_match_sql(circle, as_of, full))
+            for circle in circles
+        ]
+        groups = [matches] if matches else []
     for group in groups:
         union = " UNION ALL ".join(
             f"SELECT {int(pk)} AS circle_id, matched.id AS member_id FROM ({sql}) matched" for pk, sql, _params in group  # nosec B608
         )
         ids = ", ".join(str(int(pk)) for pk, _sql, _params in group)
         params = [param for _pk, _sql, group_params in group for param in group_params]
-
-        def delete(source: str) -> str:
-            return (
-                f"DELETE FROM segments_circlemembership WHERE circle_id IN ({ids}){scope_clause} AND NOT EXISTS "
-                f"(SELECT 1 FROM {source} m WHERE m.circle_id = segments_circlemembership.circle_id "
-                f"AND m.member_id = segments_circlemembership.member_id)"  # nosec B608
-            )
-
-        def insert(source: str) -> str:
-            return (
-                f"INSERT INTO segments_circlemembership (circle_id, member_id, since) SELECT m.circle_id, m.member_id, %s "
-                f"FROM {source} m WHERE true ON CONFLICT (circle_id, member_id) DO NOTHING"  # nosec B608
-            )
-
-        if connection.vendor == "postgresql":  # one statement: the matching members are selected once
-            cursor.execute(f"WITH m AS MATERIALIZED ({union}), gone AS ({delete('m')}) {insert('m')}", [*params, now])  # nosec B608
-        else:  # SQLite has no DELETE inside WITH
-            cursor.execute(delete(f"({union})"), params)
-            cursor.execute(insert(f"({union})"), [now, *params])
+        _memberships_sync(cursor, ids, union, params, scope_clause, now)
+    if not full and passed:
+        _drop(cursor, "seg_hits")
     if full:
         for circle in circles:
             Circle.objects.filter(pk=circle.pk).update(
                 member_count=CircleMembership.objects.filter(circle=circle).count(), counted_at=now
             )
+
+
+def _memberships_sync(cursor, ids: str, union: str, params: Sequence, scope_clause: str, now: dt.datetime) -> None:
+    """Make the memberships of circles `ids` of the members in scope the pairs
+    `union` selects: the pairs held now are read once, and only the
+    difference is written (most pairs stand from one day to the next; inserting
+    them all again probed the unique index once per pair)."""
+    cursor.execute(f"CREATE TEMP TABLE seg_circled AS {union}", params)  # nosec B608
+    cursor.execute(
+        f"CREATE TEMP TABLE seg_held AS SELECT id, circle_id, member_id FROM segments_circlemembership "  # nosec B608
+        f"WHERE circle_id IN ({ids}){scope_clause}"
+    )
+    _analyze(cursor, "seg_circled", "seg_held")
+    cursor.execute(
+        "DELETE FROM segments_circlemembership WHERE id IN (SELECT h.id FROM seg_held h WHERE NOT EXISTS "
+        "(SELECT 1 FROM seg_circled m WHERE m.circle_id = h.circle_id AND m.member_id = h.member_id))"
+    )
+    cursor.execute(
+        "INSERT INTO segments_circlemembership (circle_id, member_id, since) SELECT m.circle_id, m.member_id, %s FROM seg_circled m "
+        "WHERE NOT EXISTS (SELECT 1 FROM seg_held h WHERE h.circle_id = m.circle_id AND h.member_id = m.member_id) "
+        "ON CONFLICT (circle_id, member_id) DO NOTHING",
+        [now],
+    )
+    _drop(cursor, "seg_circled", "seg_held")

@@ -9,8 +9,10 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Max, Q
@@ -75,8 +77,10 @@ def ladder_load() -> list[Rung]:
 
 
 def _lock(cursor) -> None:
+    """Take the recompute's lock and give its transaction the memory its sorts and hashes need."""
     if connection.vendor == "postgresql":
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{settings.SEGMENTS_RECOMPUTE_WORK_MEM_MB}MB"])
 
 
 def tiers_recompute(
@@ -88,13 +92,15 @@ def tiers_recompute(
     run: RecomputeRun | None = None,
     refit: bool | None = None,
     lines_member_ids: Collection[int] | None = None,
+    trend_member_ids: Collection[int] = (),
 ) -> RecomputeRun:
     """Recompute metrics, tiers, churn scores and circles for member_ids (everyone when None).
 
-    lines_member_ids: the members of member_ids whose order lines and order
-    times are read again (all of them when None); the others keep their
-    favourite categories, promo share, usual hour and repeat days (the nightly
-    run: see nightly_scope).
+    lines_member_ids: the members of member_ids whose orders and order lines
+    are read again (all of them when None); trend_member_ids: of the others,
+    those whose 30- and 120-day order counts are recounted. The rest keep
+    their stored aggregates, categories and habits, their tier and circles
+    evaluated today (the nightly run: see nightly_scope).
 
     Runs in one transaction: a failure leaves the previous state whole. The
     churn model is refitted on a full run when the latest fit is older than a
@@ -133,7 +139,7 @@ def tiers_recompute(
                 "max_event_id": EngagementEvent.objects.aggregate(value=Max("id"))["value"] or 0,
             }
             with stage("scope"):
-                recompute.scope_create(cursor, member_ids, lines_member_ids)
+                recompute.scope_create(cursor, member_ids, lines_member_ids, trend_member_ids)
             with stage("rfm_tiers"):
                 recompute.rfm_stage(cursor, bounds, ladder, full)
                 recompute.pins_apply(cursor, as_of)
@@ -260,15 +266,22 @@ def churn_fit(
     return fit
 
 
-def nightly_scope(as_of: dt.date) -> tuple[list[int], set[int]] | None:
+class NightlyScope(NamedTuple):
+    members: list[int]
+    lines: set[int]  # their orders and order lines are read again
+    trend: set[int]  # their 30- and 120-day order counts are recounted
+
+
+def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     """Members whose tier or circle inputs can have changed since the last
     successful run: new orders and events (a safety net for lost per-order
     tasks), members whose recency crossed a rule's day count, orders, events
     and registrations leaving a window, pins starting or ending, and churn
-    bands that moved. Returns them with the subset whose order lines or order
-    times can have changed (new orders, orders leaving the 365-day window),
-    the only members whose categories and order habits are recomputed. None
-    (everyone) when there is no earlier run or the rules changed since."""
+    bands that moved. With them, what the run reads again: every order and
+    order line of the members with new orders or an order leaving the
+    365-day window, the trend counts of those with an order crossing a trend
+    window's edge; the others' aggregates cannot have changed (only the day
+    did). None (everyone) when there is no earlier run or the rules changed since."""
     previous = RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").first()
     last = RecomputeRun.objects.filter(status=RunStatus.DONE, reason=ChangeReason.NIGHTLY).order_by("-started_at").first()
     if previous is None:
@@ -289,12 +302,13 @@ def nightly_scope(as_of: dt.date) -> tuple[list[int], set[int]] | None:
     before, after = recompute.Bounds(prev_as_of), recompute.Bounds(as_of)
     start, end = before.window_start, after.window_start
     lines.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
-    ids: set[int] = set(lines)
+    trend: set[int] = set()
+    for window in ("recent_start", "prior_start"):
+        trend.update(Order.objects.filter(ordered_at__gte=getattr(before, window), ordered_at__lt=getattr(after, window)).values_list("member_id", flat=True))
+    trend -= lines
+    ids: set[int] = lines | trend
     ids.update(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
     ids.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
-    for window in ("recent_start", "prior_start"):
-        start, end = getattr(before, window), getattr(after, window)
-        ids.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
     for days in _recency_thresholds():
         start, end = crossing(days)
         ids.update(MemberMetrics.objects.filter(last_order_at__gte=start, last_order_at__lt=end).values_list("member_id", flat=True))
@@ -307,7 +321,7 @@ def nightly_scope(as_of: dt.date) -> tuple[list[int], set[int]] | None:
         ).values_list("member_id", flat=True)
     )
     ids.update(_risk_band_movers(as_of))
-    return sorted(ids), lines
+    return NightlyScope(sorted(ids), lines, trend)
 
 
 def _rules_changed_since(moment: dt.datetime) -> bool:
@@ -354,8 +368,9 @@ def tiers_recompute_nightly(*, as_of: dt.date | None = None) -> RecomputeRun:
     scope = nightly_scope(as_of)
     if scope is None:
         return tiers_recompute(as_of=as_of, reason=ChangeReason.NIGHTLY)
-    members, lines = scope
-    return tiers_recompute(member_ids=members, lines_member_ids=lines, as_of=as_of, reason=ChangeReason.NIGHTLY)
+    return tiers_recompute(
+        member_ids=scope.members, lines_member_ids=scope.lines, trend_member_ids=scope.trend, as_of=as_of, reason=ChangeReason.NIGHTLY
+    )
 
 
 # Pins, reviews and group moves ------------------------------------------------

@@ -22,7 +22,7 @@ from segments.models import (
     TierPin,
     TierReview,
 )
-from segments.services import tier_pin, tier_review_decide, tiers_recompute, tiers_recompute_nightly
+from segments.services import nightly_scope, tier_pin, tier_review_decide, tiers_recompute, tiers_recompute_nightly
 from tests.crm.factories import SHANGHAI, CommunityFactory, MemberFactory, OrderFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -207,6 +207,10 @@ def test_a_scoped_run_agrees_with_a_full_run():
     members = [MemberFactory() for _ in range(4)]
     for n, member in enumerate(members):
         orders(member, count=3 + n * 4, total=str(800 + n * 2500), last_days_ago=2 + n * 20, hour=6 + n * 4)
+    tied = MemberFactory()  # as many orders at 20:30 as at 08:30: the earlier hour is the usual one
+    orders(tied, count=2, total="200", last_days_ago=5, hour=20)
+    orders(tied, count=2, total="200", last_days_ago=6, hour=8)
+    members.append(tied)
     tiers_recompute(as_of=AS_OF)
     # A day later: two of them order again, one has an order refunded.
     orders(members[0], count=2, total="9000", last_days_ago=0, hour=21)
@@ -221,16 +225,18 @@ def test_a_scoped_run_agrees_with_a_full_run():
     assert scoped == snapshot()
     assert MemberMetrics.objects.get(member=members[0]).usual_order_hour == 6  # three at 06:30 against two at 21:30
     assert MemberMetrics.objects.get(member=members[1]).refund_rate > 0
+    assert MemberMetrics.objects.get(member=tied).usual_order_hour == 8
 
 
 def test_the_nightly_run_gives_what_a_full_run_gives_though_it_reads_lines_only_where_they_changed():
-    """The nightly run reads order lines and order times again only for members
-    with new orders or an order leaving the 365-day window; the others in its
-    scope (here a recency crossing 30 days) keep their categories and habits."""
+    """The nightly run reads orders and order lines again only for members with
+    new orders or an order leaving the 365-day window, and recounts the trend
+    windows of members with an order crossing their edge; the others in its
+    scope (here a recency crossing 30 days) keep what is stored."""
     from tests.crm.factories import CategoryFactory, OrderLineFactory, ProductFactory
 
     fruit, eggs, greens = (ProductFactory(category=CategoryFactory(name=name)) for name in ("水果", "蛋品", "蔬菜"))
-    leaving, new, crossing, quiet = (MemberFactory() for _ in range(4))
+    leaving, new, crossing, trending, quiet = (MemberFactory() for _ in range(5))
 
     def bought(member, product, days_ago: int, hour: int, amount: str) -> None:
         at = dt.datetime.combine(AS_OF - dt.timedelta(days=days_ago), dt.time(hour, 30), tzinfo=SHANGHAI)
@@ -242,23 +248,29 @@ def test_the_nightly_run_gives_what_a_full_run_gives_though_it_reads_lines_only_
     bought(new, greens, 12, 8, "60")
     for days in (30, 35, 50):  # 31 days on the next day: out of the top tier's 30
         bought(crossing, eggs, days, 10, "3000")
+    for days in (29, 29, 60, 119):  # on the next day the two of 29 days leave the 30 days and the one of 119 the 90 before
+        bought(trending, greens, days, 18, "40")
     bought(quiet, fruit, 3, 9, "80")
     tiers_recompute(as_of=AS_OF)
+    assert MemberMetrics.objects.get(member=trending).trend == "rising"
     assert MemberMetrics.objects.get(member=leaving).favourite_category_id == fruit.category_id
     bought(new, fruit, -1, 21, "500")  # ordered on the next day
     bought(new, fruit, -1, 21, "500")
 
-    fields = ["member_id", "orders_365", "spend_365", "last_order_at", "tier_id", "usual_order_hour", "repeat_days",
-              "favourite_category_id", "second_category_id", "promo_share", "trend", "p_alive", "risk_band"]
+    fields = ["member_id", "orders_365", "spend_365", "last_order_at", "tier_id", "usual_order_hour", "repeat_days", "favourite_category_id",
+              "second_category_id", "promo_share", "orders_30d", "orders_prior_90d", "trend", "refund_rate", "p_alive", "risk_band"]
     snapshot = lambda: (sorted(MemberMetrics.objects.values_list(*fields)), sorted(CircleMembership.objects.values_list("circle_id", "member_id")))  # noqa: E731
+    scope = nightly_scope(AS_OF + dt.timedelta(days=1))
+    assert (scope.lines, scope.trend) == ({leaving.pk, new.pk}, {trending.pk}) and crossing.pk in scope.members
     run = tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
     nightly = snapshot()
-    assert run.members >= 3  # the three above (a churn band that moved may add the quiet one)
+    assert run.members >= 4  # the four above (a churn band that moved may add the quiet one)
     tiers_recompute(as_of=AS_OF + dt.timedelta(days=1))
     assert nightly == snapshot()
     assert MemberMetrics.objects.get(member=leaving).favourite_category_id == eggs.category_id
     assert MemberMetrics.objects.get(member=new).usual_order_hour == 21
     assert MemberMetrics.objects.get(member=crossing).favourite_category_id == eggs.category_id
+    assert MemberMetrics.objects.get(member=trending).trend == "falling"
 
 
 def test_a_one_member_run_moves_only_that_member_and_follows_edited_rules():
@@ -383,3 +395,54 @@ def test_an_order_saved_while_the_ladder_is_unusable_is_kept_and_waits(django_ca
         OrderFactory(member=member, amount=Decimal("30"))
     assert Order.objects.filter(member=member).count() == 1
     assert not MemberMetrics.objects.filter(member=member).exists()
+
+
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one pass", "circle by circle"])
+def test_a_scoped_run_puts_each_member_in_exactly_the_circles_the_rules_take(admin_user, monkeypatch, one_pass):
+    """A scoped run evaluates every circle in one pass over the scope's rows
+    (LEFT joins); the rules themselves are Django querysets (INNER joins where
+    a rule reads the metrics). Both must take the same members, for every kind
+    of rule; the circle-by-circle path is the fallback for rules joining other tables."""
+    from crm.models import AgeBand
+    from crm.privacy import member_erase
+    from segments import recompute
+    from segments.circles import circle_queryset
+    from tests.crm.factories import CategoryFactory, EngagementEventFactory, OrderLineFactory, ProductFactory
+
+    monkeypatch.setattr(recompute, "_COMPILED", {})
+    if not one_pass:
+        monkeypatch.setattr(recompute, "_RULE_JOINS", {})
+    fresh = ProductFactory(category=CategoryFactory(name="生鲜"))
+    community = CommunityFactory(name="阳光花园群")
+    regular = MemberFactory(gender="M", age_band=AgeBand.choices[2][0], lives_alone=True, community=community)
+    orders(regular, count=30, total="6000", last_days_ago=1, hour=7, spread_days=10)
+    OrderLineFactory(order=Order.objects.filter(member=regular).first(), product=fresh, unit_price=Decimal("500"))
+    EngagementEventFactory(member=regular, kind="invite", count=5, occurred_at=dt.datetime.combine(AS_OF, dt.time(12), tzinfo=SHANGHAI))
+    dormant, returning, erased = MemberFactory(has_children=True), MemberFactory(), MemberFactory()
+    orders(dormant, count=3, total="900", last_days_ago=45, hour=20)
+    orders(returning, count=4, total="400", last_days_ago=3, hour=12)
+    Order.objects.filter(pk=Order.objects.filter(member=returning).first().pk).update(status=OrderStatus.REFUNDED)
+    orders(erased, count=3, total="900", last_days_ago=45)
+    never = MemberFactory(registered_at=dt.datetime.combine(AS_OF - dt.timedelta(days=30), dt.time(9), tzinfo=SHANGHAI))
+    tiers_recompute(as_of=AS_OF)
+    member_erase(member=erased, actor=admin_user, reason="本人申请")
+    unmeasured = MemberFactory(registered_at=never.registered_at)  # no metrics row yet
+    tiers = [str(pk) for pk in Tier.objects.filter(code__in=["S", "C"]).values_list("pk", flat=True)]
+    rule_sets = [
+        {"tier": tiers}, {"has_ordered": "false"}, {"has_ordered": "false", "registered_days_min": "7"},
+        {"recency_min": "31"}, {"recency_max": "5", "gender": "M"}, {"orders_365_min": "4", "orders_365_max": "30"},
+        {"monthly_orders_below": "2"}, {"spend_365_min": "900", "spend_365_max": "6000"}, {"avg_order_value_min": "150"},
+        {"promo_share_max": "0.1", "orders_365_min": "1"}, {"refund_rate_min": "0.2"}, {"v_score_min": "1"}, {"v_top_percent": "20"},
+        {"trend": ["rising", "falling"]}, {"risk_band": ["high"]}, {"p_alive_max": "0.5"},
+        {"favourite_category": str(fresh.category_id)}, {"favourite_category_name": "生鲜"}, {"usual_hour_from": "5", "usual_hour_to": "10"},
+        {"age_band": [regular.age_band]}, {"community": str(community.pk)}, {"lives_alone": "true"}, {"has_children": "true"},
+    ]
+    for n, rules in enumerate(rule_sets):
+        Circle.objects.create(name=f"规则{n}", rules=rules)
+    everyone = [regular, dormant, returning, erased, never, unmeasured]
+    tiers_recompute(member_ids=[member.pk for member in everyone], as_of=AS_OF)
+    for circle in Circle.objects.filter(active=True):
+        taken = set(circle_queryset(circle.rules, as_of=AS_OF).values_list("id", flat=True))
+        assert set(CircleMembership.objects.filter(circle=circle).values_list("member_id", flat=True)) == taken, circle.rules
+    assert {"规则1", "规则2"} <= names(unmeasured) and not names(erased)
+    assert {"规则4", "规则17", "规则18", "规则20"} <= names(regular)
