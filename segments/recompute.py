@@ -115,40 +115,43 @@ READ_ALL = 2  # every order and order line: new orders, an order leaving the 365
 
 
 def scope_create(
-    cursor, member_ids: Sequence[int] | None, lines_ids: Collection[int] | None = None, trend_ids: Collection[int] = ()
+    cursor, member_ids: Sequence[int] | None, *,
+    lines: Collection[int] | None = None, trend: Collection[int] = (), events: Collection[int] | None = None,
 ) -> None:
     """seg_scope holds the members of this run (everyone when member_ids is None)
-    and what the run reads again for each (reads).
+    and what the run reads again for each (reads, events).
 
-    lines_ids: when given, the members of the run whose order lines or order
-    times can have changed (READ_ALL); trend_ids: of the others, those whose
-    trend counts can have changed (READ_TREND). The rest keep what is stored:
-    most of a nightly run. A member without a metrics row yet is read whole."""
-    cursor.execute(f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL)")
+    lines: when given, the members of the run whose orders or order lines can
+    have changed (READ_ALL); trend: of the others, those whose trend counts
+    can have changed (READ_TREND). The rest keep their stored aggregates: most
+    of a nightly run. A member without a metrics row yet is read whole.
+    events: when given, the only members whose V score is computed again (events = 1)."""
+    cursor.execute(f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL)")
     if member_ids is None:
-        cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads) SELECT id, {READ_ALL} FROM crm_member")  # nosec B608
+        cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM crm_member")  # nosec B608
         _analyze(cursor, SCOPE)
         return
-    lines = set(member_ids) if lines_ids is None else set(lines_ids)
-    trend = set(trend_ids)
+    members = set(member_ids)
+    lines = members if lines is None else set(lines)
+    trend, events = set(trend), members if events is None else set(events)
 
     def reads(member_id: int) -> int:
         return READ_ALL if member_id in lines else READ_TREND if member_id in trend else READ_STORED
 
-    load_rows(SCOPE, ["member_id", "reads"], ((member_id, reads(member_id)) for member_id in sorted(set(member_ids))))
-    if len(lines) < len(set(member_ids)):
+    load_rows(SCOPE, ["member_id", "reads", "events"], ((member, reads(member), int(member in events)) for member in sorted(members)))
+    if len(lines) < len(members) or len(events) < len(members):
         cursor.execute(
-            f"UPDATE {SCOPE} SET reads = {READ_ALL} WHERE reads < {READ_ALL} AND NOT EXISTS "
+            f"UPDATE {SCOPE} SET reads = {READ_ALL}, events = 1 WHERE (reads < {READ_ALL} OR events = 0) AND NOT EXISTS "
             f"(SELECT 1 FROM segments_membermetrics m WHERE m.member_id = {SCOPE}.member_id)"  # nosec B608
         )
     _analyze(cursor, SCOPE)
 
 
-def _member_filter(full: bool, column: str = "member_id", *, reads: int | None = None) -> str:
-    """The scope's condition on a member column; reads: only the scope's members with that reads level."""
+def _member_filter(full: bool, column: str = "member_id", *, only: str = "") -> str:
+    """The scope's condition on a member column; only: a condition on the scope's rows (say, reads = 2)."""
     if full:
         return ""
-    return f" AND {column} IN (SELECT member_id FROM {SCOPE}{'' if reads is None else f' WHERE reads = {int(reads)}'})"  # nosec B608
+    return f" AND {column} IN (SELECT member_id FROM {SCOPE}{f' WHERE {only}' if only else ''})"  # nosec B608
 
 
 def _scoped_on_postgres(full: bool) -> bool:
@@ -159,14 +162,14 @@ def _scoped_on_postgres(full: bool) -> bool:
     return not full and connection.vendor == "postgresql"
 
 
-def _stored_copy(cursor, table: str, columns: dict[str, str], full: bool) -> None:
-    """Add to a stage table the stored values of the members in scope whose lines it skipped."""
-    if full:
+def _stored_copy(cursor, table: str, columns: dict[str, str], stored: bool, skipped: str = f"s.reads < {READ_ALL}") -> None:
+    """Add to a stage table the stored values of the members in scope that it skipped (stored: the run has such members)."""
+    if not stored:
         return
     cursor.execute(
         f"INSERT INTO {table} (member_id, {', '.join(columns)}) "  # nosec B608 - names from code
         f"SELECT m.member_id, {', '.join(columns.values())} FROM segments_membermetrics m "
-        f"JOIN {SCOPE} s ON s.member_id = m.member_id AND s.reads < {READ_ALL}"
+        f"JOIN {SCOPE} s ON s.member_id = m.member_id AND {skipped}"
     )
 
 
@@ -204,7 +207,7 @@ def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: 
     return f"CASE {' '.join(cases)} ELSE {int(catch_all.id)} END", params
 
 
-def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> None:
+def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, stored: bool = False) -> None:
     """seg_rfm: one row per member in scope with the order aggregates and the ladder's tier.
 
     The members read whole get the aggregates of their orders; the others keep
@@ -228,7 +231,7 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> Non
         aggregate = f"LEFT JOIN LATERAL (SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND o.ordered_at < %s) a ON true"  # nosec B608
     else:
         aggregate = f"""LEFT JOIN (SELECT o.member_id AS member_id, {measures} FROM crm_order o
-            WHERE o.ordered_at < %s{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)} GROUP BY o.member_id) a ON a.member_id = s.member_id"""  # nosec B608
+            WHERE o.ordered_at < %s{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")} GROUP BY o.member_id) a ON a.member_id = s.member_id"""  # nosec B608
     trend_params = [bounds.recent_start, bounds.prior_start, bounds.recent_start]
     params: list = [bounds.window_start] * 5 + trend_params + [bounds.end]
     tier_case, tier_params = tier_case_sql(ladder, bounds, last="a.last_at", orders="COALESCE(a.orders_365, 0)", spend_cents="COALESCE(a.spend_cents, 0)")
@@ -244,7 +247,7 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool) -> Non
         ,
         tier_params + params,
     )
-    if not full:
+    if stored:
         _rfm_stored(cursor, bounds, ladder, recent, prior, trend_params)
     cursor.execute("CREATE UNIQUE INDEX seg_rfm_member ON seg_rfm (member_id)")
 
@@ -257,7 +260,7 @@ def _rfm_stored(cursor, bounds: Bounds, ladder: Sequence[Rung], recent: str, pri
         trend = f"LEFT JOIN LATERAL (SELECT {counts} FROM crm_order o WHERE o.member_id = s.member_id AND s.reads = {READ_TREND} AND {since}) t ON true"  # nosec B608
     else:
         trend = f"""LEFT JOIN (SELECT o.member_id AS member_id, {counts} FROM crm_order o
-            WHERE {since}{_member_filter(False, "o.member_id", reads=READ_TREND)} GROUP BY o.member_id) t ON t.member_id = s.member_id"""  # nosec B608
+            WHERE {since}{_member_filter(False, "o.member_id", only=f"reads = {READ_TREND}")} GROUP BY o.member_id) t ON t.member_id = s.member_id"""  # nosec B608
     spend = stored_cents("m.spend_365")
     tier_case, tier_params = tier_case_sql(ladder, bounds, last="m.last_order_at", orders="m.orders_365", spend_cents=spend)
     recount = f"CASE WHEN s.reads = {READ_TREND} THEN COALESCE(t.{{0}}, 0) ELSE m.{{1}} END"
@@ -407,7 +410,7 @@ def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datet
     return max(changed, 0)
 
 
-def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
+def lines_stage(cursor, bounds: Bounds, full: bool, stored: bool = False) -> None:
     """seg_cat: promo share and the two favourite categories, by spend in the window (members with lines)."""
     value = "l.quantity * l.unit_price"
     sums = f"""{_cents(value)} AS value_cents, {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents"""
@@ -415,7 +418,7 @@ def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
     if not _scoped_on_postgres(full):
         per_category = f"""SELECT o.member_id AS member_id, p.category_id AS category_id, {sums}
             FROM crm_orderline l JOIN crm_order o ON o.id = l.order_id JOIN crm_product p ON p.id = l.product_id
-            WHERE {window}{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)}
+            WHERE {window}{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")}
             GROUP BY o.member_id, p.category_id"""  # nosec B608
     else:
         # As a join: every order of the window joined with all 32M lines before the
@@ -440,12 +443,12 @@ def lines_stage(cursor, bounds: Bounds, full: bool) -> None:
         [bounds.window_start, bounds.end],
     )
     _stored_copy(
-        cursor, "seg_cat", {"first_category": "m.favourite_category_id", "second_category": "m.second_category_id", "promo_share": "m.promo_share"}, full
+        cursor, "seg_cat", {"first_category": "m.favourite_category_id", "second_category": "m.second_category_id", "promo_share": "m.promo_share"}, stored
     )
     _analyze(cursor, "seg_cat")
 
 
-def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
+def habits_stage(cursor, bounds: Bounds, full: bool, stored: bool = False) -> None:
     """seg_habits: usual order hour (the most frequent local hour in the window)
     and repeat purchase days (distinct local order days after the first, all
     time), for every member in scope."""
@@ -474,7 +477,7 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
                 SELECT member_id, hour FROM (
                     SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
                     FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
-                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)}
+                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")}
                           GROUP BY o.member_id, {hour}) counted) ranked
                 WHERE position = 1""",  # nosec B608
             [bounds.window_start, bounds.end],
@@ -482,7 +485,7 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
         cursor.execute(
             f"""CREATE TEMP TABLE seg_days AS
                 SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
-                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id", reads=None if full else READ_ALL)}
+                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")}
                 GROUP BY o.member_id""",  # nosec B608
             [bounds.end],
         )
@@ -495,12 +498,13 @@ def habits_stage(cursor, bounds: Bounds, full: bool) -> None:
                 WHERE s.reads = {READ_ALL}"""  # nosec B608
         )
         _drop(cursor, "seg_hours", "seg_days")
-    _stored_copy(cursor, "seg_habits", {"hour": "m.usual_order_hour", "repeat_days": "m.repeat_days"}, full)
+    _stored_copy(cursor, "seg_habits", {"hour": "m.usual_order_hour", "repeat_days": "m.repeat_days"}, stored)
     cursor.execute("CREATE UNIQUE INDEX seg_habits_member ON seg_habits (member_id)")
 
 
-def v_stage(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -> None:
-    """seg_v: V from weighted shares, invites, group messages and organised group-buys in the window (members with events)."""
+def v_stage(cursor, bounds: Bounds, config: SegmentSettings, full: bool, stored: bool = False) -> None:
+    """seg_v: V from weighted shares, invites, group messages and organised group-buys in the window (members with events);
+    the stored V of the members in scope whose events did not change."""
     weights = {
         "share": config.v_weight_share,
         "invite": config.v_weight_invite,
@@ -512,10 +516,11 @@ def v_stage(cursor, bounds: Bounds, config: SegmentSettings, full: bool) -> None
     cursor.execute(
         f"""CREATE TEMP TABLE seg_v AS
             SELECT e.member_id AS member_id, ROUND(SUM(e.count * {case}), 2) AS v_score FROM crm_engagementevent e
-            WHERE e.occurred_at >= %s AND e.occurred_at < %s{_member_filter(full, "e.member_id")}
+            WHERE e.occurred_at >= %s AND e.occurred_at < %s{_member_filter(full, "e.member_id", only="events = 1")}
             GROUP BY e.member_id""",  # nosec B608
         params + [bounds.window_start, bounds.end],
     )
+    _stored_copy(cursor, "seg_v", {"v_score": "m.v_score"}, stored, skipped="s.events = 0 AND m.v_score <> 0")
     _analyze(cursor, "seg_v")
 
 
@@ -525,6 +530,7 @@ class ChurnInputs:
     x: np.ndarray
     t_x_days: np.ndarray
     T_days: np.ndarray  # noqa: N815
+    stored_band: np.ndarray | None = None  # the stored risk band (from the stored metrics only)
 
 
 def _day_number(column: str) -> str:
@@ -536,22 +542,27 @@ def _day_number(column: str) -> str:
     )
 
 
+BANDS = ("", "low", "medium", "high")  # a risk band's number in a fetched array
+
+
 def churn_inputs(cursor, as_of: dt.date, *, staged: bool) -> ChurnInputs:
     """x, t_x and T in days for members with a paid order: of this run's
-    members from its own tables (staged), or of everyone from the stored metrics."""
+    members from its own tables (staged), or of everyone from the stored
+    metrics, with their stored risk band."""
     if staged:
         cursor.execute(
             f"SELECT r.member_id, h.repeat_days, {_day_number('r.first_at')}, {_day_number('r.last_at')} FROM seg_rfm r "
             f"JOIN seg_habits h ON h.member_id = r.member_id WHERE r.first_at IS NOT NULL"  # nosec B608
         )
     else:
+        band = "CASE risk_band " + " ".join(f"WHEN '{name}' THEN {number}" for number, name in enumerate(BANDS) if name) + " ELSE 0 END"
         cursor.execute(
-            f"SELECT member_id, repeat_days, {_day_number('first_order_at')}, {_day_number('last_order_at')} "
+            f"SELECT member_id, repeat_days, {_day_number('first_order_at')}, {_day_number('last_order_at')}, {band} "
             f"FROM segments_membermetrics WHERE first_order_at IS NOT NULL"  # nosec B608
         )
-    rows = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 4)
+    rows = np.array(cursor.fetchall(), dtype=np.int64).reshape(-1, 4 if staged else 5)
     first, last = rows[:, 2].astype(float), rows[:, 3].astype(float)
-    return ChurnInputs(rows[:, 0], rows[:, 1].astype(float), last - first, as_of.toordinal() - first)
+    return ChurnInputs(rows[:, 0], rows[:, 1].astype(float), last - first, as_of.toordinal() - first, None if staged else rows[:, 4])
 
 
 def churn_scores(inputs: ChurnInputs, fit: ChurnFit | None, config: SegmentSettings) -> tuple[np.ndarray, np.ndarray]:

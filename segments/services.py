@@ -91,22 +91,22 @@ def tiers_recompute(
     requested_by=None,
     run: RecomputeRun | None = None,
     refit: bool | None = None,
-    lines_member_ids: Collection[int] | None = None,
-    trend_member_ids: Collection[int] = (),
+    nightly: NightlyScope | None = None,
 ) -> RecomputeRun:
     """Recompute metrics, tiers, churn scores and circles for member_ids (everyone when None).
 
-    lines_member_ids: the members of member_ids whose orders and order lines
-    are read again (all of them when None); trend_member_ids: of the others,
-    those whose 30- and 120-day order counts are recounted. The rest keep
-    their stored aggregates, categories and habits, their tier and circles
-    evaluated today (the nightly run: see nightly_scope).
+    nightly: instead of member_ids, a nightly run's members with what is read
+    again of each (see nightly_scope); the others keep their stored aggregates,
+    categories, habits or V score, their tier and circles evaluated today.
 
     Runs in one transaction: a failure leaves the previous state whole. The
     churn model is refitted on a full run when the latest fit is older than a
     week (or refit=True)."""
     as_of = as_of or timezone.localdate()
+    if nightly is not None:
+        member_ids = nightly.members
     full = member_ids is None
+    stored = nightly is not None  # some members keep stored values: the stages copy them
     backend_pid = None
     if connection.vendor == "postgresql":  # recorded before the transaction, so that later runs can see it
         connection.ensure_connection()
@@ -139,18 +139,20 @@ def tiers_recompute(
                 "max_event_id": EngagementEvent.objects.aggregate(value=Max("id"))["value"] or 0,
             }
             with stage("scope"):
-                recompute.scope_create(cursor, member_ids, lines_member_ids, trend_member_ids)
+                recompute.scope_create(
+                    cursor, member_ids, **({} if nightly is None else {"lines": nightly.lines, "trend": nightly.trend, "events": nightly.events})
+                )
             with stage("rfm_tiers"):
-                recompute.rfm_stage(cursor, bounds, ladder, full)
+                recompute.rfm_stage(cursor, bounds, ladder, full, stored)
                 recompute.pins_apply(cursor, as_of)
                 reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run)
                 changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now)
             with stage("lines"):
-                recompute.lines_stage(cursor, bounds, full)
+                recompute.lines_stage(cursor, bounds, full, stored)
             with stage("habits"):
-                recompute.habits_stage(cursor, bounds, full)
+                recompute.habits_stage(cursor, bounds, full, stored)
             with stage("v_score"):
-                recompute.v_stage(cursor, bounds, config, full)
+                recompute.v_stage(cursor, bounds, config, full, stored)
             with stage("churn"):
                 fit = _churn_fit_for(as_of, config, refit=refit if refit is not None else full)
                 inputs = recompute.churn_inputs(cursor, as_of, staged=True)
@@ -270,6 +272,7 @@ class NightlyScope(NamedTuple):
     members: list[int]
     lines: set[int]  # their orders and order lines are read again
     trend: set[int]  # their 30- and 120-day order counts are recounted
+    events: set[int]  # their V score is computed again
 
 
 def nightly_scope(as_of: dt.date) -> NightlyScope | None:
@@ -280,8 +283,9 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     bands that moved. With them, what the run reads again: every order and
     order line of the members with new orders or an order leaving the
     365-day window, the trend counts of those with an order crossing a trend
-    window's edge; the others' aggregates cannot have changed (only the day
-    did). None (everyone) when there is no earlier run or the rules changed since."""
+    window's edge, the events of those with new events or events leaving the
+    window; the rest cannot have changed (only the day did). None (everyone)
+    when there is no earlier run or the rules changed since."""
     previous = RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").first()
     last = RecomputeRun.objects.filter(status=RunStatus.DONE, reason=ChangeReason.NIGHTLY).order_by("-started_at").first()
     if previous is None:
@@ -306,9 +310,9 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     for window in ("recent_start", "prior_start"):
         trend.update(Order.objects.filter(ordered_at__gte=getattr(before, window), ordered_at__lt=getattr(after, window)).values_list("member_id", flat=True))
     trend -= lines
-    ids: set[int] = lines | trend
-    ids.update(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
-    ids.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
+    events: set[int] = set(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
+    events.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
+    ids: set[int] = lines | trend | events
     for days in _recency_thresholds():
         start, end = crossing(days)
         ids.update(MemberMetrics.objects.filter(last_order_at__gte=start, last_order_at__lt=end).values_list("member_id", flat=True))
@@ -321,7 +325,7 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
         ).values_list("member_id", flat=True)
     )
     ids.update(_risk_band_movers(as_of))
-    return NightlyScope(sorted(ids), lines, trend)
+    return NightlyScope(sorted(ids), lines, trend, events)
 
 
 def _rules_changed_since(moment: dt.datetime) -> bool:
@@ -354,13 +358,14 @@ def _risk_band_movers(as_of: dt.date) -> list[int]:
     fit = _churn_fit_for(as_of, config, refit=False)
     with connection.cursor() as cursor:
         inputs = recompute.churn_inputs(cursor, as_of, staged=False)
-        cursor.execute("SELECT member_id, risk_band FROM segments_membermetrics WHERE first_order_at IS NOT NULL")
-        stored = dict(cursor.fetchall())
     if inputs.x.size == 0:
         return []
     p, _expected = recompute.churn_scores(inputs, fit, config)
     bands = churn.risk_band(p, high_below=config.risk_high_below, medium_below=config.risk_medium_below)
-    return [int(member_id) for member_id, band in zip(inputs.member_ids.tolist(), bands.tolist()) if stored.get(member_id) != band]
+    today = np.zeros(bands.size, dtype=np.int64)
+    for number, name in enumerate(recompute.BANDS):
+        today[bands == name] = number
+    return inputs.member_ids[today != inputs.stored_band].tolist()
 
 
 def tiers_recompute_nightly(*, as_of: dt.date | None = None) -> RecomputeRun:
@@ -368,9 +373,7 @@ def tiers_recompute_nightly(*, as_of: dt.date | None = None) -> RecomputeRun:
     scope = nightly_scope(as_of)
     if scope is None:
         return tiers_recompute(as_of=as_of, reason=ChangeReason.NIGHTLY)
-    return tiers_recompute(
-        member_ids=scope.members, lines_member_ids=scope.lines, trend_member_ids=scope.trend, as_of=as_of, reason=ChangeReason.NIGHTLY
-    )
+    return tiers_recompute(nightly=scope, as_of=as_of, reason=ChangeReason.NIGHTLY)
 
 
 # Pins, reviews and group moves ------------------------------------------------

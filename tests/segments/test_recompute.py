@@ -446,3 +446,16 @@ def test_a_scoped_run_puts_each_member_in_exactly_the_circles_the_rules_take(adm
         assert set(CircleMembership.objects.filter(circle=circle).values_list("member_id", flat=True)) == taken, circle.rules
     assert {"规则1", "规则2"} <= names(unmeasured) and not names(erased)
     assert {"规则4", "规则17", "规则18", "规则20"} <= names(regular)
+
+
+def test_the_nightly_run_takes_in_a_member_whose_churn_band_moved_and_nothing_else():
+    steady, moved = MemberFactory(), MemberFactory()
+    for member in (steady, moved):
+        orders(member, count=3, total="300", last_days_ago=3, spread_days=10)  # fully alive on both days
+    tiers_recompute(as_of=AS_OF)
+    band = MemberMetrics.objects.get(member=moved).risk_band
+    MemberMetrics.objects.filter(member=moved).update(risk_band="high" if band != "high" else "low")  # what today's scores no longer say
+    scope = nightly_scope(AS_OF + dt.timedelta(days=1))
+    assert scope.members == [moved.pk] and not (scope.lines or scope.trend or scope.events)
+    tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
+    assert MemberMetrics.objects.get(member=moved).risk_band == band
