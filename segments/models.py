@@ -161,6 +161,8 @@ class RecomputeRun(models.Model):
     reviews = models.PositiveIntegerField(_("sent to review"), default=0)
     max_order_id = models.BigIntegerField(default=0)
     max_event_id = models.BigIntegerField(default=0)
+    # A full run's highest member id: every member up to it has a metrics row since (circles.circle_count).
+    max_member_id = models.BigIntegerField(null=True, blank=True)
     timings = models.JSONField(_("timings (s)"), default=dict, blank=True)
     message = models.TextField(_("message"), blank=True)
     requested_by = models.ForeignKey(

@@ -23,8 +23,9 @@ import datetime as dt
 import json
 import statistics
 import zoneinfo
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from decimal import Decimal
 
 import numpy as np
@@ -114,32 +115,32 @@ READ_TREND = 1  # the 30- and 120-day order counts: an order crossed a trend win
 READ_ALL = 2  # every order and order line: new orders, an order leaving the 365-day window, everyone in a full run
 
 
-def scope_create(
-    cursor, member_ids: Sequence[int] | None, *,
-    lines: Collection[int] | None = None, trend: Collection[int] = (), events: Collection[int] | None = None,
-) -> None:
-    """seg_scope holds the members of this run (everyone when member_ids is None)
-    and what the run reads again for each (reads, events).
+class NightlyScope(NamedTuple):
+    """A nightly run's members and what it reads again of each (services.nightly_scope)."""
 
-    lines: when given, the members of the run whose orders or order lines can
-    have changed (READ_ALL); trend: of the others, those whose trend counts
-    can have changed (READ_TREND). The rest keep their stored aggregates: most
-    of a nightly run. A member without a metrics row yet is read whole.
-    events: when given, the only members whose V score is computed again (events = 1)."""
+    members: list[int]
+    lines: set[int]  # every order and order line (READ_ALL)
+    trend: set[int]  # the 30- and 120-day order counts (READ_TREND)
+    events: set[int]  # the events: their V score is computed again
+
+
+def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope | None = None) -> None:
+    """seg_scope holds the members of this run (everyone when member_ids is None)
+    and what the run reads again for each (reads, events): everything, unless
+    a nightly scope says less. A member without a metrics row yet is read whole."""
     cursor.execute(f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL)")
     if member_ids is None:
         cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM crm_member")  # nosec B608
         _analyze(cursor, SCOPE)
         return
     members = set(member_ids)
-    lines = members if lines is None else set(lines)
-    trend, events = set(trend), members if events is None else set(events)
+    lines, trend, events = (members, set(), members) if nightly is None else (nightly.lines, nightly.trend, nightly.events)
 
     def reads(member_id: int) -> int:
         return READ_ALL if member_id in lines else READ_TREND if member_id in trend else READ_STORED
 
     load_rows(SCOPE, ["member_id", "reads", "events"], ((member, reads(member), int(member in events)) for member in sorted(members)))
-    if len(lines) < len(members) or len(events) < len(members):
+    if nightly is not None:
         cursor.execute(
             f"UPDATE {SCOPE} SET reads = {READ_ALL}, events = 1 WHERE (reads < {READ_ALL} OR events = 0) AND NOT EXISTS "
             f"(SELECT 1 FROM segments_membermetrics m WHERE m.member_id = {SCOPE}.member_id)"  # nosec B608
@@ -789,12 +790,19 @@ def _memberships_sync(cursor, ids: str, union: str, params: Sequence, scope_clau
     `union` selects: the pairs held now are read once, and only the
     difference is written (most pairs stand from one day to the next; inserting
     them all again probed the unique index once per pair)."""
-    cursor.execute(f"CREATE TEMP TABLE seg_circled AS {union}", params)  # nosec B608
+    # Typed columns: SQLite uses no index to compare an untyped column (CREATE TABLE AS of a literal) with a typed one.
+    cursor.execute("CREATE TEMP TABLE seg_circled (circle_id bigint NOT NULL, member_id bigint NOT NULL)")
+    cursor.execute("CREATE TEMP TABLE seg_held (id bigint NOT NULL, circle_id bigint NOT NULL, member_id bigint NOT NULL)")
+    cursor.execute(f"INSERT INTO seg_circled (circle_id, member_id) {union}", params)  # nosec B608
     cursor.execute(
-        f"CREATE TEMP TABLE seg_held AS SELECT id, circle_id, member_id FROM segments_circlemembership "  # nosec B608
+        f"INSERT INTO seg_held (id, circle_id, member_id) SELECT id, circle_id, member_id FROM segments_circlemembership "  # nosec B608
         f"WHERE circle_id IN ({ids}){scope_clause}"
     )
-    _analyze(cursor, "seg_circled", "seg_held")
+    if connection.vendor == "postgresql":
+        _analyze(cursor, "seg_circled", "seg_held")  # it hash-joins the two
+    else:  # SQLite runs each NOT EXISTS as a scan of the other table: 70k × 70k pairs for one circle
+        cursor.execute("CREATE INDEX seg_circled_pair ON seg_circled (circle_id, member_id)")
+        cursor.execute("CREATE INDEX seg_held_pair ON seg_held (circle_id, member_id)")
     cursor.execute(
         "DELETE FROM segments_circlemembership WHERE id IN (SELECT h.id FROM seg_held h WHERE NOT EXISTS "
         "(SELECT 1 FROM seg_circled m WHERE m.circle_id = h.circle_id AND m.member_id = h.member_id))"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -91,7 +90,7 @@ def tiers_recompute(
     requested_by=None,
     run: RecomputeRun | None = None,
     refit: bool | None = None,
-    nightly: NightlyScope | None = None,
+    nightly: recompute.NightlyScope | None = None,
 ) -> RecomputeRun:
     """Recompute metrics, tiers, churn scores and circles for member_ids (everyone when None).
 
@@ -139,9 +138,10 @@ def tiers_recompute(
                 "max_event_id": EngagementEvent.objects.aggregate(value=Max("id"))["value"] or 0,
             }
             with stage("scope"):
-                recompute.scope_create(
-                    cursor, member_ids, **({} if nightly is None else {"lines": nightly.lines, "trend": nightly.trend, "events": nightly.events})
-                )
+                recompute.scope_create(cursor, member_ids, nightly)
+                if full:
+                    cursor.execute("SELECT MAX(member_id) FROM seg_scope")
+                    watermarks["max_member_id"] = cursor.fetchone()[0]
             with stage("rfm_tiers"):
                 recompute.rfm_stage(cursor, bounds, ladder, full, stored)
                 recompute.pins_apply(cursor, as_of)
@@ -268,14 +268,7 @@ def churn_fit(
     return fit
 
 
-class NightlyScope(NamedTuple):
-    members: list[int]
-    lines: set[int]  # their orders and order lines are read again
-    trend: set[int]  # their 30- and 120-day order counts are recounted
-    events: set[int]  # their V score is computed again
-
-
-def nightly_scope(as_of: dt.date) -> NightlyScope | None:
+def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     """Members whose tier or circle inputs can have changed since the last
     successful run: new orders and events (a safety net for lost per-order
     tasks), members whose recency crossed a rule's day count, orders, events
@@ -325,7 +318,7 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
         ).values_list("member_id", flat=True)
     )
     ids.update(_risk_band_movers(as_of))
-    return NightlyScope(sorted(ids), lines, trend, events)
+    return recompute.NightlyScope(sorted(ids), lines, trend, events)
 
 
 def _rules_changed_since(moment: dt.datetime) -> bool:

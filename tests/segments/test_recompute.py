@@ -298,6 +298,7 @@ def test_the_live_count_equals_the_members_the_rules_take(admin_user):
     orders(regular, count=30, total="6000", last_days_ago=1, hour=7, spread_days=10)
     for member in (dormant, erased):
         orders(member, count=3, total="900", last_days_ago=45, hour=20)
+    assert circle_count({"has_ordered": "false"}, as_of=AS_OF) == 4  # no run yet: no metrics rows at all
     tiers_recompute(as_of=AS_OF)
     member_erase(member=erased, actor=admin_user, reason="本人申请")  # keeps its metrics row
     MemberFactory()  # imported after the run: no metrics row yet
@@ -310,6 +311,8 @@ def test_the_live_count_equals_the_members_the_rules_take(admin_user):
         {"trend": ["steady", "rising", "falling"]},
         {"risk_band": ["low", "medium", "high"]},
         {"has_ordered": "false"},
+        {"has_ordered": "false", "gender": "M"},
+        {"has_ordered": "false", "registered_days_min": "30", "orders_365_max": "0"},
         {"recency_max": "5", "gender": "F"},
         {"usual_hour_from": "6", "usual_hour_to": "8", "orders_365_min": "20"},
     ]
