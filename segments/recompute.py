@@ -184,6 +184,17 @@ def stored_cents(column: str) -> str:
     return _sql(f"CAST({column} * 100 AS BIGINT)", f"CAST(ROUND({column} * 100) AS INTEGER)")
 
 
+def _local_hour() -> str:
+    return _sql(
+        f"EXTRACT(HOUR FROM o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::int",
+        "CAST(strftime('%%H', o.ordered_at, '+8 hours') AS INTEGER)",
+    )
+
+
+def _local_day() -> str:
+    return _sql(f"(o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::date", "date(o.ordered_at, '+8 hours')")
+
+
 def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: str, spend_cents: str) -> tuple[str, list]:
     """The ladder as one SQL CASE giving the tier id, the same decision as ladder.tier_for."""
     cases = []
@@ -228,7 +239,14 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, stored
             SUM(CASE WHEN {in_window} AND o.status <> '{OrderStatus.PAID}' THEN 1 ELSE 0 END) AS refunded_365,
             SUM(CASE WHEN {in_window} THEN 1 ELSE 0 END) AS all_365,
             {recent} AS orders_30, {prior} AS orders_prior"""
+    habits, habit_params = "NULL AS hour, 0 AS repeat_days", []
     if _scoped_on_postgres(full):
+        # The habits too, in the same read of the member's orders (habits_stage takes them from
+        # here): mode() takes the most frequent hour, the earliest of a tie.
+        measures += f""",
+            mode() WITHIN GROUP (ORDER BY {_local_hour()}) FILTER (WHERE {paid} AND {in_window}) AS hour,
+            GREATEST(COUNT(DISTINCT {_local_day()}) FILTER (WHERE {paid}) - 1, 0) AS repeat_days"""
+        habits, habit_params = "a.hour AS hour, a.repeat_days AS repeat_days", [bounds.window_start]
         aggregate = f"LEFT JOIN LATERAL (SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND o.ordered_at < %s) a ON true"  # nosec B608
     else:
         aggregate = f"""LEFT JOIN (SELECT o.member_id AS member_id, {measures} FROM crm_order o
@@ -243,10 +261,10 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, stored
             COALESCE(a.spend_cents, 0) AS spend_cents, a.max_365 AS max_365,
             CASE WHEN a.all_365 > 0 THEN ROUND(1.0 * a.refunded_365 / a.all_365, 4) ELSE 0 END AS refund_rate,
             COALESCE(a.orders_30, 0) AS orders_30, COALESCE(a.orders_prior, 0) AS orders_prior,
-            {tier_case} AS tier_id, 0 AS held
+            {tier_case} AS tier_id, 0 AS held, {habits}
         FROM {SCOPE} s {aggregate}{"" if full else f" WHERE s.reads = {READ_ALL}"}"""  # nosec B608
         ,
-        tier_params + params,
+        tier_params + params[:-1] + habit_params + params[-1:],
     )
     if stored:
         _rfm_stored(cursor, bounds, ladder, recent, prior, trend_params)
@@ -453,22 +471,12 @@ def habits_stage(cursor, bounds: Bounds, full: bool, stored: bool = False) -> No
     """seg_habits: usual order hour (the most frequent local hour in the window)
     and repeat purchase days (distinct local order days after the first, all
     time), for every member in scope."""
-    hour = _sql(
-        f"EXTRACT(HOUR FROM o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::int",
-        "CAST(strftime('%%H', o.ordered_at, '+8 hours') AS INTEGER)",
-    )
-    day = _sql(f"(o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::date", "date(o.ordered_at, '+8 hours')")
+    hour, day = _local_hour(), _local_day()
     paid = f"o.status = '{OrderStatus.PAID}'"
-    if _scoped_on_postgres(full):
-        # One read of the member's orders: mode() takes the most frequent hour, the earliest of a tie.
+    if _scoped_on_postgres(full):  # the rfm stage read them with the aggregates
         cursor.execute(
-            f"""CREATE TEMP TABLE seg_habits AS
-                SELECT s.member_id AS member_id, h.hour AS hour, h.repeat_days AS repeat_days FROM {SCOPE} s
-                CROSS JOIN LATERAL (SELECT mode() WITHIN GROUP (ORDER BY {hour}) FILTER (WHERE o.ordered_at >= %s) AS hour,
-                        GREATEST(COUNT(DISTINCT {day}) - 1, 0) AS repeat_days
-                    FROM crm_order o WHERE o.member_id = s.member_id AND {paid} AND o.ordered_at < %s) h
-                WHERE s.reads = {READ_ALL}""",  # nosec B608
-            [bounds.window_start, bounds.end],
+            f"""CREATE TEMP TABLE seg_habits AS SELECT r.member_id AS member_id, r.hour AS hour, r.repeat_days AS repeat_days
+                FROM seg_rfm r JOIN {SCOPE} s ON s.member_id = r.member_id WHERE s.reads = {READ_ALL}"""  # nosec B608
         )
     else:
         # Two tables with their indexes, then the join: SQLite joins a derived GROUP BY
