@@ -275,9 +275,10 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     and registrations leaving a window, pins starting or ending, and churn
     bands that moved. With them, what the run reads again: every order and
     order line of the members with new orders or an order leaving the
-    365-day window, the trend counts of those with an order crossing a trend
-    window's edge, the events of those with new events or events leaving the
-    window; the rest cannot have changed (only the day did). None (everyone)
+    365-day window (or entering it: recorded before the last run, dated after
+    its as-of date), the trend counts of those with an order crossing a trend
+    window's edge, the events of those with new events or events leaving or
+    entering the window; the rest cannot have changed (only the day did). None (everyone)
     when there is no earlier run or the rules changed since."""
     previous = RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").first()
     last = RecomputeRun.objects.filter(status=RunStatus.DONE, reason=ChangeReason.NIGHTLY).order_by("-started_at").first()
@@ -299,12 +300,18 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     before, after = recompute.Bounds(prev_as_of), recompute.Bounds(as_of)
     start, end = before.window_start, after.window_start
     lines.update(Order.objects.filter(ordered_at__gte=start, ordered_at__lt=end).values_list("member_id", flat=True))
+    # What entered it though recorded earlier: dated after the earlier as-of date (a pre-order, a clock ahead).
+    entering = {"ordered_at__gte": before.end, "ordered_at__lt": after.end, "id__lte": base.max_order_id}
+    lines.update(Order.objects.filter(**entering).values_list("member_id", flat=True))
     trend: set[int] = set()
     for window in ("recent_start", "prior_start"):
         trend.update(Order.objects.filter(ordered_at__gte=getattr(before, window), ordered_at__lt=getattr(after, window)).values_list("member_id", flat=True))
     trend -= lines
     events: set[int] = set(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
     events.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
+    events.update(
+        EngagementEvent.objects.filter(occurred_at__gte=before.end, occurred_at__lt=after.end, id__lte=base.max_event_id).values_list("member_id", flat=True)
+    )
     ids: set[int] = lines | trend | events
     for days in _recency_thresholds():
         start, end = crossing(days)

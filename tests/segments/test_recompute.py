@@ -462,3 +462,17 @@ def test_the_nightly_run_takes_in_a_member_whose_churn_band_moved_and_nothing_el
     assert scope.members == [moved.pk] and not (scope.lines or scope.trend or scope.events)
     tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
     assert MemberMetrics.objects.get(member=moved).risk_band == band
+
+
+def test_the_nightly_run_counts_an_order_recorded_before_the_last_run_but_dated_after_it():
+    """A pre-order for the next day, imported before the run: on that run's day it lies
+    ahead of the window; the next night it is in it, though it is not a new order then."""
+    member = MemberFactory()
+    orders(member, count=2, total="200", last_days_ago=5)
+    OrderFactory(member=member, amount=Decimal("300"), ordered_at=dt.datetime.combine(AS_OF + dt.timedelta(days=1), dt.time(9), tzinfo=SHANGHAI))
+    tiers_recompute(as_of=AS_OF)
+    assert MemberMetrics.objects.get(member=member).orders_365 == 2
+    scope = nightly_scope(AS_OF + dt.timedelta(days=1))
+    assert member.pk in scope.lines
+    tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
+    assert (MemberMetrics.objects.get(member=member).orders_365, MemberMetrics.objects.get(member=member).spend_365) == (3, Decimal("500.00"))
