@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import AgeBand, Category, Community, Gender, Member
-from segments.models import Circle, MemberMetrics, RiskBand, Tier, Trend
+from segments.models import Circle, MemberMetrics, RecomputeRun, RiskBand, RunStatus, Tier, Trend
 
 V_THRESHOLD_SECONDS = 3600
 
@@ -207,22 +207,21 @@ def circle_count(rules: dict, *, as_of: dt.date | None = None) -> int:
     rules = rules or {}
     ordered = str(rules.get("has_ordered", "true")).lower()
     if rules and not MEMBER_RULES & set(rules) and ordered in ("true", "2"):
-        return _metrics_count(rules, as_of, MemberMetrics.objects.all())
+        return _metrics_count(rules, as_of)
     if ordered in ("false", "3"):
-        from segments.models import RecomputeRun, RunStatus
-
         covered = (
             RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").values_list("max_member_id", flat=True).first()
         )
         if covered is not None:
             unmeasured = Member.objects.filter(id__gt=covered, metrics__isnull=True)
-            return _metrics_count(rules, as_of, MemberMetrics.objects.all()) + circle_queryset(rules, as_of=as_of, queryset=unmeasured).count()
+            return _metrics_count(rules, as_of) + circle_queryset(rules, as_of=as_of, queryset=unmeasured).count()
     return circle_queryset(rules, as_of=as_of).count()
 
 
-def _metrics_count(rules: dict, as_of: dt.date | None, queryset: QuerySet) -> int:
+def _metrics_count(rules: dict, as_of: dt.date | None) -> int:
+    """Members with a metrics row whose rules match, counted on the metrics table."""
     erased = Member.objects.filter(pk=OuterRef("member_id"), erased_at__isnull=False)
-    return _filtered(MetricsCircleFilter(rules, queryset=queryset, as_of=as_of)).filter(~Exists(erased)).count()
+    return _filtered(MetricsCircleFilter(rules, queryset=MemberMetrics.objects.all(), as_of=as_of)).filter(~Exists(erased)).count()
 
 
 def rules_from_cleaned(cleaned: dict) -> dict:
