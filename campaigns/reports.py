@@ -19,7 +19,6 @@ from campaigns.services import coupon_totals
 from crm.models import OrderStatus
 
 
-
 def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float] | None:
     """z and the two-sided p-value for rate x1/n1 against x2/n2 (pooled standard error)."""
     if n1 <= 0 or n2 <= 0:

@@ -45,6 +45,7 @@ from segments.models import (
     Circle,
     CircleMembership,
     ReviewStatus,
+    RiskBand,
     SegmentSettings,
     TierReview,
 )
@@ -551,7 +552,7 @@ def _day_number(column: str) -> str:
     )
 
 
-BANDS = ("", "low", "medium", "high")  # a risk band's number in a fetched array
+BANDS = ("", *RiskBand.values)  # a risk band's number in a fetched array: none, low, medium, high
 
 
 def churn_inputs(cursor, as_of: dt.date, *, staged: bool) -> ChurnInputs:
@@ -764,6 +765,7 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
     members); a scoped run evaluates every circle in one pass over the
     scope's rows (seg_hits) and writes them at once."""
     scope_clause = _member_filter(full)
+    passed: list = []  # the circles seg_hits evaluates (scoped runs)
     if full:
         groups = [[(circle.pk, *_match_sql(circle, as_of, full))] for circle in circles]
     else:
@@ -784,7 +786,7 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
         ids = ", ".join(str(int(pk)) for pk, _sql, _params in group)
         params = [param for _pk, _sql, group_params in group for param in group_params]
         _memberships_sync(cursor, ids, union, params, scope_clause, now)
-    if not full and passed:
+    if passed:
         _drop(cursor, "seg_hits")
     if full:
         for circle in circles:
