@@ -108,6 +108,26 @@ def p_alive(model: str, params: tuple[float, float, float, float], x, t_x, T) ->
     raise FitError(f"unknown model {model!r}")
 
 
+def p_alive_below_after(model: str, params: tuple[float, float, float, float], x, t_x, cut) -> np.ndarray:
+    """The T beyond which P(alive) is below cut, x and t_x staying as they are
+    (P(alive) only falls as T grows); inf when it never is (a BG/NBD one-time
+    buyer, a cut of 0). p_alive solved for T."""
+    r, alpha, a, b = params
+    x = np.asarray(x, dtype=float)
+    t_x = np.asarray(t_x, dtype=float)
+    cut = np.asarray(cut, dtype=float)
+    if model == MBGNBD:
+        k = a / (b + x)
+    elif model == BGNBD:
+        k = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12), 0.0)
+    else:
+        raise FitError(f"unknown model {model!r}")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # P(alive) < cut  <=>  ((alpha + T) / (alpha + t_x)) ** (r + x) > (1 / cut - 1) / k
+        T = (alpha + t_x) * np.exp(np.log((1.0 / cut - 1.0) / k) / (r + x)) - alpha  # noqa: N806
+    return np.where((cut > 0) & (k > 0) & np.isfinite(T), T, np.inf)
+
+
 def expected_purchases(model: str, params: tuple[float, float, float, float], t: float, x, t_x, T) -> np.ndarray:  # noqa: N803
     """Expected number of purchases in the next t time units, given the history."""
     r, alpha, a, b = params

@@ -117,6 +117,8 @@ class MemberMetrics(models.Model):
     p_alive = models.FloatField(_("P(alive)"), null=True, blank=True)
     expected_orders_30d = models.FloatField(_("expected orders (30 days)"), null=True, blank=True)
     risk_band = models.CharField(_("churn risk"), max_length=8, choices=RiskBand.choices, blank=True)
+    # The day the risk band moves if the member does not order again (the nightly run takes him in then).
+    band_moves_on = models.DateField(_("churn risk moves on"), null=True, blank=True, db_index=True)
     # Indexed by (tier, member) below, which serves the tier's own lookups too.
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("tier"), db_index=False)
     tier_since = models.DateTimeField(_("in tier since"), null=True, blank=True)

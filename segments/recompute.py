@@ -594,16 +594,54 @@ def churn_scores(inputs: ChurnInputs, fit: ChurnFit | None, config: SegmentSetti
     return churn.heuristic(inputs.T_days - inputs.t_x_days, gap, CHURN_HORIZON_DAYS)
 
 
-def churn_stage(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray, config: SegmentSettings) -> None:
-    """seg_churn: rounded scores and risk bands of the members with a paid order."""
-    cursor.execute("CREATE TEMP TABLE seg_churn (member_id bigint PRIMARY KEY, p_alive double precision, expected double precision, band varchar(8))")
+BAND_HORIZON_DAYS = 3650  # a band that holds longer than this is stored as not moving (the weekly full run looks again)
+
+
+def band_moves(inputs: ChurnInputs, p: np.ndarray, fit: ChurnFit | None, config: SegmentSettings, as_of: dt.date) -> np.ndarray:
+    """The day (date.toordinal()) on which each member's risk band moves if he
+    does not order again, 0 for not within BAND_HORIZON_DAYS, all 0 under the
+    heuristic (nightly_scope then scores everyone). With x and t_x fixed,
+    P(alive) only falls as days pass: the band moves when it first drops below
+    the next cut-off, solved for T and settled on the test the scores use."""
+    if fit is None or inputs.x.size == 0:
+        return np.zeros(inputs.x.size, dtype=np.int64)
+    unit = 7.0 if fit.time_unit == "week" else 1.0
+    params = (fit.r, fit.alpha, fit.a, fit.b)
+    cut = np.where(p >= config.risk_medium_below, config.risk_medium_below, np.where(p >= config.risk_high_below, config.risk_high_below, 0.0))
+    t_x = inputs.t_x_days / unit
+    crossing = churn.p_alive_below_after(fit.model, params, inputs.x, t_x, cut) * unit  # in days after the first order
+    today = inputs.T_days
+    moves = (crossing < today + BAND_HORIZON_DAYS) & (cut > 0)
+    day = np.maximum(np.floor(np.where(moves, crossing, today)) + 1, today + 1)
+
+    def moved(days: np.ndarray) -> np.ndarray:
+        return churn.p_alive(fit.model, params, inputs.x, t_x, days / unit) < cut
+
+    for _ in range(2):  # the closed form and p_alive round differently by a hair at the cut-off
+        day = np.where(moves & ~moved(day), day + 1, day)
+        earlier = np.maximum(day - 1, today + 1)
+        day = np.where(moves & (earlier < day) & moved(earlier), earlier, day)
+    first = as_of.toordinal() - today
+    return np.where(moves, first + day, 0).astype(np.int64)
+
+
+def churn_stage(cursor, inputs: ChurnInputs, p: np.ndarray, expected: np.ndarray, moves: np.ndarray, config: SegmentSettings) -> None:
+    """seg_churn: rounded scores, risk bands and the day each band moves (band_moves) of the members with a paid order."""
+    cursor.execute(
+        "CREATE TEMP TABLE seg_churn (member_id bigint PRIMARY KEY, p_alive double precision, expected double precision, band varchar(8), moves bigint)"
+    )
     bands = churn.risk_band(p, high_below=config.risk_high_below, medium_below=config.risk_medium_below)
     load_rows(
         "seg_churn",
-        ["member_id", "p_alive", "expected", "band"],
-        zip(inputs.member_ids.tolist(), np.round(p, 3).tolist(), np.round(expected, 3).tolist(), bands.tolist()),
+        ["member_id", "p_alive", "expected", "band", "moves"],
+        zip(inputs.member_ids.tolist(), np.round(p, 3).tolist(), np.round(expected, 3).tolist(), bands.tolist(), moves.tolist()),
     )
     _analyze(cursor, "seg_churn")
+
+
+def _date_of_day_number(column: str) -> str:
+    """A date.toordinal() as a date, in SQL (the reverse of _day_number)."""
+    return _sql(f"(DATE '0001-01-01' + CAST({column} - 1 AS integer))", f"date({column} + 1721424.5)")
 
 
 STAGED = ("seg_rfm", "seg_cat", "seg_habits", "seg_v", "seg_churn")
@@ -646,6 +684,7 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float) -> int:
         "p_alive": "ch.p_alive",
         "expected_orders_30d": "ch.expected",
         "risk_band": "COALESCE(ch.band, '')",
+        "band_moves_on": f"CASE WHEN ch.moves > 0 THEN {_date_of_day_number('ch.moves')} END",
     }
     updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
     return _execute(

@@ -157,7 +157,8 @@ def tiers_recompute(
                 fit = _churn_fit_for(as_of, config, refit=refit if refit is not None else full)
                 inputs = recompute.churn_inputs(cursor, as_of, staged=True)
                 p, expected = recompute.churn_scores(inputs, fit, config)
-                recompute.churn_stage(cursor, inputs, p, expected, config)
+                moves = recompute.band_moves(inputs, p, fit, config, as_of)
+                recompute.churn_stage(cursor, inputs, p, expected, moves, config)
             with stage("write"):
                 recompute.metrics_write(cursor, now=now, trend_ratio=config.trend_ratio)
                 recompute._drop(cursor, *recompute.STAGED)
@@ -279,7 +280,7 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     its as-of date), the trend counts of those with an order crossing a trend
     window's edge, the events of those with new events or events leaving or
     entering the window; the rest cannot have changed (only the day did). None (everyone)
-    when there is no earlier run or the rules changed since."""
+    when there is no earlier run, or the rules or the churn fit changed since."""
     previous = RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").first()
     last = RecomputeRun.objects.filter(status=RunStatus.DONE, reason=ChangeReason.NIGHTLY).order_by("-started_at").first()
     if previous is None:
@@ -324,7 +325,13 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
             Q(starts_on__gt=prev_as_of, starts_on__lte=as_of) | Q(ends_on__gte=prev_as_of, ends_on__lt=as_of)
         ).values_list("member_id", flat=True)
     )
-    ids.update(_risk_band_movers(as_of))
+    fit = _churn_fit_for(as_of, SegmentSettings.current(), refit=False)
+    if fit is None:  # the heuristic, of a shop too small for a fit: score everyone
+        ids.update(_risk_band_movers(as_of, fit))
+    elif fit.fitted_at > base.finished_at:
+        return None  # a fit stored since (churn_fit --save) rates everyone anew
+    else:  # each band moves on a day the run that scored it stored, by index
+        ids.update(MemberMetrics.objects.filter(band_moves_on__lte=as_of).values_list("member_id", flat=True))
     return recompute.NightlyScope(sorted(ids), lines, trend, events)
 
 
@@ -352,10 +359,9 @@ def _registered_thresholds() -> set[int]:
     }
 
 
-def _risk_band_movers(as_of: dt.date) -> list[int]:
+def _risk_band_movers(as_of: dt.date, fit: ChurnFit | None) -> list[int]:
     """Members whose stored churn band differs from today's (P(alive) drifts as time passes)."""
     config = SegmentSettings.current()
-    fit = _churn_fit_for(as_of, config, refit=False)
     with connection.cursor() as cursor:
         inputs = recompute.churn_inputs(cursor, as_of, staged=False)
     if inputs.x.size == 0:

@@ -464,6 +464,45 @@ def test_the_nightly_run_takes_in_a_member_whose_churn_band_moved_and_nothing_el
     assert MemberMetrics.objects.get(member=moved).risk_band == band
 
 
+def test_with_a_fitted_model_the_nightly_run_takes_a_member_in_on_the_days_his_band_moves_and_on_no_other():
+    """The band moves as days pass without an order; the run that scored a member stored the day,
+    and each night takes in by index whoever's day has come, instead of scoring everyone again."""
+    from segments.models import ChurnFit
+    from segments.services import _risk_band_movers
+
+    fit = ChurnFit.objects.create(as_of=AS_OF, model="mbgnbd", time_unit="week", n_members=1000, r=1.0, alpha=0.5, a=0.8, b=1.2, log_likelihood=-1.0)
+    fading, gone = MemberFactory(), MemberFactory()
+    orders(fading, count=3, total="300", last_days_ago=3, spread_days=5)  # x 2, t_x 10, T 13 days: P(alive) 0.69, low
+    orders(gone, count=1, total="100", last_days_ago=200)  # P(alive) 0.02: high, and it stays there
+    tiers_recompute(as_of=AS_OF)
+    assert MemberMetrics.objects.get(member=gone).band_moves_on is None
+    taken, bands = [], [MemberMetrics.objects.get(member=fading).risk_band]
+    for n in range(1, 16):
+        day = AS_OF + dt.timedelta(days=n)
+        scope = nightly_scope(day)
+        assert gone.pk not in scope.members
+        taken.append(fading.pk in scope.members)
+        tiers_recompute_nightly(as_of=day)
+        assert _risk_band_movers(day, fit) == [], day  # every stored band is the band scored today
+        bands.append(MemberMetrics.objects.get(member=fading).risk_band)
+    moves = [bands[n + 1] != bands[n] for n in range(15)]
+    assert bands[0] == "low" and bands[-1] == "high" and sum(moves) == 2
+    assert taken == moves  # in scope on the two days his band moved, and on no other
+
+
+def test_a_churn_fit_stored_after_the_last_run_makes_the_next_nightly_run_score_everyone():
+    from segments.models import ChurnFit
+
+    member = MemberFactory()
+    orders(member, count=3, total="300", last_days_ago=3)
+    tiers_recompute(as_of=AS_OF)
+    assert nightly_scope(AS_OF + dt.timedelta(days=1)) is not None
+    ChurnFit.objects.create(as_of=AS_OF, model="mbgnbd", time_unit="week", n_members=1000, r=1.0, alpha=0.5, a=0.8, b=1.2, log_likelihood=-1.0)
+    assert nightly_scope(AS_OF + dt.timedelta(days=1)) is None
+    run = tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
+    assert run.full and MemberMetrics.objects.get(member=member).band_moves_on is not None  # scored by the new fit
+
+
 def test_the_nightly_run_counts_an_order_recorded_before_the_last_run_but_dated_after_it():
     """A pre-order for the next day, imported before the run: on that run's day it lies
     ahead of the window; the next night it is in it, though it is not a new order then."""
