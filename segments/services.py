@@ -145,8 +145,8 @@ def tiers_recompute(
             with stage("rfm_tiers"):
                 recompute.rfm_stage(cursor, bounds, ladder, full, stored)
                 recompute.pins_apply(cursor, as_of)
-                reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run)
-                changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now)
+                reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run, full)
+                changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now, full=full)
             with stage("lines"):
                 recompute.lines_stage(cursor, bounds, full, stored)
             with stage("habits"):
