@@ -100,7 +100,7 @@ def run(as_of: dt.date) -> None:
         with connection.cursor() as cursor:
             for table in ("segments_membermetrics", "segments_circlemembership", "segments_tierchange"):
                 cursor.execute(f"VACUUM ANALYZE {table}")  # nosec B608 - fixed names
-    # A 2% day: 2% of the members order on the next day; the nightly run follows. Rolled back.
+    # A 2% day: 2% of the members order on the next day (with lines); the nightly run follows. Rolled back.
     next_day = as_of + dt.timedelta(days=1)
     try:
         with transaction.atomic():
@@ -211,24 +211,29 @@ def _floor(as_of: dt.date) -> tuple[float, float]:
 
 
 def _two_percent_day(day: dt.date) -> None:
+    """2% of the members order on the day: one order each of two lines (a third of them one on promotion)."""
     from django.db import connection
 
     from segments import recompute
 
     start = recompute.local_midnight(day) + dt.timedelta(hours=9)
+    if connection.vendor != "postgresql":
+        start = start.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(" ")
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                """INSERT INTO crm_order (order_no, member_id, ordered_at, amount, status, channel, coupon_code)
-                   SELECT 'DAY-' || id, id, %s, 66.60, 'paid', '', '' FROM crm_member WHERE id %% 50 = 7""",
-                [start],
-            )
-        else:
-            cursor.execute(
-                """INSERT INTO crm_order (order_no, member_id, ordered_at, amount, status, channel, coupon_code)
-                   SELECT 'DAY-' || id, id, %s, 66.60, 'paid', '', '' FROM crm_member WHERE id %% 50 = 7""",
-                [start.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(" ")],
-            )
+        cursor.execute(
+            """INSERT INTO crm_order (order_no, member_id, ordered_at, amount, status, channel, coupon_code)
+               SELECT 'DAY-' || id, id, %s, 66.60, 'paid', '', '' FROM crm_member WHERE id %% 50 = 7""",
+            [start],
+        )
+        cursor.execute(
+            """INSERT INTO crm_orderline (order_id, product_id, quantity, unit_price, is_promo)
+               SELECT o.id, p.id, 1, 33.30, (k.k = 1 AND o.member_id %% 3 = 0)
+               FROM crm_order o CROSS JOIN (SELECT 0 AS k UNION ALL SELECT 1) k
+               JOIN (SELECT id, ROW_NUMBER() OVER (ORDER BY id) - 1 AS n, COUNT(*) OVER () AS total FROM crm_product) p
+                 ON p.n = (o.member_id / 50 + k.k) %% p.total
+               WHERE o.ordered_at = %s AND o.order_no LIKE 'DAY-%%'""",
+            [start],
+        )
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ class MemberStandingMixin:
             (_("spend (365 days, M)"), f"¥{metrics.spend_365:,.2f}"),
             (_("orders / spend per month"), f"{metrics.orders_365 / 12:.1f} / ¥{metrics.spend_365 / 12:,.2f}"),
             (_("average order value"), f"¥{metrics.avg_order_value:,.2f}"),
-            (_("trend (30 days against the 90 before)"), f"{metrics.get_trend_display()} ({metrics.orders_30d} / {metrics.orders_prior_90d})"),
+            (_("trend (30 days against the 90 before)"), f"{metrics.get_trend_display()} ({state['orders_30d']} / {state['orders_prior_90d']})"),
             (_("promo share"), f"{metrics.promo_share:.0%}"),
             (_("return rate"), f"{metrics.refund_rate:.0%}"),
             (_("favourite categories"), " / ".join(str(c) for c in (metrics.favourite_category, metrics.second_category) if c) or "-"),

@@ -101,6 +101,8 @@ class MemberMetrics(models.Model):
     spend_365 = models.DecimalField(_("spend (365 days, ¥)"), max_digits=14, decimal_places=2, default=Decimal("0"))
     max_order_365 = models.DecimalField(_("largest order (365 days, ¥)"), max_digits=12, decimal_places=2, default=Decimal("0"))
     avg_order_value = models.DecimalField(_("average order value (¥)"), max_digits=12, decimal_places=2, default=Decimal("0"))
+    # The two counts as the last run that wrote the row saw them: a nightly run leaves
+    # them while the trend they give holds (the member page counts them on the day).
     orders_30d = models.PositiveIntegerField(_("orders (last 30 days)"), default=0)
     orders_prior_90d = models.PositiveIntegerField(_("orders (90 days before those)"), default=0)
     trend = models.CharField(_("trend"), max_length=8, choices=Trend.choices, default=Trend.STEADY)
@@ -119,6 +121,19 @@ class MemberMetrics(models.Model):
     risk_band = models.CharField(_("churn risk"), max_length=8, choices=RiskBand.choices, blank=True)
     # The day the risk band moves if the member does not order again (the nightly run takes him in then).
     band_moves_on = models.DateField(_("churn risk moves on"), null=True, blank=True, db_index=True)
+    # What the favourite categories and the promo share were worked out from, so that a
+    # nightly run can add and take away the lines of the orders entering and leaving the
+    # window instead of reading a member's every line again (recompute.lines_stage): the
+    # window's line value and promo value, the two favourites' values and a bound on any
+    # other category's (NULL: there is none), in fen, covering the paid orders with an id up
+    # to lines_order_id in the window as of lines_as_of. NULL sums: not known, read whole.
+    lines_value_cents = models.BigIntegerField(null=True, blank=True, editable=False)
+    lines_promo_cents = models.BigIntegerField(null=True, blank=True, editable=False)
+    favourite_cents = models.BigIntegerField(null=True, blank=True, editable=False)
+    second_cents = models.BigIntegerField(null=True, blank=True, editable=False)
+    others_cents = models.BigIntegerField(null=True, blank=True, editable=False)
+    lines_as_of = models.DateField(null=True, blank=True, editable=False)
+    lines_order_id = models.BigIntegerField(null=True, blank=True, editable=False)
     # Indexed by (tier, member) below, which serves the tier's own lookups too.
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("tier"), db_index=False)
     tier_since = models.DateTimeField(_("in tier since"), null=True, blank=True)

@@ -14,7 +14,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -143,12 +143,12 @@ def tiers_recompute(
                     cursor.execute("SELECT MAX(member_id) FROM seg_scope")
                     watermarks["max_member_id"] = cursor.fetchone()[0]
             with stage("rfm_tiers"):
-                recompute.rfm_stage(cursor, bounds, ladder, full, stored)
+                recompute.rfm_stage(cursor, bounds, ladder, full, stored, trend_ratio=config.trend_ratio)
                 recompute.pins_apply(cursor, as_of)
                 reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run, full)
                 changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now, full=full)
             with stage("lines"):
-                recompute.lines_stage(cursor, bounds, full, stored)
+                recompute.lines_stage(cursor, bounds, full, stored, max_order_id=watermarks["max_order_id"], since=nightly)
             with stage("habits"):
                 recompute.habits_stage(cursor, bounds, full, stored)
             with stage("v_score"):
@@ -160,7 +160,7 @@ def tiers_recompute(
                 moves = recompute.band_moves(inputs, p, fit, config, as_of)
                 recompute.churn_stage(cursor, inputs, p, expected, moves, config)
             with stage("write"):
-                recompute.metrics_write(cursor, now=now, trend_ratio=config.trend_ratio)
+                recompute.metrics_write(cursor, now=now, trend_ratio=config.trend_ratio, as_of=as_of, max_order_id=watermarks["max_order_id"], full=full)
                 recompute._drop(cursor, *recompute.STAGED)
             with stage("circles"):
                 if full:
@@ -313,7 +313,7 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     events.update(
         EngagementEvent.objects.filter(occurred_at__gte=before.end, occurred_at__lt=after.end, id__lte=base.max_event_id).values_list("member_id", flat=True)
     )
-    ids: set[int] = lines | trend | events
+    ids: set[int] = lines | events  # the members in scope for more than a trend count
     for days in _recency_thresholds():
         start, end = crossing(days)
         ids.update(MemberMetrics.objects.filter(last_order_at__gte=start, last_order_at__lt=end).values_list("member_id", flat=True))
@@ -332,7 +332,9 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
         return None  # a fit stored since (churn_fit --save) rates everyone anew
     else:  # each band moves on a day the run that scored it stored, by index
         ids.update(MemberMetrics.objects.filter(band_moves_on__lte=as_of).values_list("member_id", flat=True))
-    return recompute.NightlyScope(sorted(ids), lines, trend, events)
+    return recompute.NightlyScope(
+        sorted(ids | trend), lines, trend, events, trend_only=trend - ids, base_as_of=base.as_of, base_max_order_id=base.max_order_id
+    )
 
 
 def _rules_changed_since(moment: dt.datetime) -> bool:
@@ -458,8 +460,15 @@ def member_standing(member: Member, *, as_of: dt.date | None = None) -> dict | N
     last_date = timezone.localtime(metrics.last_order_at).date() if metrics.last_order_at else None
     rfm = RFM(recency_days=recency_days(last_date, as_of), orders_365=metrics.orders_365, spend_365=metrics.spend_365)
     current = next((rung for rung in ladder if rung.id == metrics.tier_id), None) or tier_for(rfm, ladder)
+    bounds = recompute.Bounds(as_of)
+    counts = Order.objects.filter(member=member, status=OrderStatus.PAID, ordered_at__gte=bounds.prior_start, ordered_at__lt=bounds.end).aggregate(
+        recent=Count("id", filter=Q(ordered_at__gte=bounds.recent_start)), prior=Count("id", filter=Q(ordered_at__lt=bounds.recent_start))
+    )
     return {
         "metrics": metrics,
+        # Counted here: a nightly run leaves the stored counts as they are while the trend holds.
+        "orders_30d": counts["recent"],
+        "orders_prior_90d": counts["prior"],
         "recency_days": rfm.recency_days,
         "gap": gap_to_next(rfm, current, ladder),
         "expected_next_order": _expected_next_order(metrics, as_of),

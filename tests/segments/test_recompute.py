@@ -273,6 +273,101 @@ def test_the_nightly_run_gives_what_a_full_run_gives_though_it_reads_lines_only_
     assert MemberMetrics.objects.get(member=trending).trend == "falling"
 
 
+def _basket(member, days_ago: int, lines: dict, *, promo: tuple = (), order_amount: str | None = None):
+    """One paid order days_ago days before AS_OF (negative: after it) with a line per product: {product: price}."""
+    from tests.crm.factories import OrderLineFactory
+
+    at = dt.datetime.combine(AS_OF - dt.timedelta(days=days_ago), dt.time(10, 30), tzinfo=SHANGHAI)
+    order = OrderFactory(member=member, amount=Decimal(order_amount or sum(Decimal(price) for price in lines.values())), ordered_at=at)
+    for product, price in lines.items():
+        OrderLineFactory(order=order, product=product, unit_price=Decimal(price), is_promo=product in promo)
+    return order
+
+
+LINE_FIELDS = ["member_id", "favourite_category_id", "second_category_id", "promo_share", "lines_value_cents", "lines_promo_cents",
+               "favourite_cents", "second_cents"]
+
+
+def test_the_nightly_run_adds_and_takes_away_the_lines_that_entered_and_left_the_window_as_a_full_run_reads_them():
+    """Members whose order left the window, who ordered anew, or whose pre-order came into
+    it: their favourites and promo share from the stored sums and the changed orders'
+    lines equal a full run's, also when the favourites swap; where a third category
+    could overtake, the member is read whole."""
+    from tests.crm.factories import CategoryFactory, ProductFactory
+
+    fruit, eggs, greens, meat = (ProductFactory(category=CategoryFactory(name=name)) for name in ("水果", "蛋品", "蔬菜", "肉类"))
+    swapping, growing, preordered, open_race = (MemberFactory() for _ in range(4))
+    _basket(swapping, 364, {fruit: "500", eggs: "40"}, promo=(eggs,))  # leaves on the next day: eggs overtake fruit
+    _basket(swapping, 10, {fruit: "600", greens: "100"})
+    _basket(swapping, 20, {eggs: "800"}, promo=(eggs,))
+    _basket(growing, 50, {fruit: "1000", eggs: "500", greens: "100", meat: "50"})
+    _basket(preordered, 30, {fruit: "300", eggs: "200"})
+    _basket(preordered, -1, {fruit: "50"}, promo=(fruit,))  # recorded now, dated on the next day
+    _basket(open_race, 364, {eggs: "100"})  # eggs fall to 200, below greens' 250: only a full read can tell
+    _basket(open_race, 15, {fruit: "1000", eggs: "200", greens: "250"})
+    tiers_recompute(as_of=AS_OF)
+    assert MemberMetrics.objects.get(member=swapping).favourite_category_id == fruit.category_id
+    _basket(growing, -1, {eggs: "600", meat: "20"}, promo=(meat,))  # eggs overtake fruit; meat stays below
+    snapshot = lambda: sorted(MemberMetrics.objects.values_list(*LINE_FIELDS))  # noqa: E731
+    next_day = AS_OF + dt.timedelta(days=1)
+    assert {swapping.pk, growing.pk, preordered.pk, open_race.pk} <= nightly_scope(next_day).lines
+    tiers_recompute_nightly(as_of=next_day)
+    nightly = snapshot()
+    tiers_recompute(as_of=next_day)
+    assert nightly == snapshot()
+    favourites = dict(MemberMetrics.objects.values_list("member_id", "favourite_category_id"))
+    assert favourites[swapping.pk] == eggs.category_id and favourites[growing.pk] == eggs.category_id
+    assert favourites[preordered.pk] == fruit.category_id
+    assert MemberMetrics.objects.get(member=open_race).second_category_id == greens.category_id
+    assert MemberMetrics.objects.get(member=swapping).promo_share == round(800 / 1500, 4)
+
+
+def test_the_nightly_run_reads_the_lines_of_a_settled_member_only_where_they_changed():
+    """What the stored sums say is taken as it is: a sum altered by hand is carried
+    forward by the nightly run, and a full run reads every line again."""
+    from tests.crm.factories import CategoryFactory, ProductFactory
+
+    fruit, eggs, greens = (ProductFactory(category=CategoryFactory(name=name)) for name in ("水果", "蛋品", "蔬菜"))
+    member = MemberFactory()
+    _basket(member, 364, {fruit: "100"})
+    _basket(member, 10, {fruit: "900", eggs: "500", greens: "100"}, promo=(eggs,))
+    tiers_recompute(as_of=AS_OF)
+    assert MemberMetrics.objects.get(member=member).promo_share == round(500 / 1600, 4)
+    MemberMetrics.objects.filter(member=member).update(lines_promo_cents=0)  # as if no line had been on promotion
+    next_day = AS_OF + dt.timedelta(days=1)
+    tiers_recompute_nightly(as_of=next_day)
+    assert MemberMetrics.objects.get(member=member).promo_share == 0.0  # not read again
+    tiers_recompute(as_of=next_day)
+    assert MemberMetrics.objects.get(member=member).promo_share == round(500 / 1500, 4)
+
+
+def test_a_member_whose_trend_holds_though_an_order_crossed_its_window_is_left_out_of_the_nightly_run():
+    """Only an order crossing a trend window's edge brings these two in: the one whose
+    trend turns is written; the other's trend holds, so the run leaves him be, and his
+    page counts the 30 days and the 90 before on the day, not from the stored row."""
+    from crm.models import Member
+    from segments.services import member_standing
+
+    turning, holding = MemberFactory(), MemberFactory()
+    for days in (29, 29, 60, 119):  # next day: two leave the 30 days, one the 90 before them
+        orders(turning, count=1, total="40", last_days_ago=days)
+    for days in (10, 15, 29, 40):  # next day: one leaves the 30 days; 3 against 1 and 2 against 2 are both rising
+        orders(holding, count=1, total="40", last_days_ago=days)
+    tiers_recompute(as_of=AS_OF)
+    stored = lambda member: MemberMetrics.objects.values_list("trend", "orders_30d", "orders_prior_90d").get(member=member)  # noqa: E731
+    assert (stored(turning)[0], stored(holding)) == ("rising", ("rising", 3, 1))
+    next_day = AS_OF + dt.timedelta(days=1)
+    scope = nightly_scope(next_day)
+    assert scope.trend_only == {turning.pk, holding.pk}
+    run = tiers_recompute_nightly(as_of=next_day)
+    assert run.members == 1 and stored(turning)[0] == "falling"
+    assert stored(holding) == ("rising", 3, 1)  # left as it was
+    standing = member_standing(Member.objects.get(pk=holding.pk), as_of=next_day)
+    assert (standing["orders_30d"], standing["orders_prior_90d"]) == (2, 2)
+    tiers_recompute(as_of=next_day)  # a full run counts again: the same trend
+    assert stored(holding) == ("rising", 2, 2)
+
+
 def test_a_one_member_run_moves_only_that_member_and_follows_edited_rules():
     mover, bystander = MemberFactory(), MemberFactory()
     for member in (mover, bystander):
