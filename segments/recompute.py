@@ -116,7 +116,7 @@ READ_TREND = 1  # the 30- and 120-day order counts: an order crossed a trend win
 READ_ALL = 2  # every order and order line: new orders, an order leaving the 365-day window, everyone in a full run
 
 
-# A scoped run's copy of the stored metrics of its members (scope_create); a full run reads the table itself.
+# A nightly run's copy of the stored metrics of its members (scope_create); other runs read the table itself.
 STORED = "seg_stored"
 STORED_COLUMNS = (
     "member_id", "tier_id", "first_order_at", "last_order_at", "orders_total", "orders_365", "spend_365", "max_order_365", "refund_rate",
@@ -125,9 +125,9 @@ STORED_COLUMNS = (
 )
 
 
-def _stored(full: bool) -> str:
-    """The table holding the stored metrics of the run's members."""
-    return "segments_membermetrics" if full else STORED
+def _stored(stored: bool) -> str:
+    """The table holding the stored metrics of the run's members: a nightly run's copy (stored), else the table itself."""
+    return STORED if stored else "segments_membermetrics"
 
 
 class NightlyScope(NamedTuple):
@@ -166,6 +166,8 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
         ((member, reads(member), int(member in events), int(member in trend_only)) for member in sorted(members)),
     )
     _analyze(cursor, SCOPE)
+    if nightly is None:  # every member read whole: the stages need nothing stored
+        return
     # What the stages read of the stored metrics, in one pass over the table (each stage
     # reading it again scanned the million rows once more, a third of a second each).
     cursor.execute(
@@ -174,11 +176,10 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
     )
     cursor.execute(f"CREATE UNIQUE INDEX {STORED}_member ON {STORED} (member_id)")
     _analyze(cursor, STORED)
-    if nightly is not None:
-        cursor.execute(
-            f"UPDATE {SCOPE} SET reads = {READ_ALL}, events = 1, trend_only = 0 WHERE (reads < {READ_ALL} OR events = 0) AND NOT EXISTS "
-            f"(SELECT 1 FROM {STORED} m WHERE m.member_id = {SCOPE}.member_id)"  # nosec B608
-        )
+    cursor.execute(
+        f"UPDATE {SCOPE} SET reads = {READ_ALL}, events = 1, trend_only = 0 WHERE (reads < {READ_ALL} OR events = 0) AND NOT EXISTS "
+        f"(SELECT 1 FROM {STORED} m WHERE m.member_id = {SCOPE}.member_id)"  # nosec B608
+    )
 
 
 def _member_filter(full: bool, column: str = "member_id", *, only: str = "") -> str:
@@ -378,13 +379,13 @@ def review_needed(
     return None
 
 
-def reviews_hold(cursor, bounds: Bounds, ladder: Sequence[Rung], config: SegmentSettings, run, full: bool) -> int:
+def reviews_hold(cursor, bounds: Bounds, ladder: Sequence[Rung], config: SegmentSettings, run, stored: bool) -> int:
     """Promotions that only the member's one outlying order explains wait for a
     person. Rejected orders do not count towards a tier."""
     ranks = {rung.id: rung.rank for rung in ladder}
     cursor.execute(
         f"""SELECT r.member_id, m.tier_id, r.tier_id FROM seg_rfm r
-            JOIN {_stored(full)} m ON m.member_id = r.member_id
+            JOIN {_stored(stored)} m ON m.member_id = r.member_id
             WHERE r.held = 0 AND m.tier_id IS NOT NULL AND r.tier_id <> m.tier_id AND r.max_365 > %s""",  # nosec B608
         [float(config.review_min_amount)],  # a prefilter; the exact test is review_needed()
     )
@@ -453,13 +454,13 @@ def _rfm_of(rows: Sequence[tuple[int, Decimal, dt.datetime]], as_of: dt.date) ->
     )
 
 
-def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datetime, full: bool) -> int:
+def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datetime, stored: bool) -> int:
     distinct = _distinct()
     changed = _execute(
         cursor,
         f"""INSERT INTO segments_tierchange (member_id, from_tier_id, to_tier_id, at, reason, run_id, note)
             SELECT r.member_id, m.tier_id, r.tier_id, %s, %s, %s, ''
-            FROM seg_rfm r LEFT JOIN {_stored(full)} m ON m.member_id = r.member_id
+            FROM seg_rfm r LEFT JOIN {_stored(stored)} m ON m.member_id = r.member_id
             WHERE m.tier_id {distinct} r.tier_id""",  # nosec B608
         [now, reason, run_id],
     )
@@ -806,7 +807,7 @@ def trend_sql(recent: str, prior: str) -> str:
     )
 
 
-def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.date, max_order_id: int, full: bool) -> int:
+def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.date, max_order_id: int, stored: bool) -> int:
     """One write of every metric and the tier of the members in scope, from
     the stage tables: an update of the rows whose values changed, an insert
     of those not there yet.
@@ -869,7 +870,7 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
                 AND ({" OR ".join(f"segments_membermetrics.{name} {distinct} x.{name}" for name in columns)})""",  # nosec B608
         [now, now, *params],
     )
-    missing = f"r.member_id NOT IN (SELECT member_id FROM {STORED})" if not full else (
+    missing = f"r.member_id NOT IN (SELECT member_id FROM {STORED})" if stored else (
         "NOT EXISTS (SELECT 1 FROM segments_membermetrics m WHERE m.member_id = r.member_id)"
     )
     inserted = _execute(

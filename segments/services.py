@@ -145,8 +145,8 @@ def tiers_recompute(
             with stage("rfm_tiers"):
                 recompute.rfm_stage(cursor, bounds, ladder, full, stored, trend_ratio=config.trend_ratio)
                 recompute.pins_apply(cursor, as_of)
-                reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run, full)
-                changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now, full=full)
+                reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run, stored)
+                changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now, stored=stored)
             with stage("lines"):
                 recompute.lines_stage(cursor, bounds, full, stored, max_order_id=watermarks["max_order_id"], since=nightly)
             with stage("habits"):
@@ -160,7 +160,7 @@ def tiers_recompute(
                 moves = recompute.band_moves(inputs, p, fit, config, as_of)
                 recompute.churn_stage(cursor, inputs, p, expected, moves, config)
             with stage("write"):
-                recompute.metrics_write(cursor, now=now, trend_ratio=config.trend_ratio, as_of=as_of, max_order_id=watermarks["max_order_id"], full=full)
+                recompute.metrics_write(cursor, now=now, trend_ratio=config.trend_ratio, as_of=as_of, max_order_id=watermarks["max_order_id"], stored=stored)
                 recompute._drop(cursor, *recompute.STAGED)
             with stage("circles"):
                 if full:
