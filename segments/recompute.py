@@ -870,8 +870,9 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
                 AND ({" OR ".join(f"segments_membermetrics.{name} {distinct} x.{name}" for name in columns)})""",  # nosec B608
         [now, now, *params],
     )
-    missing = f"r.member_id NOT IN (SELECT member_id FROM {STORED})" if stored else (
-        "NOT EXISTS (SELECT 1 FROM segments_membermetrics m WHERE m.member_id = r.member_id)"
+    missing = (
+        f"r.member_id NOT IN (SELECT member_id FROM {STORED})"  # nosec B608 - names from code
+        if stored else "NOT EXISTS (SELECT 1 FROM segments_membermetrics m WHERE m.member_id = r.member_id)"
     )
     inserted = _execute(
         cursor,
