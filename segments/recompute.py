@@ -137,7 +137,7 @@ class NightlyScope(NamedTuple):
     lines: set[int]  # every order and order line (READ_ALL)
     trend: set[int]  # the 30- and 120-day order counts (READ_TREND)
     events: set[int]  # the events: their V score is computed again
-    trend_only: set[int] = set()  # in scope only for a trend count: dropped when the trend stays as it is
+    trend_only: frozenset[int] | set[int] = frozenset()  # in scope only for a trend count: dropped when the trend stays as it is
     base_as_of: dt.date | None = None  # the last nightly or full run the scope was worked out from
     base_max_order_id: int = 0  # and its order watermark
 
@@ -155,7 +155,7 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
         return
     members = set(member_ids)
     lines, trend, events = (members, set(), members) if nightly is None else (nightly.lines, nightly.trend, nightly.events)
-    trend_only = set() if nightly is None else nightly.trend_only
+    trend_only = frozenset() if nightly is None else nightly.trend_only
 
     def reads(member_id: int) -> int:
         return READ_ALL if member_id in lines else READ_TREND if member_id in trend else READ_STORED
@@ -481,6 +481,12 @@ def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datet
 LINE_SUMS = ("value_cents", "promo_cents", "first_cents", "second_cents", "others_cents")
 
 
+def _line_sums() -> str:
+    """The value and promo value of order lines l, in fen."""
+    value = "l.quantity * l.unit_price"
+    return f"""{_cents(value)} AS value_cents, {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents"""
+
+
 def lines_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, max_order_id: int, since: NightlyScope | None = None) -> None:
     """seg_cat: promo share and the two favourite categories, by spend in the
     window, with the sums they come from (members with lines, up to order
@@ -489,7 +495,7 @@ def lines_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, max
     since: a nightly run's scope. Its members read whole then get the sums
     stored for them plus the lines of orders that entered the window (new,
     or dated into it) less those that left it, where that settles the two
-    favourites (lines_delta); the rest read every line of the window."""
+    favourites (_lines_delta); the rest read every line of the window."""
     cursor.execute(
         """CREATE TEMP TABLE seg_cat (member_id bigint NOT NULL, first_category bigint, second_category bigint, promo_share double precision,
             value_cents bigint, promo_cents bigint, first_cents bigint, second_cents bigint, others_cents bigint, lines_as_of date, lines_order_id bigint)"""
@@ -499,8 +505,7 @@ def lines_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, max
     if delta:
         _lines_delta(cursor, bounds, Bounds(since.base_as_of), since.base_max_order_id, max_order_id)
     unsettled = " AND s.member_id NOT IN (SELECT member_id FROM seg_cat)" if delta else ""
-    value = "l.quantity * l.unit_price"
-    sums = f"""{_cents(value)} AS value_cents, {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents"""
+    sums = _line_sums()
     window = f"o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s AND o.id <= %s"
     if not _scoped_on_postgres(full):
         scope = "" if full else (
@@ -563,8 +568,7 @@ def _lines_delta(cursor, bounds: Bounds, before: Bounds, before_max_order_id: in
     orders in the window (an id above both the last run's watermark and
     lines_order_id). An order between the sums and the last run would have
     brought the member into a run's scope, which wrote the sums again."""
-    value = "l.quantity * l.unit_price"
-    sums = f"""{_cents(value)} AS value_cents, {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents"""
+    sums = _line_sums()
     eligible = f"m.lines_value_cents IS NOT NULL AND m.lines_as_of <= %s AND s.reads = {READ_ALL}"
     part = f"""SELECT o.member_id AS member_id, p.category_id AS category_id, {{sign}} AS sign, {sums}
         FROM crm_order o JOIN {SCOPE} s ON s.member_id = o.member_id JOIN {STORED} m ON m.member_id = o.member_id

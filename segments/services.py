@@ -290,6 +290,9 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     base = last if last and last.started_at > previous.started_at else previous
     if _rules_changed_since(base.started_at):
         return None
+    fit = _churn_fit_for(as_of, SegmentSettings.current(), refit=False)
+    if fit is not None and fit.fitted_at > base.finished_at:
+        return None  # a fit stored since (churn_fit --save) rates everyone anew
     prev_as_of = base.as_of
     if prev_as_of >= as_of:
         prev_as_of = as_of - dt.timedelta(days=1)
@@ -327,11 +330,8 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
             Q(starts_on__gt=prev_as_of, starts_on__lte=as_of) | Q(ends_on__gte=prev_as_of, ends_on__lt=as_of)
         ).values_list("member_id", flat=True)
     )
-    fit = _churn_fit_for(as_of, SegmentSettings.current(), refit=False)
     if fit is None:  # the heuristic, of a shop too small for a fit: score everyone
         ids.update(_risk_band_movers(as_of, fit))
-    elif fit.fitted_at > base.finished_at:
-        return None  # a fit stored since (churn_fit --save) rates everyone anew
     else:  # each band moves on a day the run that scored it stored, by index
         ids.update(MemberMetrics.objects.filter(band_moves_on__lte=as_of).values_list("member_id", flat=True))
     return recompute.NightlyScope(
