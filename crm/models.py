@@ -276,9 +276,10 @@ class Order(models.Model):
             # per-member reads (a nightly run's LATERAL subqueries) find everything they need of an
             # order in the index (PostgreSQL's INCLUDE; other databases index the two fields only).
             models.Index(fields=["member", "ordered_at"], name="order_member_time_idx", include=["status", "amount", "id"]),
-            # The order list, newest first, and date-range filters; with the member and id, the
-            # nightly recompute's search for orders crossing a window's edge reads the index alone.
-            models.Index(fields=["ordered_at"], name="order_time_idx", include=["member", "id"]),
+            # The order list, newest first, and date-range filters; with the member, id and status,
+            # the nightly recompute's search for orders crossing a window's edge, and for the paid
+            # ones among them (recompute.changes_create), reads the index alone.
+            models.Index(fields=["ordered_at"], name="order_time_idx", include=["member", "id", "status"]),
         ]
         constraints = [
             models.UniqueConstraint(fields=["order_no"], name="order_no_unique"),
