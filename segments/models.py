@@ -134,6 +134,11 @@ class MemberMetrics(models.Model):
     others_cents = models.BigIntegerField(null=True, blank=True, editable=False)
     lines_as_of = models.DateField(null=True, blank=True, editable=False)
     lines_order_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    # Likewise for the usual order hour (recompute.habits_stage), over the same orders: the
+    # paid orders at that hour and a bound on any other hour's (NULL: not known, read whole).
+    # The repeat purchase days cover the same orders too, all time.
+    hour_orders = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    next_hour_orders = models.PositiveIntegerField(null=True, blank=True, editable=False)
     # Indexed by (tier, member) below, which serves the tier's own lookups too.
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("tier"), db_index=False)
     tier_since = models.DateTimeField(_("in tier since"), null=True, blank=True)

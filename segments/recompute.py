@@ -122,6 +122,7 @@ STORED_COLUMNS = (
     "member_id", "tier_id", "first_order_at", "last_order_at", "orders_total", "orders_365", "spend_365", "max_order_365", "refund_rate",
     "orders_30d", "orders_prior_90d", "trend", "favourite_category_id", "second_category_id", "promo_share", "usual_order_hour", "repeat_days", "v_score",
     "lines_value_cents", "lines_promo_cents", "favourite_cents", "second_cents", "others_cents", "lines_as_of", "lines_order_id",
+    "hour_orders", "next_hour_orders",
 )
 
 
@@ -147,7 +148,8 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
     and what the run reads again for each (reads, events): everything, unless
     a nightly scope says less. A member without a metrics row yet is read whole."""
     cursor.execute(
-        f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL, trend_only smallint NOT NULL DEFAULT 0)"
+        f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL, "
+        "trend_only smallint NOT NULL DEFAULT 0)"
     )
     if member_ids is None:
         cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM crm_member")  # nosec B608
@@ -180,6 +182,47 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
         f"UPDATE {SCOPE} SET reads = {READ_ALL}, events = 1, trend_only = 0 WHERE (reads < {READ_ALL} OR events = 0) AND NOT EXISTS "
         f"(SELECT 1 FROM {STORED} m WHERE m.member_id = {SCOPE}.member_id)"  # nosec B608
     )
+
+
+CHANGED = "seg_changed"
+
+
+def changes_create(cursor, bounds: Bounds, since: NightlyScope | None, *, max_order_id: int) -> Bounds | None:
+    """For a nightly run, seg_changed: the paid orders that changed what the
+    stored order lines and habits of its members read whole were worked out
+    from, since the last nightly or full run (its bounds are returned; None
+    when the run does not go by difference). Each with a sign: -1 for an
+    order that left the window (dated between the two window starts), +1 for
+    one dated into it (between the two as-of dates), both among the orders the
+    stored values cover (id up to lines_order_id), and +1 for a new order (an
+    id above both the last run's watermark and lines_order_id, up to this
+    run's), whatever its date. An order between the stored values and the
+    last run would have brought the member into a run's scope, which wrote
+    them again. The members taken (_taken) are those whose stored values
+    are known and were not worked out ahead of that run; lines_stage and
+    habits_stage read the others whole."""
+    if since is None or since.base_as_of is None or since.base_as_of > bounds.as_of:
+        return None
+    before = Bounds(since.base_as_of)
+    part = f"""SELECT o.member_id AS member_id, o.id AS order_id, {{sign}} AS sign, o.ordered_at AS ordered_at
+        FROM crm_order o JOIN {SCOPE} s ON s.member_id = o.member_id JOIN {STORED} m ON m.member_id = o.member_id
+        WHERE o.status = '{OrderStatus.PAID}' AND {{orders}} AND {_taken(before)}"""  # nosec B608 - names from code
+    parts = [
+        (-1, "o.ordered_at >= %s AND o.ordered_at < %s AND o.id <= m.lines_order_id", [before.window_start, bounds.window_start]),
+        (1, "o.ordered_at >= %s AND o.ordered_at < %s AND o.id <= m.lines_order_id", [before.end, bounds.end]),
+        (1, "o.id > %s AND o.id > m.lines_order_id AND o.id <= %s AND o.ordered_at < %s", [since.base_max_order_id, max_order_id, bounds.end]),
+    ]
+    cursor.execute(
+        f"CREATE TEMP TABLE {CHANGED} AS {' UNION ALL '.join(part.format(sign=sign, orders=orders) for sign, orders, _params in parts)}",  # nosec B608
+        [param for _sign, _orders, params in parts for param in params],
+    )
+    _analyze(cursor, CHANGED)
+    return before
+
+
+def _taken(base: Bounds) -> str:
+    """Whether a run going by difference from base takes member s (the scope) with stored values m."""
+    return f"s.reads = {READ_ALL} AND m.lines_value_cents IS NOT NULL AND m.lines_as_of <= '{base.as_of.isoformat()}'"
 
 
 def _member_filter(full: bool, column: str = "member_id", *, only: str = "") -> str:
@@ -253,10 +296,11 @@ def tier_case_sql(ladder: Sequence[Rung], bounds: Bounds, *, last: str, orders: 
     return f"CASE {' '.join(cases)} ELSE {int(catch_all.id)} END", params
 
 
-def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, stored: bool = False, *, trend_ratio: float) -> None:
+def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, stored: bool = False, *, trend_ratio: float, max_order_id: int) -> None:
     """seg_rfm: one row per member in scope with the order aggregates and the ladder's tier.
 
-    The members read whole get the aggregates of their orders; the others keep
+    The members read whole get the aggregates of their orders up to the run's
+    watermark (max_order_id: a later order is new to the next run); the others keep
     their stored ones, the trend counts recounted where an order crossed a
     trend window's edge (nothing else of theirs can have changed: see nightly_scope)."""
     in_window = "o.ordered_at >= %s"
@@ -273,20 +317,14 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, stored
             SUM(CASE WHEN {in_window} AND o.status <> '{OrderStatus.PAID}' THEN 1 ELSE 0 END) AS refunded_365,
             SUM(CASE WHEN {in_window} THEN 1 ELSE 0 END) AS all_365,
             {recent} AS orders_30, {prior} AS orders_prior"""
-    habits, habit_params = "NULL AS hour, 0 AS repeat_days", []
+    counted = "o.ordered_at < %s AND o.id <= %s"
     if _scoped_on_postgres(full):
-        # The habits too, in the same read of the member's orders (habits_stage takes them from
-        # here): mode() takes the most frequent hour, the earliest of a tie.
-        measures += f""",
-            mode() WITHIN GROUP (ORDER BY {_local_hour()}) FILTER (WHERE {paid} AND {in_window}) AS hour,
-            GREATEST(COUNT(DISTINCT {_local_day()}) FILTER (WHERE {paid}) - 1, 0) AS repeat_days"""
-        habits, habit_params = "a.hour AS hour, a.repeat_days AS repeat_days", [bounds.window_start]
-        aggregate = f"LEFT JOIN LATERAL (SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND o.ordered_at < %s) a ON true"  # nosec B608
+        aggregate = f"LEFT JOIN LATERAL (SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND {counted}) a ON true"  # nosec B608
     else:
         aggregate = f"""LEFT JOIN (SELECT o.member_id AS member_id, {measures} FROM crm_order o
-            WHERE o.ordered_at < %s{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")} GROUP BY o.member_id) a ON a.member_id = s.member_id"""  # nosec B608
+            WHERE {counted}{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")} GROUP BY o.member_id) a ON a.member_id = s.member_id"""  # nosec B608
     trend_params = [bounds.recent_start, bounds.prior_start, bounds.recent_start]
-    params: list = [bounds.window_start] * 5 + trend_params + [bounds.end]
+    params: list = [bounds.window_start] * 5 + trend_params + [bounds.end, max_order_id]
     tier_case, tier_params = tier_case_sql(ladder, bounds, last="a.last_at", orders="COALESCE(a.orders_365, 0)", spend_cents="COALESCE(a.spend_cents, 0)")
     cursor.execute(
         f"""CREATE TEMP TABLE seg_rfm AS
@@ -295,33 +333,23 @@ def rfm_stage(cursor, bounds: Bounds, ladder: Sequence[Rung], full: bool, stored
             COALESCE(a.spend_cents, 0) AS spend_cents, a.max_365 AS max_365,
             CASE WHEN a.all_365 > 0 THEN ROUND(1.0 * a.refunded_365 / a.all_365, 4) ELSE 0 END AS refund_rate,
             COALESCE(a.orders_30, 0) AS orders_30, COALESCE(a.orders_prior, 0) AS orders_prior,
-            {tier_case} AS tier_id, 0 AS held, {habits}
+            {tier_case} AS tier_id, 0 AS held
         FROM {SCOPE} s {aggregate}{"" if full else f" WHERE s.reads = {READ_ALL}"}"""  # nosec B608
         ,
-        tier_params + params[:-1] + habit_params + params[-1:],
+        tier_params + params,
     )
     if stored:
-        _rfm_stored(cursor, bounds, ladder, recent, prior, trend_params)
+        _rfm_stored(cursor, bounds, ladder, recent, prior, trend_params, trend_ratio)
     cursor.execute("CREATE UNIQUE INDEX seg_rfm_member ON seg_rfm (member_id)")
-    if stored:
-        _trend_holders_drop(cursor, trend_ratio)
 
 
-def _trend_holders_drop(cursor, trend_ratio: float) -> None:
-    """Members in a nightly scope only because an order crossed a trend window's
-    edge, whose trend stays what it was, leave the run: nothing else of theirs
-    can have changed, and writing their counts alone was a third of the run.
-    Their stored counts then lag the day; the member page counts them live."""
-    holders = f"""SELECT r.member_id FROM seg_rfm r JOIN {SCOPE} s ON s.member_id = r.member_id JOIN {STORED} m ON m.member_id = r.member_id
-        WHERE s.trend_only = 1 AND m.trend = {trend_sql("r.orders_30", "r.orders_prior")}"""  # nosec B608 - names from code
-    cursor.execute(f"CREATE TEMP TABLE seg_holders AS {holders}", [trend_ratio, trend_ratio])  # nosec B608
-    cursor.execute(f"DELETE FROM {SCOPE} WHERE member_id IN (SELECT member_id FROM seg_holders)")  # nosec B608
-    cursor.execute("DELETE FROM seg_rfm WHERE member_id IN (SELECT member_id FROM seg_holders)")
-    _drop(cursor, "seg_holders")
+def _rfm_stored(cursor, bounds: Bounds, ladder: Sequence[Rung], recent: str, prior: str, trend_params: list, trend_ratio: float) -> None:
+    """The stored aggregates of the members not read whole, their tier evaluated today.
 
-
-def _rfm_stored(cursor, bounds: Bounds, ladder: Sequence[Rung], recent: str, prior: str, trend_params: list) -> None:
-    """The stored aggregates of the members not read whole, their tier evaluated today."""
+    Members in the scope only because an order crossed a trend window's edge,
+    whose trend stays what it was, leave the run: nothing else of theirs can
+    have changed, and writing their counts alone was a third of the run. Their
+    stored counts then lag the day; the member page counts them live."""
     counts = f"COALESCE({recent}, 0) AS orders_30, COALESCE({prior}, 0) AS orders_prior"
     since = "o.ordered_at >= %s AND o.ordered_at < %s"  # the trend windows only: a third of the 365 days
     if connection.vendor == "postgresql":
@@ -338,9 +366,10 @@ def _rfm_stored(cursor, bounds: Bounds, ladder: Sequence[Rung], recent: str, pri
             SELECT s.member_id, m.first_order_at, m.last_order_at, m.orders_total, m.orders_365, {spend}, m.max_order_365, m.refund_rate,
                 {recount.format("orders_30", "orders_30d")}, {recount.format("orders_prior", "orders_prior_90d")}, {tier_case}, 0
             FROM {SCOPE} s JOIN {STORED} m ON m.member_id = s.member_id {trend}
-            WHERE s.reads < {READ_ALL}""",  # nosec B608
-        tier_params + trend_params + [bounds.prior_start, bounds.end],
+            WHERE s.reads < {READ_ALL} AND NOT (s.trend_only = 1 AND m.trend = {trend_sql("COALESCE(t.orders_30, 0)", "COALESCE(t.orders_prior, 0)")})""",  # nosec B608
+        tier_params + trend_params + [bounds.prior_start, bounds.end, trend_ratio, trend_ratio],
     )
+    cursor.execute(f"DELETE FROM {SCOPE} WHERE trend_only = 1 AND member_id NOT IN (SELECT member_id FROM seg_rfm)")  # nosec B608 - names from code
 
 
 def pins_apply(cursor, as_of: dt.date) -> int:
@@ -487,24 +516,23 @@ def _line_sums() -> str:
     return f"""{_cents(value)} AS value_cents, {_cents(f"CASE WHEN l.is_promo THEN {value} ELSE 0 END")} AS promo_cents"""
 
 
-def lines_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, max_order_id: int, since: NightlyScope | None = None) -> None:
+def lines_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, max_order_id: int, base: Bounds | None = None) -> None:
     """seg_cat: promo share and the two favourite categories, by spend in the
     window, with the sums they come from (members with lines, up to order
     max_order_id: the run's watermark, which the sums then cover).
 
-    since: a nightly run's scope. Its members read whole then get the sums
-    stored for them plus the lines of orders that entered the window (new,
-    or dated into it) less those that left it, where that settles the two
-    favourites (_lines_delta); the rest read every line of the window."""
+    base: the bounds of the last run, when this one goes by difference
+    (changes_create). The members it takes get the sums stored for them plus
+    the lines of the orders that entered the window less those that left it,
+    where that settles the two favourites (_lines_delta); the rest read every
+    line of the window."""
     cursor.execute(
         """CREATE TEMP TABLE seg_cat (member_id bigint NOT NULL, first_category bigint, second_category bigint, promo_share double precision,
             value_cents bigint, promo_cents bigint, first_cents bigint, second_cents bigint, others_cents bigint, lines_as_of date, lines_order_id bigint)"""
     )
-    # Not from a run dated ahead of this one (its sums may lack orders still in this window).
-    delta = since is not None and since.base_as_of is not None and since.base_as_of <= bounds.as_of
-    if delta:
-        _lines_delta(cursor, bounds, Bounds(since.base_as_of), since.base_max_order_id, max_order_id)
-    unsettled = " AND s.member_id NOT IN (SELECT member_id FROM seg_cat)" if delta else ""
+    if base is not None:
+        _lines_delta(cursor, bounds, base)
+    unsettled = " AND s.member_id NOT IN (SELECT member_id FROM seg_cat)" if base is not None else ""
     sums = _line_sums()
     window = f"o.status = '{OrderStatus.PAID}' AND o.ordered_at >= %s AND o.ordered_at < %s AND o.id <= %s"
     if not _scoped_on_postgres(full):
@@ -554,39 +582,21 @@ def lines_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, max
     _analyze(cursor, "seg_cat")
 
 
-def _lines_delta(cursor, bounds: Bounds, before: Bounds, before_max_order_id: int, max_order_id: int) -> None:
-    """Into seg_cat, the members read whole whose stored sums, plus the lines that
-    entered the window less those that left it since the last nightly run
-    (before), settle the two favourites: each must stay above any other
-    category's bound. Members whose sums are not known, or were worked out
-    ahead of that run, or whose favourites the change leaves open, are not
-    added (the caller reads them whole).
-
-    What changed, per member: orders that left the window (dated between the two
-    window starts) and orders dated into it (between the two as-of dates),
-    both among the orders the sums cover (id up to lines_order_id); and new
-    orders in the window (an id above both the last run's watermark and
-    lines_order_id). An order between the sums and the last run would have
-    brought the member into a run's scope, which wrote the sums again."""
-    sums = _line_sums()
-    eligible = f"m.lines_value_cents IS NOT NULL AND m.lines_as_of <= %s AND s.reads = {READ_ALL}"
-    part = f"""SELECT o.member_id AS member_id, p.category_id AS category_id, {{sign}} AS sign, {sums}
-        FROM crm_order o JOIN {SCOPE} s ON s.member_id = o.member_id JOIN {STORED} m ON m.member_id = o.member_id
-            JOIN crm_orderline l ON l.order_id = o.id JOIN crm_product p ON p.id = l.product_id
-        WHERE o.status = '{OrderStatus.PAID}' AND {{orders}} AND {eligible}
-        GROUP BY o.member_id, p.category_id"""  # nosec B608
-    parts = [
-        (-1, "o.ordered_at >= %s AND o.ordered_at < %s AND o.id <= m.lines_order_id", [before.window_start, bounds.window_start]),
-        (1, "o.ordered_at >= %s AND o.ordered_at < %s AND o.id <= m.lines_order_id", [before.end, bounds.end]),
-        (1, "o.id > %s AND o.id > m.lines_order_id AND o.id <= %s AND o.ordered_at >= %s AND o.ordered_at < %s",
-         [before_max_order_id, max_order_id, bounds.window_start, bounds.end]),
-    ]
+def _lines_delta(cursor, bounds: Bounds, base: Bounds) -> None:
+    """Into seg_cat, the members taken by difference (_taken) whose
+    stored sums, plus the lines of the changed orders (changes_create) in the
+    window now less those that left it, settle the two favourites: each must
+    stay above any other category's bound. The others are not added (the
+    caller reads them whole)."""
     cursor.execute(
         f"""CREATE TEMP TABLE seg_dcat AS
             SELECT member_id, category_id, SUM(sign * value_cents) AS value_cents, SUM(sign * promo_cents) AS promo_cents
-            FROM ({" UNION ALL ".join(part.format(sign=sign, orders=orders) for sign, orders, _params in parts)}) changed
-            GROUP BY member_id, category_id""",  # nosec B608
-        [param for _sign, _orders, params in parts for param in [*params, before.as_of]],
+            FROM (SELECT o.member_id AS member_id, p.category_id AS category_id, o.sign AS sign, {_line_sums()}
+                  FROM {CHANGED} o JOIN crm_orderline l ON l.order_id = o.order_id JOIN crm_product p ON p.id = l.product_id
+                  WHERE o.sign < 0 OR o.ordered_at >= %s
+                  GROUP BY o.member_id, p.category_id, o.sign) changed
+            GROUP BY member_id, category_id""",  # nosec B608 - names from code
+        [bounds.window_start],
     )
     _analyze(cursor, "seg_dcat")
     other = f"d.category_id {_distinct()} m.favourite_category_id AND d.category_id {_distinct()} m.second_category_id"
@@ -602,10 +612,9 @@ def _lines_delta(cursor, bounds: Bounds, before: Bounds, before_max_order_id: in
                 CASE WHEN m.others_cents IS NULL THEN NULL
                     ELSE m.others_cents + COALESCE(MAX(CASE WHEN {other} AND d.value_cents > 0 THEN d.value_cents END), 0) END AS bound
             FROM {SCOPE} s JOIN {STORED} m ON m.member_id = s.member_id LEFT JOIN seg_dcat d ON d.member_id = s.member_id
-            WHERE {eligible}
+            WHERE {_taken(base)}
             GROUP BY m.member_id, m.favourite_category_id, m.second_category_id, m.favourite_cents, m.second_cents,
-                m.lines_value_cents, m.lines_promo_cents, m.others_cents""",  # nosec B608
-        [before.as_of],
+                m.lines_value_cents, m.lines_promo_cents, m.others_cents"""  # nosec B608
     )
     first = "(x.c2 IS NULL OR x.v1 > x.v2 OR (x.v1 = x.v2 AND x.c1 < x.c2))"
     cursor.execute(
@@ -624,48 +633,124 @@ def _lines_delta(cursor, bounds: Bounds, before: Bounds, before_max_order_id: in
     _drop(cursor, "seg_dcat", "seg_dsum")
 
 
-def habits_stage(cursor, bounds: Bounds, full: bool, stored: bool = False) -> None:
-    """seg_habits: usual order hour (the most frequent local hour in the window)
-    and repeat purchase days (distinct local order days after the first, all
-    time), for every member in scope."""
+def habits_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, max_order_id: int, base: Bounds | None = None) -> None:
+    """seg_habits: usual order hour (the most frequent local hour of the paid
+    orders in the window, the earliest of a tie) with its orders and a bound
+    on any other hour's, and repeat purchase days (distinct local days of paid
+    orders after the first, all time), for every member in scope, counting
+    the orders up to max_order_id.
+
+    base: as in lines_stage. The members it takes get their stored counts
+    plus those of the changed orders, where that settles the hour and every
+    added order is dated after what was counted (_habits_delta); the rest
+    read their orders again."""
+    cursor.execute(
+        "CREATE TEMP TABLE seg_habits (member_id bigint NOT NULL, hour integer, hour_orders integer, next_hour_orders integer, repeat_days integer)"
+    )
+    if base is not None:
+        _habits_delta(cursor, bounds, base)
     hour, day = _local_hour(), _local_day()
-    paid = f"o.status = '{OrderStatus.PAID}'"
-    if _scoped_on_postgres(full):  # the rfm stage read them with the aggregates
-        cursor.execute(
-            f"""CREATE TEMP TABLE seg_habits AS SELECT r.member_id AS member_id, r.hour AS hour, r.repeat_days AS repeat_days
-                FROM seg_rfm r JOIN {SCOPE} s ON s.member_id = r.member_id WHERE s.reads = {READ_ALL}"""  # nosec B608
-        )
-    else:
-        # Two tables with their indexes, then the join: SQLite joins a derived GROUP BY
-        # table by rescanning it for every member (one statement ran for over 20 minutes at 100k).
-        cursor.execute(
-            f"""CREATE TEMP TABLE seg_hours AS
-                SELECT member_id, hour FROM (
-                    SELECT member_id, hour, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
-                    FROM (SELECT o.member_id AS member_id, {hour} AS hour, COUNT(*) AS orders FROM crm_order o
-                          WHERE {paid} AND o.ordered_at >= %s AND o.ordered_at < %s{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")}
-                          GROUP BY o.member_id, {hour}) counted) ranked
-                WHERE position = 1""",  # nosec B608
-            [bounds.window_start, bounds.end],
-        )
-        cursor.execute(
-            f"""CREATE TEMP TABLE seg_days AS
-                SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) - 1 AS repeat_days FROM crm_order o
-                WHERE {paid} AND o.ordered_at < %s{_member_filter(full, "o.member_id", only=f"reads = {READ_ALL}")}
-                GROUP BY o.member_id""",  # nosec B608
-            [bounds.end],
-        )
-        cursor.execute("CREATE UNIQUE INDEX seg_hours_member ON seg_hours (member_id)")
-        cursor.execute("CREATE UNIQUE INDEX seg_days_member ON seg_days (member_id)")
-        cursor.execute(
-            f"""CREATE TEMP TABLE seg_habits AS
-                SELECT s.member_id AS member_id, h.hour AS hour, COALESCE(d.repeat_days, 0) AS repeat_days
-                FROM {SCOPE} s LEFT JOIN seg_hours h ON h.member_id = s.member_id LEFT JOIN seg_days d ON d.member_id = s.member_id
-                WHERE s.reads = {READ_ALL}"""  # nosec B608
-        )
-        _drop(cursor, "seg_hours", "seg_days")
-    _stored_copy(cursor, "seg_habits", {"hour": "m.usual_order_hour", "repeat_days": "m.repeat_days"}, stored)
+    paid = f"o.status = '{OrderStatus.PAID}' AND o.id <= %s"
+    settled = " AND {0}member_id NOT IN (SELECT member_id FROM seg_habits)" if base is not None else ""
+
+    def whole(alias: str = "") -> str:  # the scope's members read again
+        return f"{alias}reads = {READ_ALL}{settled.format(alias)}"
+
+    counts = {
+        "seg_hour_counts": (f"{hour} AS hour, COUNT(*) AS orders", f"{paid} AND o.ordered_at >= %s AND o.ordered_at < %s", "GROUP BY", [bounds.window_start, bounds.end]),
+        "seg_days": (f"COUNT(DISTINCT {day}) - 1 AS repeat_days", f"{paid} AND o.ordered_at < %s", "", [bounds.end]),
+    }
+    for table, (measures, condition, group, params) in counts.items():
+        if _scoped_on_postgres(full):  # through the (member, time) index, member by member (see rfm_stage)
+            cursor.execute(
+                f"""CREATE TEMP TABLE {table} AS SELECT s.member_id AS member_id, c.* FROM {SCOPE} s CROSS JOIN LATERAL (
+                        SELECT {measures} FROM crm_order o WHERE o.member_id = s.member_id AND {condition} {group and f"{group} 1"}) c
+                    WHERE {whole("s.")}""",  # nosec B608 - names from code
+                [max_order_id, *params],
+            )
+        else:
+            cursor.execute(
+                f"""CREATE TEMP TABLE {table} AS SELECT o.member_id AS member_id, {measures} FROM crm_order o
+                    WHERE {condition}{_member_filter(full, "o.member_id", only=whole())}
+                    GROUP BY o.member_id{", " + hour if group else ""}""",  # nosec B608 - names from code
+                [max_order_id, *params],
+            )
+    # Two tables with their indexes, then the join: SQLite joins a derived GROUP BY
+    # table by rescanning it for every member (one statement ran for over 20 minutes at 100k).
+    cursor.execute(
+        """CREATE TEMP TABLE seg_hours AS
+            SELECT member_id, MAX(CASE WHEN position = 1 THEN hour END) AS hour, MAX(CASE WHEN position = 1 THEN orders END) AS hour_orders,
+                COALESCE(MAX(CASE WHEN position = 2 THEN orders END), 0) AS next_hour_orders
+            FROM (SELECT member_id, hour, orders, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY orders DESC, hour) AS position
+                  FROM seg_hour_counts) ranked
+            WHERE position <= 2
+            GROUP BY member_id"""
+    )
+    cursor.execute("CREATE UNIQUE INDEX seg_hours_member ON seg_hours (member_id)")
+    cursor.execute("CREATE UNIQUE INDEX seg_days_member ON seg_days (member_id)")
+    cursor.execute(
+        f"""INSERT INTO seg_habits (member_id, hour, hour_orders, next_hour_orders, repeat_days)
+            SELECT s.member_id, h.hour, COALESCE(h.hour_orders, 0), COALESCE(h.next_hour_orders, 0),
+                CASE WHEN d.repeat_days > 0 THEN d.repeat_days ELSE 0 END
+            FROM {SCOPE} s LEFT JOIN seg_hours h ON h.member_id = s.member_id LEFT JOIN seg_days d ON d.member_id = s.member_id
+            WHERE {whole("s.")}"""  # nosec B608 - names from code
+    )
+    _drop(cursor, "seg_hour_counts", "seg_hours", "seg_days")
+    _stored_copy(
+        cursor,
+        "seg_habits",
+        {"hour": "m.usual_order_hour", "hour_orders": "m.hour_orders", "next_hour_orders": "m.next_hour_orders", "repeat_days": "m.repeat_days"},
+        stored,
+    )
     cursor.execute("CREATE UNIQUE INDEX seg_habits_member ON seg_habits (member_id)")
+
+
+def _habits_delta(cursor, bounds: Bounds, base: Bounds) -> None:
+    """Into seg_habits, the members taken by difference whose usual hour the
+    changed orders settle, and whose added orders are all dated after the
+    last run's as-of day (so each adds its local day if it is a new one).
+
+    The stored hour h had c orders, every other hour at most n, and the hours
+    before h fewer than c (the earliest of a tie wins). Each hour's count
+    moves by the changed orders at that hour, d(hour); h stays the usual hour
+    when its new count c + d(h) is at least 1, above every earlier hour's
+    bound min(n, c - 1) + max(0, d), and not below every later one's n + max(0, d)."""
+    hour, day = _local_hour(), _local_day()
+    cursor.execute(
+        f"""CREATE TEMP TABLE seg_dhours AS SELECT o.member_id AS member_id, {hour} AS hour, SUM(o.sign) AS d FROM {CHANGED} o
+            WHERE o.sign < 0 OR o.ordered_at >= %s GROUP BY o.member_id, {hour}""",  # nosec B608 - names from code
+        [bounds.window_start],
+    )
+    cursor.execute(
+        f"""CREATE TEMP TABLE seg_ddays AS SELECT o.member_id AS member_id, COUNT(DISTINCT {day}) AS days,
+                SUM(CASE WHEN o.ordered_at < %s THEN 1 ELSE 0 END) AS backdated
+            FROM {CHANGED} o WHERE o.sign > 0 GROUP BY o.member_id""",  # nosec B608 - names from code
+        [base.end],
+    )
+    _analyze(cursor, "seg_dhours", "seg_ddays")
+    cursor.execute(
+        f"""CREATE TEMP TABLE seg_dhabits AS
+            SELECT m.member_id AS member_id, m.usual_order_hour AS hour, m.repeat_days AS repeat_days, m.first_order_at AS first_order_at,
+                m.hour_orders + COALESCE(SUM(CASE WHEN d.hour = m.usual_order_hour THEN d.d END), 0) AS c,
+                CASE WHEN m.next_hour_orders < m.hour_orders - 1 THEN m.next_hour_orders ELSE m.hour_orders - 1 END
+                    + COALESCE(MAX(CASE WHEN d.hour < m.usual_order_hour AND d.d > 0 THEN d.d END), 0) AS earlier,
+                m.next_hour_orders + COALESCE(MAX(CASE WHEN d.hour > m.usual_order_hour AND d.d > 0 THEN d.d END), 0) AS later,
+                COALESCE(MAX(d.d), 0) AS added
+            FROM {SCOPE} s JOIN {STORED} m ON m.member_id = s.member_id LEFT JOIN seg_dhours d ON d.member_id = s.member_id
+            WHERE {_taken(base)} AND m.hour_orders IS NOT NULL
+            GROUP BY m.member_id, m.usual_order_hour, m.repeat_days, m.first_order_at, m.hour_orders, m.next_hour_orders"""  # nosec B608
+    )
+    cursor.execute(
+        """INSERT INTO seg_habits (member_id, hour, hour_orders, next_hour_orders, repeat_days)
+            SELECT x.member_id, x.hour, CASE WHEN x.hour IS NULL THEN 0 ELSE x.c END,
+                CASE WHEN x.hour IS NULL THEN 0 WHEN x.earlier > x.later THEN x.earlier ELSE x.later END,
+                CASE WHEN y.days IS NULL THEN x.repeat_days WHEN x.first_order_at IS NULL THEN y.days - 1 ELSE x.repeat_days + y.days END
+            FROM seg_dhabits x LEFT JOIN seg_ddays y ON y.member_id = x.member_id
+            WHERE COALESCE(y.backdated, 0) = 0
+                AND CASE WHEN x.hour IS NULL THEN CASE WHEN x.added > 0 THEN 0 ELSE 1 END  -- no paid order in the window before; a new one: read whole
+                    WHEN x.c >= 1 AND x.c > x.earlier AND x.c >= x.later THEN 1 ELSE 0 END = 1"""
+    )
+    _drop(cursor, "seg_dhours", "seg_ddays", "seg_dhabits")
 
 
 def v_stage(cursor, bounds: Bounds, config: SegmentSettings, full: bool, stored: bool = False) -> None:
@@ -800,7 +885,7 @@ def _date_of_day_number(column: str) -> str:
     return _sql(f"(DATE '0001-01-01' + CAST({column} - 1 AS integer))", f"date({column} + 1721424.5)")
 
 
-STAGED = ("seg_rfm", "seg_cat", "seg_habits", "seg_v", "seg_churn", STORED)
+STAGED = ("seg_rfm", "seg_cat", "seg_habits", "seg_v", "seg_churn", STORED, CHANGED)
 
 
 def trend_sql(recent: str, prior: str) -> str:
@@ -848,6 +933,8 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
         "lines_as_of": "COALESCE(c.lines_as_of, %s)",
         "lines_order_id": "COALESCE(c.lines_order_id, %s)",
         "usual_order_hour": "h.hour",
+        "hour_orders": "h.hour_orders",
+        "next_hour_orders": "h.next_hour_orders",
         "repeat_days": "COALESCE(h.repeat_days, 0)",
         "v_score": "COALESCE(v.v_score, 0)",
         "p_alive": "ch.p_alive",

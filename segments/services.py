@@ -139,18 +139,19 @@ def tiers_recompute(
             }
             with stage("scope"):
                 recompute.scope_create(cursor, member_ids, nightly)
+                base = recompute.changes_create(cursor, bounds, nightly, max_order_id=watermarks["max_order_id"])
                 if full:
                     cursor.execute("SELECT MAX(member_id) FROM seg_scope")
                     watermarks["max_member_id"] = cursor.fetchone()[0]
             with stage("rfm_tiers"):
-                recompute.rfm_stage(cursor, bounds, ladder, full, stored, trend_ratio=config.trend_ratio)
+                recompute.rfm_stage(cursor, bounds, ladder, full, stored, trend_ratio=config.trend_ratio, max_order_id=watermarks["max_order_id"])
                 recompute.pins_apply(cursor, as_of)
                 reviews = recompute.reviews_hold(cursor, bounds, ladder, config, run, stored)
                 changes = recompute.tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now, stored=stored)
             with stage("lines"):
-                recompute.lines_stage(cursor, bounds, full, stored, max_order_id=watermarks["max_order_id"], since=nightly)
+                recompute.lines_stage(cursor, bounds, full, stored, max_order_id=watermarks["max_order_id"], base=base)
             with stage("habits"):
-                recompute.habits_stage(cursor, bounds, full, stored)
+                recompute.habits_stage(cursor, bounds, full, stored, max_order_id=watermarks["max_order_id"], base=base)
             with stage("v_score"):
                 recompute.v_stage(cursor, bounds, config, full, stored)
             with stage("churn"):

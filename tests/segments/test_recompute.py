@@ -341,6 +341,73 @@ def test_the_nightly_run_reads_the_lines_of_a_settled_member_only_where_they_cha
     assert MemberMetrics.objects.get(member=member).promo_share == round(500 / 1500, 4)
 
 
+def _at(member, days_ago: int, hour: int, *, status: str = OrderStatus.PAID):
+    """One order days_ago days before AS_OF (negative: after it) at hour:30, Shanghai time."""
+    at = dt.datetime.combine(AS_OF - dt.timedelta(days=days_ago), dt.time(hour, 30), tzinfo=SHANGHAI)
+    return OrderFactory(member=member, amount=Decimal("50"), ordered_at=at, status=status)
+
+
+HABIT_FIELDS = ["member_id", "usual_order_hour", "hour_orders", "repeat_days"]
+
+
+def test_the_nightly_run_moves_the_usual_hour_and_repeat_days_by_the_changed_orders_as_a_full_run_counts_them():
+    """The usual hour (the earliest of a tie) and the repeat purchase days after orders
+    leave the window and new ones come: equal to a full run's, whether the stored
+    counts settle them or the member is read again."""
+    loses_hour, keeps_hour, later_tie, earlier_tie, backdated, first_paid, refunded_only = (MemberFactory() for _ in range(7))
+    for days, hour in ((364, 8), (30, 8), (20, 19), (10, 19)):  # 8 o'clock loses its leaving order: 19 is the usual hour then
+        _at(loses_hour, days, hour)
+    for days, hour in ((364, 11), (30, 8), (25, 8), (20, 19)):  # the leaving order is not at the usual hour
+        _at(keeps_hour, days, hour)
+    for days, hour in ((40, 9), (30, 9), (20, 21)):
+        _at(later_tie, days, hour)
+    for days, hour in ((40, 12), (30, 12), (20, 6)):
+        _at(earlier_tie, days, hour)
+    for days, hour in ((40, 10), (30, 10)):
+        _at(backdated, days, hour)
+    _at(first_paid, 15, 9, status=OrderStatus.REFUNDED)
+    _at(refunded_only, 15, 9, status=OrderStatus.REFUNDED)
+    tiers_recompute(as_of=AS_OF)
+    stored = {member_id: (hour, repeat) for member_id, hour, _orders, repeat in MemberMetrics.objects.values_list(*HABIT_FIELDS)}
+    assert stored[loses_hour.pk] == (8, 3) and stored[earlier_tie.pk] == (12, 2) and stored[first_paid.pk] == (None, 0)
+    _at(later_tie, -1, 21)  # two at 21 against two at 9: 9 stays, the earlier of the tie
+    _at(earlier_tie, -1, 6)  # two at 6 against two at 12: 6 becomes the usual hour
+    _at(backdated, 30, 14)  # imported late, on a day already counted: no new day
+    _at(first_paid, -1, 7)  # the first paid order: a day, and no repeat yet
+    _at(first_paid, -1, 20)  # the same day again
+    _at(keeps_hour, -1, 19)
+    _at(keeps_hour, -2, 19)  # a pre-order for the day after: not counted yet
+    next_day = AS_OF + dt.timedelta(days=1)
+    assert {loses_hour.pk, keeps_hour.pk, later_tie.pk, earlier_tie.pk, backdated.pk, first_paid.pk} <= nightly_scope(next_day).lines
+    tiers_recompute_nightly(as_of=next_day)
+    nightly = sorted(MemberMetrics.objects.values_list(*HABIT_FIELDS))
+    tiers_recompute(as_of=next_day)
+    assert nightly == sorted(MemberMetrics.objects.values_list(*HABIT_FIELDS))
+    habits = {member_id: (hour, repeat) for member_id, hour, _orders, repeat in nightly}
+    assert habits[loses_hour.pk] == (19, 3)
+    assert habits[keeps_hour.pk] == (8, 4)  # 8 and 19 tie at two: 8 is earlier
+    assert habits[later_tie.pk] == (9, 3) and habits[earlier_tie.pk] == (6, 3)
+    assert habits[backdated.pk] == (10, 1)
+    assert habits[first_paid.pk] == (7, 0)
+    assert habits[refunded_only.pk] == (None, 0)
+
+
+def test_the_nightly_run_counts_the_habits_of_a_settled_member_only_where_they_changed():
+    """What the stored counts say is taken as it is: repeat days altered by hand are
+    carried forward by the nightly run (plus the new day), and a full run counts again."""
+    member = MemberFactory()
+    for days in (40, 30, 20):
+        _at(member, days, 9)
+    tiers_recompute(as_of=AS_OF)
+    MemberMetrics.objects.filter(member=member).update(repeat_days=40)
+    _at(member, -1, 9)
+    next_day = AS_OF + dt.timedelta(days=1)
+    tiers_recompute_nightly(as_of=next_day)
+    assert MemberMetrics.objects.get(member=member).repeat_days == 41  # not read again
+    tiers_recompute(as_of=next_day)
+    assert (MemberMetrics.objects.get(member=member).repeat_days, MemberMetrics.objects.get(member=member).hour_orders) == (3, 4)
+
+
 def test_a_member_whose_trend_holds_though_an_order_crossed_its_window_is_left_out_of_the_nightly_run():
     """Only an order crossing a trend window's edge brings these two in: the one whose
     trend turns is written; the other's trend holds, so the run leaves him be, and his
