@@ -705,7 +705,7 @@ def habits_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, ma
 def _habits_delta(cursor, bounds: Bounds, base: Bounds) -> None:
     """Into seg_habits, the members taken by difference whose usual hour the
     changed orders settle, and whose added orders are all dated after the
-    last run's as-of day (so each adds its local day if it is a new one).
+    last run's as-of day (so that none of their local days was counted yet).
 
     The stored hour h had c orders, every other hour at most n, and the hours
     before h fewer than c (the earliest of a tie wins). Each hour's count

@@ -276,14 +276,15 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     tasks), members whose recency crossed a rule's day count, orders, events
     and registrations leaving a window, pins starting or ending, and churn
     bands whose stored move day has come. With them, what the run reads
-    again: every order of the members with new orders or an order leaving the
-    365-day window (or entering it: recorded before the last run, dated after
-    its as-of date), and their order lines by difference (lines_stage); the
-    trend counts of those with an order crossing a trend window's edge (who
-    leave the run if that is all and their trend holds: trend_only); the
-    events of those with new events or events leaving or entering the
-    window; the rest cannot have changed (only the day did). None (everyone)
-    when there is no earlier run, or the rules or the churn fit changed since."""
+    again: the order aggregates of the members with new orders or an order
+    leaving the 365-day window (or entering it: recorded before the last run,
+    dated after its as-of date), with their order lines and habits by
+    difference (recompute.changes_create); the trend counts of those with an
+    order crossing a trend window's edge (who leave the run if that is all
+    and their trend holds: trend_only); the events of those with new events
+    or events leaving or entering the window; the rest cannot have changed
+    (only the day did). None (everyone) when there is no earlier run, or the
+    rules or the churn fit changed since."""
     previous = RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").first()
     last = RecomputeRun.objects.filter(status=RunStatus.DONE, reason=ChangeReason.NIGHTLY).order_by("-started_at").first()
     if previous is None:
