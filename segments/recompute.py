@@ -148,8 +148,7 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
     and what the run reads again for each (reads, events): everything, unless
     a nightly scope says less. A member without a metrics row yet is read whole."""
     cursor.execute(
-        f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL, "
-        "trend_only smallint NOT NULL DEFAULT 0)"
+        f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL, trend_only smallint NOT NULL DEFAULT 0)"
     )
     if member_ids is None:
         cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM crm_member")  # nosec B608
@@ -651,10 +650,10 @@ def habits_stage(cursor, bounds: Bounds, full: bool, stored: bool = False, *, ma
         _habits_delta(cursor, bounds, base)
     hour, day = _local_hour(), _local_day()
     paid = f"o.status = '{OrderStatus.PAID}' AND o.id <= %s"
-    settled = " AND {0}member_id NOT IN (SELECT member_id FROM seg_habits)" if base is not None else ""
 
-    def whole(alias: str = "") -> str:  # the scope's members read again
-        return f"{alias}reads = {READ_ALL}{settled.format(alias)}"
+    def whole(alias: str = "") -> str:  # the scope's members read again: those the difference did not settle
+        unsettled = f" AND {alias}member_id NOT IN (SELECT member_id FROM seg_habits)" if base is not None else ""  # nosec B608 - names from code
+        return f"{alias}reads = {READ_ALL}{unsettled}"
 
     def per_member(measures: str, condition: str, by_hour: bool) -> str:
         """The measures of each member read again, by hour or not."""
