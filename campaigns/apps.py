@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save
 from django.utils.translation import gettext_lazy as _
 
@@ -9,10 +10,11 @@ class CampaignsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from campaigns import privacy, signals
+        from campaigns import privacy, signals, split
         from crm.importing.jobs import import_committed
         from crm.models import Order
 
         post_save.connect(signals.order_saved, sender=Order, dispatch_uid="campaigns.order_saved")
         import_committed.connect(signals.import_committed, dispatch_uid="campaigns.import_committed")
         privacy.register()
+        connection_created.connect(split.register, dispatch_uid="campaigns.split_bucket")

@@ -18,22 +18,11 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, DeliveryStatus, SkipReason
 from campaigns.policy import Rules, send_times_by_hour
+from campaigns.split import CAMPAIGN_CONTROL, CAMPAIGN_VARIANT, bucket_sql
 from crm.models import Channel, Member, OrderLine, OrderStatus
 from segments.models import CircleMembership
 
 CONTACT_COLUMN = {Channel.SMS: "mobile", Channel.WECOM: "wechat_unionid", Channel.EMAIL: "email", Channel.PUSH: "external_id"}
-# A fixed pseudo-random split by member and campaign: the same member always
-# falls in the same bucket of a campaign, so a re-run never moves him. The
-# control group and the variant split use different multipliers, so that the
-# two draws are independent of each other.
-BUCKET_PRIME = 4294967291
-BUCKET = "((m.id * {multiplier} + {salt}) %% " + str(BUCKET_PRIME) + ") %% 10000"
-CONTROL_MULTIPLIER, VARIANT_MULTIPLIER = 2654435761, 2246822519
-
-
-def bucket(member_id: int, multiplier: int, salt: int) -> int:
-    """BUCKET computed in Python, for a split decided outside SQL (a journey's control group)."""
-    return (member_id * multiplier + salt) % BUCKET_PRIME % 10000
 # Marketing messages that count against the frequency cap.
 CAPPED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 
@@ -69,17 +58,18 @@ def audience(campaign: Campaign, *, now: dt.datetime | None = None) -> QuerySet[
 
 
 def _variant_case(campaign: Campaign) -> tuple[str, list]:
-    """Split the members who are sent between the variants by their shares."""
+    """Split the members who are sent between the variants by their shares
+    (campaigns.split: a draw of its own, independent of the control group's)."""
     variants = list(campaign.variants.order_by("label").values_list("pk", "share"))
     if not variants:
         return "CAST(NULL AS BIGINT)", []
-    bucket, salt = BUCKET.format(multiplier=VARIANT_MULTIPLIER, salt="%s"), campaign.pk * 7919 + 1
+    bucket, bucket_params = bucket_sql(CAMPAIGN_VARIANT, campaign.pk)
     total = sum(share for _pk, share in variants) or 1
     parts, params, upto = [], [], 0
     for pk, share in variants[:-1]:
         upto += share * 10000 // total
         parts.append(f"WHEN {bucket} < %s THEN %s")
-        params += [salt, upto, pk]
+        params += [*bucket_params, upto, pk]
     if not parts:
         return "%s", [variants[0][0]]
     return f"CASE {' '.join(parts)} ELSE %s END", [*params, variants[-1][0]]
@@ -108,8 +98,9 @@ class Source:
 
 def campaign_source(campaign: Campaign, now: dt.datetime) -> Source:
     """A campaign: its audience, minus members already in its outbox, with a
-    fixed pseudo-random control group."""
+    control group drawn for this campaign (campaigns.split)."""
     audience_sql, audience_params = audience(campaign, now=now).values("id").query.sql_with_params()
+    control_sql, control_params = bucket_sql(CAMPAIGN_CONTROL, campaign.pk)
     return Source(
         from_sql="crm_member m",
         with_sql="reached AS MATERIALIZED (SELECT member_id FROM campaigns_delivery WHERE campaign_id = %s AND enrolment_id IS NULL)",
@@ -117,8 +108,8 @@ def campaign_source(campaign: Campaign, now: dt.datetime) -> Source:
         where_sql=f"m.id IN ({audience_sql}) "  # nosec B608 - the ORM's own SQL
         f"AND NOT EXISTS (SELECT 1 FROM reached r WHERE r.member_id = m.id)",
         where_params=[*audience_params],
-        control_sql=f"{BUCKET.format(multiplier=CONTROL_MULTIPLIER, salt='%s')} < %s",
-        control_params=[campaign.pk, campaign.control_share * 100],
+        control_sql=f"{control_sql} < %s",
+        control_params=[*control_params, campaign.control_share * 100],
     )
 
 

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
-from campaigns.audience import CONTROL_MULTIPLIER, COLUMNS, Source, bucket, select_sql
+from campaigns.audience import COLUMNS, Source, select_sql
 from campaigns.models import (
     Delivery,
     DeliveryStatus,
@@ -36,6 +36,7 @@ from campaigns.models import (
     SkipReason,
 )
 from campaigns.policy import Rules
+from campaigns.split import JOURNEY_CONTROL, bucket
 from crm.models import Consent, Member, Order, OrderStatus
 from segments.models import CircleMembership, TierChange
 
@@ -112,8 +113,8 @@ def _is_leap(year: int) -> bool:
 
 
 def _in_control(member_id: int, journey: Journey) -> bool:
-    """The same fixed split as a campaign's control group (campaigns.audience.BUCKET), salted by the journey."""
-    return bucket(member_id, CONTROL_MULTIPLIER, journey.pk * 7919 + 3) < journey.control_share * 100
+    """A draw of the journey's own, like a campaign's control group (campaigns.split)."""
+    return bucket(JOURNEY_CONTROL, journey.pk, member_id) < journey.control_share * 100
 
 
 def enrol(journey: Journey, now: dt.datetime) -> int:
