@@ -9,6 +9,7 @@ import datetime as dt
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
 from django.http import HttpResponseRedirect
@@ -291,7 +292,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return campaign
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        campaign = Campaign.objects.filter(pk=object_id).first()
+        campaign = self.get_object(request, unquote(object_id))  # None for a malformed or unknown id: the admin's redirect
         extra = {"campaign": campaign, "steps": self._steps(request, campaign) if campaign else []}
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 

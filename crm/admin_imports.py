@@ -107,6 +107,8 @@ class ImportJobAdmin(admin.ModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not str(object_id).isdigit():  # "abc", "1'": the admin's usual "does not exist" answer
+            return self._get_obj_does_not_exist_redirect(request, self.model._meta, object_id)
         return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[object_id]))
 
     def _job(self, request, job_id: int, *, acting: bool = False) -> ImportJob:

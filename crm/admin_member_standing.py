@@ -8,6 +8,7 @@ This is the one place where the member admin composes from the other apps
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +24,21 @@ TIER_HISTORY_ON_PAGE = 30
 MESSAGES_ON_PAGE = 10
 
 
-class TierListFilter(admin.SimpleListFilter):
+class ChoiceListFilter(admin.SimpleListFilter):
+    """A value that is not one of the filter's choices (a mistyped ?tier=abc) is
+    the admin's usual "?e=1" answer, not a query that fails."""
+
+    def chosen(self) -> str | None:
+        value = self.value()
+        if value and not self.is_valid(value):
+            raise IncorrectLookupParameters(value)
+        return value
+
+    def is_valid(self, value: str) -> bool:
+        return value in {str(choice) for choice, _label in self.lookup_choices}
+
+
+class TierListFilter(ChoiceListFilter):
     title = _("tier")
     parameter_name = "tier"
 
@@ -31,10 +46,10 @@ class TierListFilter(admin.SimpleListFilter):
         return [(str(tier.pk), str(tier)) for tier in Tier.objects.all()]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(metrics__tier_id=self.value()) if self.value() else queryset
+        return queryset.filter(metrics__tier_id=tier) if (tier := self.chosen()) else queryset
 
 
-class CircleListFilter(admin.SimpleListFilter):
+class CircleListFilter(ChoiceListFilter):
     title = _("circle")
     parameter_name = "circle"
 
@@ -42,10 +57,14 @@ class CircleListFilter(admin.SimpleListFilter):
         return [(str(circle.pk), circle.name) for circle in Circle.objects.filter(active=True)]
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(circle_memberships__circle_id=self.value()) if self.value() else queryset
+        return queryset.filter(circle_memberships__circle_id=circle) if (circle := self.chosen()) else queryset
+
+    def is_valid(self, value: str) -> bool:
+        """Any circle: the circle list links its inactive ones here too."""
+        return value.isdigit() and len(value) < 18 and Circle.objects.filter(pk=int(value)).exists()
 
 
-class RiskListFilter(admin.SimpleListFilter):
+class RiskListFilter(ChoiceListFilter):
     title = _("churn risk")
     parameter_name = "risk"
 
@@ -53,7 +72,7 @@ class RiskListFilter(admin.SimpleListFilter):
         return RiskBand.choices
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(metrics__risk_band=self.value()) if self.value() else queryset
+        return queryset.filter(metrics__risk_band=band) if (band := self.chosen()) else queryset
 
 
 def _metrics(member: Member):

@@ -3,6 +3,9 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from campaigns.views import sms_replies
+from crm.admin_changelist import harden
+
+harden(admin.site)  # after every app's admin module has registered (autodiscover runs first)
 
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
