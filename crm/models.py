@@ -326,6 +326,7 @@ class EngagementKind(models.TextChoices):
     INVITE = "invite", _("friend invited")
     GROUP_MESSAGE = "group_message", _("group message")
     ORGANISED_GROUP_BUY = "organised_group_buy", _("group-buy organised")
+    UGC = "ugc", _("user content")
 
 
 class EngagementEvent(models.Model):

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "axes",
     "crm.apps.CrmConfig",
     "segments.apps.SegmentsConfig",
+    "loyalty.apps.LoyaltyConfig",
     "campaigns.apps.CampaignsConfig",
 ]
 

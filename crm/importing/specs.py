@@ -353,6 +353,8 @@ _EVENT_KINDS = {
     "organised_group_buy": EngagementKind.ORGANISED_GROUP_BUY,
     "组织拼团": EngagementKind.ORGANISED_GROUP_BUY,
     "发起拼团": EngagementKind.ORGANISED_GROUP_BUY,
+    "ugc": EngagementKind.UGC,
+    "用户内容": EngagementKind.UGC,
 }
 
 
@@ -366,7 +368,7 @@ class EventSpec(Spec):
             "类型",
             choice_parser(
                 _EVENT_KINDS,
-                gettext_lazy("use share, invite, group_message or organised_group_buy (分享/邀请/群消息/组织拼团)"),
+                gettext_lazy("use share, invite, group_message, organised_group_buy or ugc (分享/邀请/群消息/组织拼团/用户内容)"),
             ),
             required=True,
         ),

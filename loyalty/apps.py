@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_save
+from django.utils.translation import gettext_lazy as _
+
+
+class LoyaltyConfig(AppConfig):
+    name = "loyalty"
+    verbose_name = _("Rights and points")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from crm.importing.jobs import import_committed
+        from crm.models import EngagementEvent, Member, Order
+        from loyalty import signals
+
+        post_save.connect(signals.member_saved, sender=Member, dispatch_uid="loyalty.member_saved")
+        post_save.connect(signals.order_saved, sender=Order, dispatch_uid="loyalty.order_saved")
+        post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_saved")
+        import_committed.connect(signals.import_committed, dispatch_uid="loyalty.import_committed")

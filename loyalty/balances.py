@@ -1,0 +1,101 @@
+"""A member's balances as stored projections of the ledgers, and the check that they agree.
+
+At a moment T (the balance's computed_at):
+- growth: the sum of the growth entries;
+- points: the sum of the points entries; pending: of those not yet available
+  at T (an award and its reversal carry the same dates, so they net out);
+  available = points - pending;
+- expiring (within 30 days of T): what is left of the lots that expire by T +
+  30 days once everything spent is taken from the oldest lots first. Lots
+  expire in the order they were earned, so that is the sum of those lots plus
+  every entry without an expiry (redemptions, expiries, deductions: all
+  negative), and never below zero.
+
+The same sums write the balances (refresh) and recompute them for the
+check (loyalty_check), each at the balance's own moment."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import connection
+from django.utils import timezone
+
+from loyalty.awards import SCOPE
+
+SCOPE_IDS = f"SELECT member_id FROM {SCOPE}"
+
+EXPIRING_DAYS = 30
+
+
+EXPIRING = "CASE WHEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) > 0 THEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) ELSE 0 END"
+
+
+def _growth_sums(where: str) -> str:
+    return f"SELECT e.member_id, SUM(e.amount) AS total FROM loyalty_growthentry e WHERE {where} GROUP BY e.member_id"  # nosec B608
+
+
+def _points_sums(moment: str, horizon: str, where: str, join: str = "") -> str:
+    """Per member: total, pending at moment, lots due by horizon, and everything spent."""
+    return f"""SELECT e.member_id, SUM(e.amount) AS total,
+                      SUM(CASE WHEN e.available_at > {moment} THEN e.amount ELSE 0 END) AS pending,
+                      SUM(CASE WHEN e.expires_at <= {horizon} THEN e.amount ELSE 0 END) AS due,
+                      SUM(CASE WHEN e.expires_at IS NULL THEN e.amount ELSE 0 END) AS spent
+                 FROM loyalty_pointsentry e {join} WHERE {where} GROUP BY e.member_id"""  # nosec B608
+
+
+def _scope_sql(scoped: bool) -> str:
+    if scoped:
+        return f"SELECT member_id FROM {SCOPE}"
+    return "SELECT member_id FROM loyalty_growthentry UNION SELECT member_id FROM loyalty_pointsentry"
+
+
+def balances_refresh(cursor, *, scoped: bool, now: dt.datetime | None = None) -> int:
+    """Write the balances of the members in scope (or of everyone with an entry) as of now."""
+    now = now or timezone.now()
+    scope = _scope_sql(scoped)
+    where = f"e.member_id IN ({SCOPE_IDS})" if scoped else "1 = 1"
+    cursor.execute(
+        f"""INSERT INTO loyalty_balance (member_id, growth, points, pending, expiring, computed_at)
+            SELECT s.member_id, COALESCE(g.total, 0), COALESCE(p.total, 0), COALESCE(p.pending, 0), {EXPIRING}, %s
+              FROM ({scope}) s
+              LEFT JOIN ({_growth_sums(where)}) g ON g.member_id = s.member_id
+              LEFT JOIN ({_points_sums("%s", "%s", where)}) p ON p.member_id = s.member_id
+             WHERE 1 = 1
+            ON CONFLICT (member_id) DO UPDATE SET growth = excluded.growth, points = excluded.points,
+                pending = excluded.pending, expiring = excluded.expiring, computed_at = excluded.computed_at""",  # nosec B608
+        [now, now, now + dt.timedelta(days=EXPIRING_DAYS)],
+    )
+    return cursor.rowcount
+
+
+def balances_differing(cursor, *, limit: int = 100) -> list[dict]:
+    """Members whose stored balance differs from their ledgers at the balance's own computed_at,
+    or who have entries and no balance at all (then the stored columns are empty)."""
+    at_balance = f"JOIN (SELECT member_id, computed_at, {_horizon_sql('computed_at')} AS horizon FROM loyalty_balance) x ON x.member_id = e.member_id"
+    cursor.execute(
+        f"""SELECT c.* FROM (
+                SELECT b.member_id, b.growth AS stored_growth, b.points AS stored_points, b.pending AS stored_pending,
+                       b.expiring AS stored_expiring, COALESCE(g.total, 0) AS growth, COALESCE(p.total, 0) AS points,
+                       COALESCE(p.pending, 0) AS pending, {EXPIRING} AS expiring
+                  FROM loyalty_balance b
+                  LEFT JOIN ({_growth_sums("1 = 1")}) g ON g.member_id = b.member_id
+                  LEFT JOIN ({_points_sums("x.computed_at", "x.horizon", "1 = 1", at_balance)}) p ON p.member_id = b.member_id
+            ) c
+             WHERE c.stored_growth <> c.growth OR c.stored_points <> c.points OR c.stored_pending <> c.pending
+                OR c.stored_expiring <> c.expiring
+            UNION ALL
+            SELECT m.member_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+              FROM ({_scope_sql(False)}) m
+             WHERE NOT EXISTS (SELECT 1 FROM loyalty_balance b WHERE b.member_id = m.member_id)
+             LIMIT %s""",  # nosec B608
+        [limit],
+    )
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _horizon_sql(column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"{column} + interval '{EXPIRING_DAYS} days'"
+    return f"datetime({column}, '+{EXPIRING_DAYS} days')"

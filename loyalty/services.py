@@ -1,0 +1,276 @@
+"""The entry points of the loyalty programme: settle the ledgers (everyone, a
+night's changes, or some members), expire points, redeem, adjust, and the
+rights a member has. Admin, tasks, signals and commands call these.
+
+One settle is one transaction: the entries (awards.py) and the balances of
+the members they touch (balances.py) commit together, under a lock that
+keeps two settles from computing the same members at once (a second waits;
+the unique entry key would make it harmless anyway)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from crm.models import EngagementEvent, Member, Order
+from loyalty.awards import SCOPE, Moves, ledger_settle, local_midnight
+from loyalty.balances import EXPIRING_DAYS, balances_refresh
+from loyalty.models import (
+    Adjustment,
+    Balance,
+    GrowthEntry,
+    Ledger,
+    LoyaltySettings,
+    PointsEntry,
+    Redemption,
+    Right,
+    RuleCode,
+    SettleRun,
+    SourceKind,
+)
+from segments.models import MemberMetrics, Tier
+
+LOCK_KEY = 0x10_7A17  # pg_advisory_xact_lock key of a settle
+
+
+class RedemptionError(Exception):
+    """A redemption that cannot be made, with the reason to show."""
+
+
+def _lock(cursor) -> None:
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+
+
+def _scope_create(cursor, member_ids: Sequence[int] | None = None, *, select: str = "", params: Sequence = ()) -> int:
+    """The temp table of the members a scoped settle covers, from ids or from a SELECT of member ids."""
+    cursor.execute(f"DROP TABLE IF EXISTS {SCOPE}")
+    cursor.execute(f"CREATE TEMP TABLE {SCOPE} (member_id BIGINT PRIMARY KEY)")
+    if member_ids is not None:
+        cursor.executemany(f"INSERT INTO {SCOPE} (member_id) VALUES (%s)", [(m,) for m in sorted(set(member_ids))])  # nosec B608
+    else:
+        cursor.execute(f"INSERT INTO {SCOPE} (member_id) SELECT DISTINCT member_id FROM ({select}) s WHERE member_id IS NOT NULL", params)  # nosec B608
+    if connection.vendor == "postgresql":
+        cursor.execute(f"ANALYZE {SCOPE}")
+    cursor.execute(f"SELECT COUNT(*) FROM {SCOPE}")
+    return cursor.fetchone()[0]
+
+
+def _scope_drop(cursor) -> None:
+    cursor.execute(f"DROP TABLE IF EXISTS {SCOPE}")
+
+
+def _watermarks() -> dict:
+    return {
+        "max_order_id": Order.objects.aggregate(m=Max("id"))["m"] or 0,
+        "max_event_id": EngagementEvent.objects.aggregate(m=Max("id"))["m"] or 0,
+        "max_member_id": Member.objects.aggregate(m=Max("id"))["m"] or 0,
+    }
+
+
+def ledgers_settle(*, member_ids: Sequence[int] | None = None, now: dt.datetime | None = None, scope: str = "") -> SettleRun:
+    """Award and reverse what the rules say for these members (None: everyone), and write their balances."""
+    now = now or timezone.now()
+    run = SettleRun.objects.create(started_at=now, scope=scope or ("members" if member_ids is not None else "all"), **_watermarks())
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor)
+        scoped = member_ids is not None
+        if scoped:
+            run.members = _scope_create(cursor, member_ids)
+        written = ledger_settle(cursor, Ledger.GROWTH, scoped=scoped, now=now) + ledger_settle(cursor, Ledger.POINTS, scoped=scoped, now=now)
+        refreshed = balances_refresh(cursor, scoped=scoped, now=now)
+        if scoped:
+            _scope_drop(cursor)
+        run.members = run.members or refreshed
+        run.entries = written.entries
+        run.finished_at = timezone.now()
+        run.save()
+    return run
+
+
+def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
+    """The members the night can have changed: new members, orders and events since the last run
+    (a refund or an edit in the admin or an import is settled by its own per-member task), and
+    those whose points become available or enter the 30-day expiry window since then."""
+    now = now or timezone.now()
+    last = SettleRun.objects.filter(finished_at__isnull=False, scope__in=["all", "nightly"]).order_by("-started_at").first()
+    if last is None:
+        return ledgers_settle(now=now)
+    run = SettleRun.objects.create(started_at=now, scope="nightly", **_watermarks())
+    since, horizon_since, horizon = last.started_at, last.started_at + dt.timedelta(days=EXPIRING_DAYS), now + dt.timedelta(days=EXPIRING_DAYS)
+    select = """
+        SELECT id AS member_id FROM crm_member WHERE id > %s AND id <= %s
+        UNION SELECT member_id FROM crm_order WHERE id > %s AND id <= %s
+        UNION SELECT member_id FROM crm_engagementevent WHERE id > %s AND id <= %s
+        UNION SELECT member_id FROM loyalty_pointsentry WHERE available_at > %s AND available_at <= %s
+        UNION SELECT member_id FROM loyalty_pointsentry WHERE expires_at > %s AND expires_at <= %s
+    """
+    params = [
+        last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.max_event_id, run.max_event_id,
+        since, now, horizon_since, horizon,
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor)
+        run.members = _scope_create(cursor, select=select, params=params)
+        written = ledger_settle(cursor, Ledger.GROWTH, scoped=True, now=now) + ledger_settle(cursor, Ledger.POINTS, scoped=True, now=now)
+        balances_refresh(cursor, scoped=True, now=now)
+        _scope_drop(cursor)
+        run.entries = written.entries
+        run.finished_at = timezone.now()
+        run.save()
+    return run
+
+
+def reprice_preview(*, now: dt.datetime | None = None) -> dict[str, Moves]:
+    """What a re-award under today's rules would write, per ledger: nothing is written."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        return {
+            ledger: ledger_settle(cursor, ledger, scoped=False, reprice=True, preview=True, now=now)
+            for ledger in (Ledger.GROWTH, Ledger.POINTS)
+        }
+
+
+def ledgers_reprice(*, now: dt.datetime | None = None) -> SettleRun:
+    """The explicit re-award: every source is brought to what today's rules say, differences recorded."""
+    now = now or timezone.now()
+    run = SettleRun.objects.create(started_at=now, scope="reprice", **_watermarks())
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor)
+        written = Moves()
+        for ledger in (Ledger.GROWTH, Ledger.POINTS):
+            written += ledger_settle(cursor, ledger, scoped=False, reprice=True, now=now)
+        run.members = balances_refresh(cursor, scoped=False, now=now)
+        run.entries = written.entries
+        run.finished_at = timezone.now()
+        run.save()
+    return run
+
+
+def points_expire(*, now: dt.datetime | None = None) -> int:
+    """Expire what is left of every lot whose expiry has come: one entry per member and expiry day.
+
+    What is left of the lots expiring by a cutoff is, spending the oldest lots first, the
+    sum of those lots plus everything spent or expired so far (entries without an expiry)."""
+    now = now or timezone.now()
+    written = 0
+    cutoffs = list(
+        PointsEntry.objects.filter(expires_at__lte=now).values_list("expires_at", flat=True).distinct().order_by("expires_at")
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor)
+        for cutoff in cutoffs:
+            day = timezone.localtime(cutoff).date()
+            cursor.execute(
+                """INSERT INTO loyalty_pointsentry (member_id, amount, rule, source_kind, source_id, seq, occurred_at, recorded_at, available_at, expires_at)
+                   SELECT d.member_id, -d.left_over, %s, %s, d.member_id, %s, %s, %s, %s, NULL FROM (
+                       SELECT e.member_id,
+                              SUM(CASE WHEN e.expires_at <= %s OR e.expires_at IS NULL THEN e.amount ELSE 0 END) AS left_over
+                         FROM loyalty_pointsentry e
+                        WHERE e.member_id IN (SELECT member_id FROM loyalty_pointsentry WHERE expires_at = %s)
+                        GROUP BY e.member_id) d
+                    WHERE d.left_over > 0
+                   ON CONFLICT (rule, source_kind, source_id, seq) DO NOTHING""",
+                [RuleCode.EXPIRY, SourceKind.EXPIRY, int(day.strftime("%Y%m%d")), cutoff, now, cutoff, cutoff, cutoff],
+            )
+            written += max(cursor.rowcount, 0)
+        if cutoffs:
+            _scope_create(cursor, select="SELECT member_id FROM loyalty_pointsentry WHERE rule = %s AND recorded_at = %s", params=[RuleCode.EXPIRY, now])
+            balances_refresh(cursor, scoped=True, now=now)
+            _scope_drop(cursor)
+    return written
+
+
+def balance_of(member: Member) -> Balance:
+    """The stored balance (one indexed row), or an empty one for a member with no entries yet."""
+    return Balance.objects.filter(member=member).first() or Balance(member=member)
+
+
+def _balance_now(member: Member, now: dt.datetime) -> Balance:
+    """The member's balance recomputed now, locked for the rest of the transaction."""
+    with connection.cursor() as cursor:
+        _scope_create(cursor, [member.pk])
+        balances_refresh(cursor, scoped=True, now=now)
+        _scope_drop(cursor)
+    return Balance.objects.select_for_update().get(member=member)
+
+
+@dataclass(frozen=True)
+class Rights:
+    tier: Tier | None
+    mine: list[Right]
+    next_tier: Tier | None
+    next_adds: list[Right]
+
+
+def rights_of(member: Member) -> Rights:
+    """The rights of the member's tier and every tier below it, and what the next tier up adds."""
+    tier_id = MemberMetrics.objects.filter(member=member).values_list("tier_id", flat=True).first()
+    tier = Tier.objects.filter(pk=tier_id).first() if tier_id else Tier.objects.filter(is_catch_all=True).first()
+    if tier is None:
+        return Rights(None, [], None, [])
+    mine = list(Right.objects.filter(active=True, tier__rank__lte=tier.rank).select_related("tier"))
+    next_tier = Tier.objects.filter(rank__gt=tier.rank).order_by("rank").first()
+    adds = list(Right.objects.filter(active=True, tier=next_tier)) if next_tier else []
+    return Rights(tier, mine, next_tier, adds)
+
+
+def points_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.datetime | None = None) -> Redemption:
+    """Spend points on a right, once per idempotency key.
+
+    The same key again returns the first redemption (a retried request); a key used for
+    another member or right, a right not his to redeem, or too few available points is refused
+    with the reason, and nothing is written."""
+    now = now or timezone.now()
+    key = (key or "").strip()
+    if not key or len(key) > 64:
+        raise RedemptionError(_("An idempotency key of 1 to 64 characters is required."))
+    with transaction.atomic():
+        earlier = Redemption.objects.filter(key=key).first()
+        if earlier is not None:
+            if earlier.member_id != member.pk or earlier.right_id != right.pk:
+                raise RedemptionError(_("This idempotency key was already used for another redemption."))
+            return earlier
+        if not right.active or right.points_cost is None:
+            raise RedemptionError(_("“%(right)s” is not redeemed with points.") % {"right": right.name})
+        if right not in rights_of(member).mine:
+            raise RedemptionError(_("“%(right)s” is a right of a higher tier than this member's.") % {"right": right.name})
+        balance = _balance_now(member, now)
+        if balance.available < right.points_cost:
+            raise RedemptionError(
+                _("Not enough points: %(available)s available, %(cost)s needed.") % {"available": balance.available, "cost": right.points_cost}
+            )
+        redemption = Redemption.objects.create(member=member, right=right, points=right.points_cost, key=key, created_at=now, created_by=user)
+        PointsEntry.objects.create(
+            member=member, amount=-right.points_cost, rule=RuleCode.REDEMPTION, source_kind=SourceKind.REDEMPTION,
+            source_id=redemption.pk, occurred_at=now, recorded_at=now, available_at=now, expires_at=None,
+        )
+        _balance_now(member, now)
+    return redemption
+
+
+def adjustment_create(*, member: Member, ledger: str, amount: int, reason: str, user=None, now: dt.datetime | None = None) -> Adjustment:
+    """A manual correction of one ledger, with its reason and author. Points added expire like earned ones."""
+    now = now or timezone.now()
+    if not amount:
+        raise ValueError(_("An adjustment needs an amount other than zero."))
+    if not (reason or "").strip():
+        raise ValueError(_("An adjustment needs a reason."))
+    with transaction.atomic():
+        adjustment = Adjustment.objects.create(member=member, ledger=ledger, amount=amount, reason=reason.strip(), created_at=now, created_by=user)
+        common = {"member": member, "amount": amount, "rule": RuleCode.ADJUSTMENT, "source_kind": SourceKind.ADJUSTMENT,
+                  "source_id": adjustment.pk, "occurred_at": now, "recorded_at": now}
+        if ledger == Ledger.GROWTH:
+            GrowthEntry.objects.create(**common)
+        else:
+            policy = LoyaltySettings.current()
+            local = timezone.localtime(now).date()
+            expires = local_midnight(dt.date(local.year + 1 + policy.expiry_years, 1, 1)) if amount > 0 else None
+            PointsEntry.objects.create(**common, available_at=now, expires_at=expires)
+        _balance_now(member, now)
+    return adjustment

@@ -1,0 +1,32 @@
+"""Celery tasks: thin wrappers around loyalty.services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from loyalty import services
+
+# One task carries at most this many members, as the tier recompute does.
+MEMBERS_PER_TASK = 5_000
+
+
+@shared_task(acks_late=True)
+def ledgers_settle_members_task(member_ids: list[int]) -> int:
+    return services.ledgers_settle(member_ids=member_ids).entries
+
+
+@shared_task(acks_late=True)
+def ledgers_settle_nightly_task() -> int:
+    return services.ledgers_settle_nightly().entries
+
+
+@shared_task(acks_late=True)
+def points_expire_task() -> int:
+    return services.points_expire()
+
+
+def ledgers_settle_enqueue(member_ids: list[int]) -> None:
+    """Settle these members' ledgers after the current transaction commits, in batches."""
+    ordered = sorted(set(member_ids))
+    for start in range(0, len(ordered), MEMBERS_PER_TASK):
+        ledgers_settle_members_task.delay_on_commit(ordered[start : start + MEMBERS_PER_TASK])

@@ -1,0 +1,177 @@
+"""Growth value and points as DOMAIN.md section 8 defines them, from orders,
+events and registrations: awarded once, reversed by a refund, the first-order
+award passing to the next paid order, pending for the return window and
+expiring at the end of the following year; every balance equal to its ledger."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.db import connection
+
+from crm.models import EngagementEvent, OrderStatus
+from loyalty import services
+from loyalty.balances import balances_differing
+from loyalty.models import Balance, EarningRule, GrowthEntry, PointsEntry, Right, TierPoints
+from segments.models import Tier
+from tests.crm.factories import SHANGHAI, MemberFactory, OrderFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 11, 20, 10, 0, tzinfo=SHANGHAI)
+
+
+def at(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=SHANGHAI)
+
+
+def balance(member) -> Balance:
+    return Balance.objects.get(member=member)
+
+
+def assert_ledgers_agree():
+    with connection.cursor() as cursor:
+        assert balances_differing(cursor) == []
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+def test_registration_orders_and_events_earn_the_default_amounts(frozen):
+    member = MemberFactory(registered_at=at(2025, 1, 1, 10))
+    OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("88.90"))
+    OrderFactory(member=member, ordered_at=at(2026, 4, 1, 9), amount=Decimal("120.00"))
+    OrderFactory(member=member, ordered_at=at(2026, 5, 1, 9), amount=Decimal("0"))  # 0元购: growth, no points
+    EngagementEvent.objects.create(member=member, kind="share", occurred_at=at(2026, 5, 2, 9), count=2)
+    EngagementEvent.objects.create(member=member, kind="ugc", occurred_at=at(2026, 5, 3, 9), count=1)
+    EngagementEvent.objects.create(member=member, kind="invite", occurred_at=at(2026, 5, 4, 9), count=5)  # earns nothing
+
+    services.ledgers_settle()
+
+    assert balance(member).growth == 10 + 50 + 100 + 100 + 2 * 30 + 200
+    assert balance(member).points == 88 + 120
+    assert balance(member).pending == 0 and balance(member).available == 208
+    assert_ledgers_agree()
+
+
+def test_every_award_happens_once_whatever_runs_again(frozen):
+    member = MemberFactory()
+    OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("50"))
+    services.ledgers_settle()
+    services.ledgers_settle(member_ids=[member.pk])
+    services.ledgers_settle_nightly()
+    services.ledgers_settle()
+    assert GrowthEntry.objects.filter(member=member).count() == 2  # registration, first order
+    assert PointsEntry.objects.filter(member=member).count() == 1
+    assert balance(member).growth == 60 and balance(member).points == 50
+
+
+def test_a_refund_reverses_and_the_next_paid_order_takes_over_the_first_order_award(frozen):
+    member = MemberFactory()
+    first = OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("30"))
+    OrderFactory(member=member, ordered_at=at(2026, 4, 1, 9), amount=Decimal("40"))
+    services.ledgers_settle()
+    assert balance(member).growth == 10 + 50 + 100
+
+    first.status = OrderStatus.REFUNDED
+    first.save()
+    services.ledgers_settle(member_ids=[member.pk])
+
+    assert balance(member).growth == 10 + 50  # the April order is now the first
+    assert balance(member).points == 40
+    # Nothing was changed or deleted: the ledger records the differences.
+    rules = sorted(GrowthEntry.objects.filter(member=member).values_list("rule", "amount"))
+    assert rules == [("first_order", -50), ("first_order", 50), ("first_order", 50), ("register", 10), ("repeat_order", -100), ("repeat_order", 100)]
+    assert_ledgers_agree()
+
+
+def test_points_are_pending_for_the_return_window_and_expire_at_the_end_of_the_next_year(frozen):
+    member = MemberFactory()
+    OrderFactory(member=member, ordered_at=at(2026, 11, 15, 23, 30), amount=Decimal("99.99"))  # local date 15 Nov
+    OrderFactory(member=member, ordered_at=at(2025, 12, 31, 23, 59), amount=Decimal("10"))  # earned in 2025
+    services.ledgers_settle()
+    entry = PointsEntry.objects.get(member=member, amount=99)
+    assert entry.available_at == at(2026, 11, 22, 0, 0)
+    assert entry.expires_at == at(2028, 1, 1, 0, 0)
+    assert PointsEntry.objects.get(member=member, amount=10).expires_at == at(2027, 1, 1, 0, 0)
+    assert (balance(member).pending, balance(member).available) == (99, 10)
+
+    frozen.move_to(at(2026, 11, 22, 0, 0, 1))
+    services.ledgers_settle_nightly()
+    assert (balance(member).pending, balance(member).available) == (0, 109)
+    # December: the 2025 points enter the 30-day window; on 1 January 2027 they expire.
+    frozen.move_to(at(2026, 12, 5, 3, 40))
+    services.ledgers_settle_nightly()
+    assert balance(member).expiring == 10
+    frozen.move_to(at(2027, 1, 1, 0, 10))
+    assert services.points_expire() == 1
+    assert services.points_expire() == 0  # once
+    assert (balance(member).points, balance(member).expiring) == (99, 0)
+    assert_ledgers_agree()
+
+
+def test_spent_points_are_taken_from_the_oldest_lots_before_they_expire(frozen):
+    member = MemberFactory()
+    OrderFactory(member=member, ordered_at=at(2025, 6, 1, 9), amount=Decimal("300"))
+    OrderFactory(member=member, ordered_at=at(2026, 6, 1, 9), amount=Decimal("400"))
+    services.ledgers_settle()
+    free_shipping = Right.objects.get(name="免运费")  # 200 points, a C right
+    services.points_redeem(member=member, right=free_shipping, key="r-1")
+    frozen.move_to(at(2027, 1, 1, 0, 10))
+    services.points_expire()
+    # 300 earned in 2025, 200 of them spent: 100 expire; the 400 of 2026 stay.
+    assert balance(member).points == 400
+    assert_ledgers_agree()
+
+
+def test_a_tier_multiplier_applies_at_the_orders_time(frozen):
+    member = MemberFactory()
+    gold = Tier.objects.get(code="A")
+    TierPoints.objects.filter(tier=gold).update(multiplier=Decimal("1.5"))
+    from segments.models import TierChange
+
+    TierChange.objects.create(member=member, to_tier=gold, at=at(2026, 5, 1, 0), reason="manual")
+    OrderFactory(member=member, ordered_at=at(2026, 4, 1, 9), amount=Decimal("101.50"))  # before: ×1
+    OrderFactory(member=member, ordered_at=at(2026, 6, 1, 9), amount=Decimal("101.50"))  # gold: 101 × 1.5 = 151.5
+    services.ledgers_settle()
+    assert sorted(PointsEntry.objects.filter(member=member).values_list("amount", flat=True)) == [101, 151]
+
+
+def test_a_rule_change_applies_from_its_date_and_a_reaward_is_explicit(frozen):
+    member = MemberFactory()
+    OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("10"))
+    OrderFactory(member=member, ordered_at=at(2026, 4, 1, 9), amount=Decimal("10"))
+    services.ledgers_settle()
+    EarningRule.objects.create(code="repeat_order", amount=150, effective_from=dt.date(2026, 6, 1))
+    OrderFactory(member=member, ordered_at=at(2026, 7, 1, 9), amount=Decimal("10"))
+    services.ledgers_settle(member_ids=[member.pk])
+    assert balance(member).growth == 10 + 50 + 100 + 150  # April keeps its 100
+
+    EarningRule.objects.filter(code="repeat_order", effective_from=dt.date(1970, 1, 1)).update(amount=120)
+    services.ledgers_settle()
+    assert balance(member).growth == 310  # editing a rule rewrites nothing by itself
+    preview = services.reprice_preview()
+    assert (preview["growth"].members, preview["growth"].amount) == (1, 20)
+    assert balance(member).growth == 310  # a preview writes nothing
+    services.ledgers_reprice()
+    assert balance(member).growth == 330
+    assert_ledgers_agree()
+
+
+def test_loyalty_check_names_a_member_whose_balance_differs(frozen, capsys):
+    member, other = MemberFactory(external_id="M-OK"), MemberFactory(external_id="M-BAD")
+    OrderFactory(member=member, amount=Decimal("10"))
+    OrderFactory(member=other, amount=Decimal("10"))
+    services.ledgers_settle()
+    call_command("loyalty_check")
+    Balance.objects.filter(member=other).update(points=999)
+    with pytest.raises(SystemExit) as exit_:
+        call_command("loyalty_check")
+    assert exit_.value.code != 0
+    out = capsys.readouterr()
+    assert "M-BAD" in out.out + out.err and "M-OK" not in out.out + out.err
