@@ -28,6 +28,12 @@ class ScopedAdmin(admin.ModelAdmin):
             return queryset
         return scope_to_user(queryset, request.user, self.member_path)
 
+    def get_object(self, request, object_id, from_field=None):
+        try:
+            return super().get_object(request, object_id, from_field)
+        except OverflowError:  # an id past 64 bits on a table keyed by its member ("9999…/change/"): does not exist
+            return None
+
     def get_ordering(self, request):
         """For a user limited to a few communities, sort by an expression no index
         matches. Otherwise PostgreSQL walks the whole time index backwards looking

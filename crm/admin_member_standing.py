@@ -1,27 +1,37 @@
-"""What the member page and list show from segments and campaigns: tier, churn
-risk, circles, metrics, the gap to the next tier, tier history and pins; the
-latest messages and coupons.
+"""What the member page and list show from segments, loyalty and campaigns:
+tier, churn risk, circles, metrics, the gap to the next tier, tier history and
+pins; growth value, points, rights and what the next tier adds, and the
+redemption of points; the latest messages and coupons.
 
 This is the one place where the member admin composes from the other apps
 (DESIGN.md: crm itself knows nothing of tiers)."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import uuid
+
+from django import forms
+from django.contrib import admin, messages as user_messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import QuerySet
-from django.urls import reverse
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import Coupon, Delivery
+from campaigns.rewards import right_redeem
 from crm.models import Member
+from loyalty.models import GrowthEntry, PointsEntry, Right
+from loyalty.services import RedemptionError, balance_of, rights_of
 from segments.models import Circle, RiskBand, Tier, TierChange, TierPin
 from segments.services import member_standing
 
 TIER_HISTORY_ON_PAGE = 30
 MESSAGES_ON_PAGE = 10
+LEDGER_ON_PAGE = 10
 
 
 class ChoiceListFilter(admin.SimpleListFilter):
@@ -87,9 +97,10 @@ class MemberStandingMixin:
 
     standing_list_display = ("tier", "churn_risk")
     standing_list_filter = (TierListFilter, CircleListFilter, RiskListFilter)
-    standing_readonly_fields = ("standing", "circles", "tier_history", "messages")
+    standing_readonly_fields = ("standing", "circles", "tier_history", "points_and_rights", "messages")
     standing_fieldsets = (
         (_("Tier, churn risk and circles"), {"fields": ("standing", "circles", "tier_history")}),
+        (_("Growth value, points and rights"), {"fields": ("points_and_rights",)}),
         (_("Messages and coupons"), {"fields": ("messages",)}),
     )
 
@@ -195,6 +206,73 @@ class MemberStandingMixin:
             ),
         )
 
+    @admin.display(description=_("growth value, points and rights"))
+    def points_and_rights(self, member: Member) -> str:
+        if not member.pk:
+            return "-"
+        balance = balance_of(member)
+        rights = rights_of(member)
+        rows = [
+            (_("growth value"), balance.growth),
+            (_("points available"), balance.available),
+            (_("points pending (return window)"), balance.pending),
+            (_("points expiring within 30 days"), balance.expiring),
+        ]
+        if balance.points < 0:
+            rows.append((_("redemption"), _("blocked: the balance is negative")))
+        rows.append((_("rights"), "、".join(right.name for right in rights.mine) or "-"))
+        if rights.next_tier is not None:
+            rows.append((_("%(tier)s adds") % {"tier": rights.next_tier.name}, "、".join(right.name for right in rights.next_adds) or "-"))
+        entries = sorted(
+            [*GrowthEntry.objects.filter(member=member).order_by("-occurred_at", "-id")[:LEDGER_ON_PAGE],
+             *PointsEntry.objects.filter(member=member).order_by("-occurred_at", "-id")[:LEDGER_ON_PAGE]],
+            key=lambda entry: (entry.occurred_at, entry.recorded_at), reverse=True,
+        )[:LEDGER_ON_PAGE]
+        return format_html(
+            '<table class="crm-inline-table" data-testid="loyalty"><tbody>{}</tbody></table><ol class="crm-timeline">{}</ol>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+            format_html_join(
+                "",
+                "<li><time>{}</time> {} {} <span class='crm-muted'>{}</span></li>",
+                (
+                    (admin.utils.display_for_value(e.occurred_at, "-"), _("points") if isinstance(e, PointsEntry) else _("growth value"),
+                     f"{e.amount:+d}", e.get_rule_display())
+                    for e in entries
+                ),
+            ),
+        )
+
+    def standing_urls(self):
+        return [path("<int:member_id>/redeem/", self.admin_site.admin_view(self.redeem_view), name="crm_member_redeem")]
+
+    def redeem_view(self, request, member_id: int):
+        """Points for a right (or a coupon right's coupon): the reason is shown when it cannot be, and nothing is written."""
+        member = self._member_for(request, member_id, "loyalty.add_redemption")
+        redeemable = [right for right in rights_of(member).mine if right.points_cost]
+        form = RedeemForm(request.POST or None, rights=redeemable)
+        if request.method == "POST" and form.is_valid():
+            try:
+                redemption, coupon = right_redeem(member=member, right=form.cleaned_data["right"], key=form.cleaned_data["key"], user=request.user)
+            except RedemptionError as error:
+                form.add_error(None, str(error))
+            else:
+                balance = balance_of(member)
+                text = _("Redeemed %(right)s for %(points)s points; %(available)s points left.") % {
+                    "right": redemption.right.name, "points": redemption.points, "available": balance.available}
+                if coupon is not None:
+                    text += " " + _("Coupon %(code)s (%(coupon)s) is the member's.") % {"code": coupon.code, "coupon": coupon.describe()}
+                user_messages.success(request, text)
+                return HttpResponseRedirect(reverse("admin:crm_member_change", args=[member.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": member,
+            "title": _("Redeem points"),
+            "form": form,
+            "balance": balance_of(member),
+        }
+        return TemplateResponse(request, "admin/crm/member/redeem.html", context)
+
     @admin.display(description=_("latest messages"))
     def messages(self, member: Member) -> str:
         if not member.pk:
@@ -221,6 +299,18 @@ class MemberStandingMixin:
             ),
         )
 
+
+
+class RedeemForm(forms.Form):
+    right = forms.ModelChoiceField(queryset=Right.objects.none(), label=_("right"), empty_label=None)
+    # Drawn when the form is shown: a second click or a resubmitted page redeems once.
+    key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args, rights: list[Right], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["right"].queryset = Right.objects.filter(pk__in=[right.pk for right in rights])
+        self.fields["right"].label_from_instance = lambda right: f"{right.name}（{right.points_cost} 积分）"
+        self.fields["key"].initial = uuid.uuid4().hex
 
 
 def _coupon_text(coupon: Coupon | None) -> str:

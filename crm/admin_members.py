@@ -215,6 +215,7 @@ class MemberAdmin(MemberStandingMixin, ImportButtonMixin, AuditedExportMixin, Bi
             path("<int:member_id>/reveal-mobile/", view(self.reveal_mobile_view), name="crm_member_reveal_mobile"),
             path("<int:member_id>/personal-data/", view(self.personal_data_view), name="crm_member_personal_data"),
             path("<int:member_id>/erase/", view(self.erase_view), name="crm_member_erase"),
+            *self.standing_urls(),
             *super().get_urls(),
         ]
 

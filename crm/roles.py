@@ -82,6 +82,20 @@ VIEW_CAMPAIGNS = [
     "campaigns.view_kpithreshold",
     "campaigns.view_kpisettings",
 ]
+VIEW_LOYALTY = [
+    "loyalty.view_right",
+    "loyalty.view_earningrule",
+    "loyalty.view_tierpoints",
+    "loyalty.view_loyaltysettings",
+    "loyalty.view_growthentry",
+    "loyalty.view_pointsentry",
+    "loyalty.view_balance",
+    "loyalty.view_redemption",
+    "loyalty.view_adjustment",
+    "loyalty.view_settlerun",
+]
+# Operators redeem points for their members; adjusting a ledger by hand is HQ's.
+OPERATOR += [*VIEW_LOYALTY, "loyalty.add_redemption"]
 # A group leader reads his own community's worklist and marks what happened.
 LEADER_WORKLIST = ["campaigns.view_worklistitem", "campaigns.change_worklistitem", "campaigns.view_kpisnapshot"]
 OPERATOR += [
@@ -95,12 +109,12 @@ OPERATOR += [
     "campaigns.change_messagetemplate",
 ]
 ROLES: dict[str, list[str]] = {
-    "总部策略 HQ strategist": ["crm.*", "segments.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
+    "总部策略 HQ strategist": ["crm.*", "segments.*", "loyalty.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
     "S/A 运营 S/A operator": OPERATOR,
     "B/C 运营 B/C operator": OPERATOR,
     "团长 group leader": [*VIEW_CORE, "segments.view_tier", "segments.view_membermetrics", "segments.view_tierchange", *LEADER_WORKLIST],
     "审计 auditor": [
-        *VIEW_CORE, *VIEW_SEGMENTS, *VIEW_CAMPAIGNS, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
+        *VIEW_CORE, *VIEW_SEGMENTS, *VIEW_LOYALTY, *VIEW_CAMPAIGNS, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
         "crm.view_auditevent", "django_celery_beat.view_periodictask",
     ],
 }

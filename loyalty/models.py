@@ -229,7 +229,7 @@ class PointsEntry(Entry):
 class Balance(models.Model):
     """A member's balances as the ledgers give them at computed_at: one row to read, never a SUM."""
 
-    member = models.OneToOneField(Member, on_delete=models.CASCADE, primary_key=True, related_name="loyalty", verbose_name=_("member"))
+    member = models.OneToOneField(Member, on_delete=models.CASCADE, primary_key=True, related_name="loyalty_balance", verbose_name=_("member"))
     growth = models.BigIntegerField(_("growth value"), default=0)
     points = models.BigIntegerField(_("points (total)"), default=0)
     pending = models.BigIntegerField(_("points pending"), default=0)

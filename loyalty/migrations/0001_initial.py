@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Balance',
             fields=[
-                ('member', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='loyalty', serialize=False, to='crm.member', verbose_name='member')),
+                ('member', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='loyalty_balance', serialize=False, to='crm.member', verbose_name='member')),
                 ('growth', models.BigIntegerField(default=0, verbose_name='growth value')),
                 ('points', models.BigIntegerField(default=0, verbose_name='points (total)')),
                 ('pending', models.BigIntegerField(default=0, verbose_name='points pending')),

@@ -1,0 +1,43 @@
+"""Points redeemed for a right: the ledger entry (loyalty) and, for a coupon
+right, the member's coupon (campaigns) in one transaction, once per
+idempotency key. A retried request with the same key gets the same
+redemption and the same coupon."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from campaigns import sending
+from campaigns.models import Coupon, CouponKind
+from crm.models import Member
+from loyalty.models import Redemption, Right, RightKind
+from loyalty.services import points_redeem
+
+
+def right_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.datetime | None = None) -> tuple[Redemption, Coupon | None]:
+    now = now or timezone.now()
+    with transaction.atomic():
+        redemption = points_redeem(member=member, right=right, key=key, user=user, now=now)
+        if right.kind != RightKind.COUPON:
+            return redemption, None
+        if redemption.coupon_id:
+            return redemption, Coupon.objects.filter(pk=redemption.coupon_id).first()
+        valid_until = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=right.coupon_days)
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    coupon = Coupon.objects.create(
+                        code=sending._new_codes(1)[0], member=member,
+                        kind=CouponKind.SPEND_SAVE if right.coupon_threshold else CouponKind.AMOUNT,
+                        value=right.coupon_value, threshold=right.coupon_threshold, valid_from=now, valid_until=valid_until,
+                    )
+                break
+            except IntegrityError:  # a code drawn twice (1 in 32^9): draw again
+                if attempt == 2:
+                    raise
+        redemption.coupon_id = coupon.pk
+        redemption.save(update_fields=["coupon_id"])
+    return redemption, coupon

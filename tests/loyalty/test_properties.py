@@ -1,0 +1,111 @@
+"""Any interleaving of orders, refunds, re-imports, events, retried settles and
+redemptions leaves every balance equal to its ledgers, no source awarded more
+than once, and growth value equal to what a plain reading of DOMAIN.md section
+8 gives for the orders and events as they stand (the oracle below)."""
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Sum
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from crm.models import EngagementEvent, Order, OrderStatus
+from loyalty import services
+from loyalty.balances import balances_differing
+from loyalty.models import Balance, GrowthEntry, PointsEntry, Right
+from loyalty.services import RedemptionError
+from tests.crm.factories import SHANGHAI, MemberFactory
+
+pytestmark = pytest.mark.django_db
+
+START = dt.datetime(2026, 3, 1, 9, tzinfo=SHANGHAI)
+
+operation = st.one_of(
+    st.tuples(st.just("order"), st.integers(0, 1), st.integers(0, 200), st.integers(0, 900)),
+    st.tuples(st.just("refund"), st.integers(0, 9)),
+    st.tuples(st.just("repay"), st.integers(0, 9)),
+    st.tuples(st.just("reimport"), st.integers(0, 9)),
+    st.tuples(st.just("event"), st.integers(0, 1), st.sampled_from(["share", "ugc", "invite"]), st.integers(1, 3)),
+    st.tuples(st.just("settle"), st.sampled_from(["members", "all", "nightly", "twice"])),
+    st.tuples(st.just("redeem"), st.integers(0, 1), st.integers(0, 3)),
+)
+
+
+def oracle_growth(member) -> int:
+    paid = list(Order.objects.filter(member=member, status=OrderStatus.PAID).order_by("ordered_at", "id"))
+    events = EngagementEvent.objects.filter(member=member)
+    return (
+        10
+        + (50 + 100 * (len(paid) - 1) if paid else 0)
+        + sum(e.count * {"share": 30, "ugc": 200}.get(e.kind, 0) for e in events)
+    )
+
+
+def expected_growth_sources(members) -> dict:
+    expected = {}
+    for member in members:
+        expected["register", "registration", member.pk] = 10
+        paid = Order.objects.filter(member=member, status=OrderStatus.PAID).order_by("ordered_at", "id")
+        for rank, order in enumerate(paid):
+            rule, amount = ("first_order", 50) if rank == 0 else ("repeat_order", 100)
+            expected[rule, "order", order.pk] = amount
+        for event in EngagementEvent.objects.filter(member=member, kind__in=["share", "ugc"]):
+            expected[event.kind, "event", event.pk] = event.count * {"share": 30, "ugc": 200}[event.kind]
+    return expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(operation, min_size=1, max_size=14))
+def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
+    with transaction.atomic():
+        members = [MemberFactory(), MemberFactory()]
+        orders: list[Order] = []
+        redeemable = list(Right.objects.filter(points_cost__isnull=False, tier__code="C"))
+        for n, step in enumerate(steps):
+            kind = step[0]
+            if kind == "order":
+                _kind, who, day, amount = step
+                orders.append(Order.objects.create(
+                    order_no=f"P{n}", member=members[who], ordered_at=START + dt.timedelta(days=day), amount=Decimal(amount) + Decimal("0.99")))
+            elif kind in ("refund", "repay", "reimport") and orders:
+                order = orders[step[1] % len(orders)]
+                if kind != "reimport":
+                    order.status = OrderStatus.REFUNDED if kind == "refund" else OrderStatus.PAID
+                order.save()
+            elif kind == "event":
+                _kind, who, event_kind, count = step
+                EngagementEvent.objects.create(member=members[who], kind=event_kind, occurred_at=START + dt.timedelta(hours=n), count=count)
+            elif kind == "settle":
+                how = step[1]
+                if how == "all":
+                    services.ledgers_settle()
+                elif how == "nightly":
+                    services.ledgers_settle_nightly()
+                else:
+                    for _ in range(2 if how == "twice" else 1):
+                        services.ledgers_settle(member_ids=[m.pk for m in members])
+            elif kind == "redeem":
+                _kind, who, key = step
+                try:
+                    services.points_redeem(member=members[who], right=redeemable[key % len(redeemable)], key=f"{who}-{key}")
+                except RedemptionError:
+                    pass
+        services.ledgers_settle(member_ids=[m.pk for m in members])
+
+        with connection.cursor() as cursor:
+            assert balances_differing(cursor) == []
+        for member in members:
+            balance = Balance.objects.get(member=member)
+            assert balance.growth == oracle_growth(member)
+            spent = -(PointsEntry.objects.filter(member=member, rule="redemption").aggregate(s=Sum("amount"))["s"] or 0)
+            earned = sum(int(o.amount) for o in Order.objects.filter(member=member, status=OrderStatus.PAID))
+            assert balance.points == earned - spent
+        # Each source holds exactly what it earns as things stand: never twice, never a leftover.
+        held = defaultdict(int)
+        for rule, kind, source, amount in GrowthEntry.objects.filter(member__in=members).values_list("rule", "source_kind", "source_id", "amount"):
+            held[rule, kind, source] += amount
+        assert {key: total for key, total in held.items() if total} == expected_growth_sources(members)
+        transaction.set_rollback(True)

@@ -1,0 +1,95 @@
+"""Redeeming points for a right, in the service and on the member page: once
+per idempotency key, refused with the reason when the balance does not cover
+it, and a coupon right gives the member a coupon."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from campaigns.models import Coupon
+from campaigns.rewards import right_redeem
+from crm.models import OrderStatus
+from loyalty import services
+from loyalty.models import Balance, PointsEntry, Redemption, Right
+from loyalty.services import RedemptionError
+from tests.crm.factories import SHANGHAI, MemberFactory, OrderFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def member_with_600_points():
+    member = MemberFactory(external_id="M-POINTS")
+    order = OrderFactory(member=member, ordered_at=dt.datetime(2026, 6, 1, 9, tzinfo=SHANGHAI), amount=Decimal("600.80"))
+    services.ledgers_settle(member_ids=[member.pk])
+    member.order = order
+    return member
+
+
+def available(member) -> int:
+    return Balance.objects.get(member=member).available
+
+
+def test_a_coupon_right_costs_its_points_once_per_key_and_gives_a_coupon(member_with_600_points):
+    member = member_with_600_points
+    right = Right.objects.get(name="5元无门槛券")
+    redemption, coupon = right_redeem(member=member, right=right, key="checkout-1")
+    assert available(member) == 100
+    assert coupon.member == member and coupon.value == Decimal("5") and coupon.describe() == "¥5无门槛券"
+    again, same_coupon = right_redeem(member=member, right=right, key="checkout-1")  # a retried request
+    assert (again.pk, same_coupon.pk) == (redemption.pk, coupon.pk)
+    assert available(member) == 100 and Coupon.objects.filter(member=member).count() == 1
+
+
+@pytest.mark.parametrize(
+    "name, key, reason",
+    [
+        ("5元无门槛券", "", "idempotency key"),
+        ("新人礼包（9.9元三件小样）", "k1", "not redeemed with points"),
+        ("优先选品", "k2", "higher tier"),
+    ],
+)
+def test_a_redemption_that_cannot_be_made_says_why_and_writes_nothing(member_with_600_points, name, key, reason):
+    member = member_with_600_points
+    with pytest.raises(RedemptionError, match=reason):
+        services.points_redeem(member=member, right=Right.objects.get(name=name), key=key)
+    assert not Redemption.objects.exists() and available(member) == 600
+
+
+def test_more_than_the_balance_is_refused_and_a_refund_that_leaves_it_negative_blocks_redemption(member_with_600_points):
+    member = member_with_600_points
+    coupon_right, free_shipping = Right.objects.get(name="5元无门槛券"), Right.objects.get(name="免运费")
+    services.points_redeem(member=member, right=coupon_right, key="a")
+    with pytest.raises(RedemptionError, match="100 available, 200 needed"):
+        services.points_redeem(member=member, right=free_shipping, key="b")
+    order = member.order
+    order.status = OrderStatus.REFUNDED
+    order.save()
+    services.ledgers_settle(member_ids=[member.pk])
+    balance = Balance.objects.get(member=member)
+    assert balance.points == -500
+    assert list(Balance.objects.filter(points__lt=0).values_list("member__external_id", flat=True)) == ["M-POINTS"]
+    with pytest.raises(RedemptionError, match="Not enough points"):
+        services.points_redeem(member=member, right=free_shipping, key="c")
+    assert PointsEntry.objects.filter(member=member, rule="redemption").count() == 1
+
+
+def test_the_member_page_shows_points_and_rights_and_redeems_a_coupon(admin_client, member_with_600_points):
+    member = member_with_600_points
+    page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+    assert "points available" in page and "600" in page
+    assert "5元无门槛券" in page and "秒杀券" in page  # his rights, and what 白银 (the next tier) adds
+    form = admin_client.get(reverse("admin:crm_member_redeem", args=[member.pk])).context["form"]
+    key = form.fields["key"].initial
+    right = Right.objects.get(name="5元无门槛券")
+    response = admin_client.post(reverse("admin:crm_member_redeem", args=[member.pk]), {"right": right.pk, "key": key}, follow=True)
+    assert "100 points left" in response.content.decode()
+    # The same form sent twice (a double click) redeems once.
+    admin_client.post(reverse("admin:crm_member_redeem", args=[member.pk]), {"right": right.pk, "key": key})
+    assert Redemption.objects.count() == 1 and available(member) == 100
+    # A second redemption the balance does not cover: the reason on the page, nothing written.
+    response = admin_client.post(reverse("admin:crm_member_redeem", args=[member.pk]), {"right": right.pk, "key": "another"})
+    assert response.status_code == 200 and "Not enough points: 100 available, 500 needed." in response.content.decode()
+    assert Redemption.objects.count() == 1
