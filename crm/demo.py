@@ -262,6 +262,13 @@ def _chunk(rng, start, size, total_members, end, order_id, line_id, sqlite):  # 
         (int(ids[row[0]]), kinds[row[1]], event_times[i], int(event_counts[i] * (3 if influencer[row[0]] else 1)))
         for i, row in enumerate(event_rows)
     ]
+    # User content (a recipe, a review): one in ten of the days a member shares, derived without
+    # drawing from the generator, so that every other figure of the demo stays as it was.
+    events += [
+        (int(ids[row[0]]), "ugc", event_times[i], 1)
+        for i, row in enumerate(event_rows)
+        if row[1] == 0 and (row[0] + row[2]) % 10 == 0
+    ]
 
     consents = []
     for channel_name, share in CONSENT_RATES.items():
