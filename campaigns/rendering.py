@@ -37,6 +37,10 @@ CONTEXT_VARIABLES: dict[str, object] = {
     "coupon": gettext_lazy("what the coupon gives (¥10无门槛券)"),
     "coupon_code": gettext_lazy("the member's own coupon code"),
     "coupon_expiry": gettext_lazy("the coupon's last day (11月30日)"),
+    "rights": gettext_lazy("the rights of the member's tier (新品优先购买权、线下品鉴会邀请)"),
+    "next_tier_rights": gettext_lazy("what the tier above adds (组合套装9折、加购指定商品85折)"),
+    "points": gettext_lazy("the member's available points (1200)"),
+    "points_expiring": gettext_lazy("points that expire within 30 days (300)"),
     "leader": gettext_lazy("the community's group leader"),
     "community": gettext_lazy("the community group"),
 }
@@ -340,6 +344,7 @@ def contexts_for(
     product: what a restock or offer reminder is about (its campaign's product)."""
     from crm.bulkload import ids_in
     from crm.models import Member
+    from loyalty.models import Balance, Right
     from segments.ladder import RFM, gap_to_next, recency_days
     from segments.services import ladder_load
 
@@ -350,6 +355,19 @@ def contexts_for(
     by_id = {rung.id: rung for rung in ladder}
     rules = address_rules()
     products = usual_products(member_ids, now - dt.timedelta(days=365))
+    # A tier's rights are its own and those of every tier below it (its own first, as the
+    # member page lists them); the tier above adds its own.
+    own_rights: dict[int, list[str]] = defaultdict(list)
+    for tier_id, name in Right.objects.filter(active=True).order_by("tier__rank", "position", "id").values_list("tier_id", "name"):
+        own_rights[tier_id].append(name)
+    rights_text = {
+        rung.id: "、".join(name for lower in ladder if lower.rank <= rung.rank for name in own_rights[lower.id]) for rung in ladder
+    }
+    balances = {
+        member_id: (points - pending, expiring)
+        for member_id, points, pending, expiring in Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list(
+            "member_id", "points", "pending", "expiring")
+    }
     contexts: dict[int, dict] = defaultdict(dict)
     zone = timezone.get_current_timezone()
     expiries: dict[dt.datetime, str] = {}  # a batch's coupons share one or two expiry moments
@@ -379,6 +397,10 @@ def contexts_for(
             "gap_orders": gap.orders if gap else 0,
             "usual_product": usual,
             "product": product or usual,
+            "rights": rights_text.get(rung.id, "") if rung else "",
+            "next_tier_rights": "、".join(own_rights[gap.rung.id]) if gap else "",
+            "points": balances.get(member["id"], (0, 0))[0],
+            "points_expiring": balances.get(member["id"], (0, 0))[1],
             "coupon": coupon.description if coupon else "",
             "coupon_code": coupon.code if coupon else "",
             "coupon_expiry": expiries[coupon.valid_until] if coupon else "",

@@ -12,8 +12,11 @@ class LoyaltyConfig(AppConfig):
         from crm.importing.jobs import import_committed
         from crm.models import EngagementEvent, Member, Order
         from loyalty import signals
+        from loyalty.exports import METRICS_COLUMNS
+        from segments.export_columns import register
 
         post_save.connect(signals.member_saved, sender=Member, dispatch_uid="loyalty.member_saved")
         post_save.connect(signals.order_saved, sender=Order, dispatch_uid="loyalty.order_saved")
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_saved")
         import_committed.connect(signals.import_committed, dispatch_uid="loyalty.import_committed")
+        register(METRICS_COLUMNS)

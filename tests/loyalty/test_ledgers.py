@@ -175,3 +175,33 @@ def test_loyalty_check_names_a_member_whose_balance_differs(frozen, capsys):
     assert exit_.value.code != 0
     out = capsys.readouterr()
     assert "M-BAD" in out.out + out.err and "M-OK" not in out.out + out.err
+
+
+def test_the_metrics_export_gives_growth_and_points_as_of_its_day(frozen, tmp_path):
+    import csv
+
+    from segments.services import tiers_recompute
+
+    member = MemberFactory(external_id="M-EXP", registered_at=at(2025, 1, 1, 10))
+    OrderFactory(member=member, ordered_at=at(2025, 6, 1, 9), amount=Decimal("80"))  # 2025 points expire 1 Jan 2027
+    OrderFactory(member=member, ordered_at=at(2026, 11, 10, 23, 30), amount=Decimal("30.50"))  # available from 17 Nov
+    OrderFactory(member=member, ordered_at=at(2026, 11, 18, 9), amount=Decimal("20"))  # pending until 25 Nov
+    tiers_recompute()
+    services.ledgers_settle()
+
+    def exported(day: str) -> dict:
+        path = tmp_path / f"{day}.csv"
+        call_command("export_member_metrics", "--as-of", day, str(path))
+        return next(row for row in csv.DictReader(path.open(encoding="utf-8")) if row["external_id"] == "M-EXP")
+
+    row = exported("2026-11-16")
+    assert (row["growth_value"], row["points_available"], row["points_pending"]) == ("160", "80", "30")
+    row = exported("2026-11-17")
+    assert (row["growth_value"], row["points_available"], row["points_pending"]) == ("160", "110", "0")
+    row = exported("2026-11-20")
+    assert (row["growth_value"], row["points_available"], row["points_pending"]) == ("260", "110", "20")
+    row = exported("2025-05-31")  # before any order: the registration only
+    assert (row["growth_value"], row["points_available"], row["points_pending"]) == ("10", "0", "0")
+    # The 2025 points are gone on 1 January 2027, whether or not the expiry has run yet.
+    assert exported("2026-12-31")["points_available"] == "130"
+    assert exported("2027-01-01")["points_available"] == "50"

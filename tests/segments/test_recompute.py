@@ -504,7 +504,10 @@ def test_recompute_tiers_and_export_member_metrics_commands(tmp_path):
     target = tmp_path / "metrics.csv"
     call_command("export_member_metrics", "--as-of", AS_OF.isoformat(), str(target), stdout=StringIO())
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
-    assert list(rows[0]) == ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
+    assert list(rows[0]) == [
+        "external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles",
+        "growth_value", "points_available", "points_pending",  # loyalty's columns (tests/loyalty: their values)
+    ]
     assert (rows[0]["external_id"], rows[0]["recency_days"], rows[0]["orders_365"], rows[0]["spend_365"], rows[0]["tier"]) == ("M-EXP", "10", "3", "1500.00", "B")
     assert "早上下单" in rows[0]["circles"].split("|")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from segments.export_columns import PROVIDERS
 from segments.models import CircleMembership, MemberMetrics
 
 HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
@@ -16,7 +17,10 @@ CHUNK = 20_000
 
 
 class Command(BaseCommand):
-    help = "Write external_id, recency_days, orders_365, spend_365, tier, p_alive, expected_orders_30d, circles (| separated) as CSV."
+    help = (
+        "Write external_id, recency_days, orders_365, spend_365, tier, p_alive, expected_orders_30d, circles (| separated) "
+        "as CSV, and the columns other apps add (growth_value, points_available, points_pending as of the day)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--as-of", type=dt.date.fromisoformat, default=None, help="the date recency is counted to (default: today)")
@@ -27,7 +31,7 @@ class Command(BaseCommand):
         rows = 0
         with file.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(HEADER)
+            writer.writerow([*HEADER, *(header for provider in PROVIDERS for header in provider.headers)])
             last_id = 0
             while True:
                 chunk = list(
@@ -43,6 +47,7 @@ class Command(BaseCommand):
                     CircleMembership.objects.filter(member_id__in=ids).order_by("circle__name").values_list("member_id", "circle__name")
                 ):
                     circles.setdefault(member_id, []).append(name)
+                extra = [(provider.values(ids, as_of), ("",) * len(provider.headers)) for provider in PROVIDERS]
                 for member_id, external_id, last_order_at, orders, spend, tier, p_alive, expected in chunk:
                     recency = (as_of - timezone.localtime(last_order_at).date()).days if last_order_at else ""
                     writer.writerow(
@@ -51,6 +56,7 @@ class Command(BaseCommand):
                             "" if p_alive is None else f"{p_alive:.3f}",
                             "" if expected is None else f"{expected:.3f}",
                             "|".join(circles.get(member_id, [])),
+                            *(value for values, empty in extra for value in values.get(member_id, empty)),
                         ]
                     )
                 rows += len(chunk)
