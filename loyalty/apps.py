@@ -11,7 +11,7 @@ class LoyaltyConfig(AppConfig):
     def ready(self) -> None:
         from crm.importing.jobs import import_committed
         from crm.models import EngagementEvent, Member, Order
-        from loyalty import signals
+        from loyalty import privacy, signals
         from loyalty.exports import METRICS_COLUMNS
         from segments.export_columns import register
 
@@ -20,3 +20,4 @@ class LoyaltyConfig(AppConfig):
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_saved")
         import_committed.connect(signals.import_committed, dispatch_uid="loyalty.import_committed")
         register(METRICS_COLUMNS)
+        privacy.register()

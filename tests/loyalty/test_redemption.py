@@ -93,3 +93,19 @@ def test_the_member_page_shows_points_and_rights_and_redeems_a_coupon(admin_clie
     response = admin_client.post(reverse("admin:crm_member_redeem", args=[member.pk]), {"right": right.pk, "key": "another"})
     assert response.status_code == 200 and "Not enough points: 100 available, 500 needed." in response.content.decode()
     assert Redemption.objects.count() == 1
+
+
+def test_the_personal_data_export_lists_the_ledgers_and_erasure_keeps_the_amounts(admin_client, member_with_600_points):
+    import json
+
+    member = member_with_600_points
+    services.points_redeem(member=member, right=Right.objects.get(name="免运费"), key="pipl")
+    data = json.loads(admin_client.post(reverse("admin:crm_member_personal_data", args=[member.pk]), {"reason": "会员申请"}).content)
+    loyalty = data["loyalty"]
+    assert loyalty["balance"]["growth_value"] == 60 and loyalty["balance"]["points_available"] == 400
+    assert [e["rule"] for e in loyalty["growth_value_entries"]] == ["register", "first_order"]
+    assert [(e["rule"], e["amount"]) for e in loyalty["points_entries"]] == [("order_points", 600), ("redemption", -200)]
+    assert loyalty["redemptions"][0]["right"] == "免运费"
+    admin_client.post(reverse("admin:crm_member_erase", args=[member.pk]), {"reason": "注销"})
+    services.ledgers_settle(member_ids=[member.pk])
+    assert Balance.objects.get(member=member).available == 400 and PointsEntry.objects.filter(member=member).count() == 2
