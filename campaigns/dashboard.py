@@ -30,6 +30,9 @@ CARDS = [
     ("first_order_conversion", Indicator.FIRST_ORDER, "pct"),
     ("retention_7d", Indicator.RETENTION, "pct"),
     ("high_risk_share", Indicator.HIGH_RISK, "pct"),
+    ("points_liability", None, "yuan"),
+    ("redemption_rate", None, "pct"),
+    ("growth_spend_ratio", None, "ratio"),
 ]
 TIER_COLUMNS = [
     ("members", None, "int"), ("gmv_share", None, "pct"), ("top5_share", Indicator.TOP5, "pct"),
@@ -37,6 +40,9 @@ TIER_COLUMNS = [
     ("monthly_orders", None, "num"), ("first_order_conversion", Indicator.FIRST_ORDER, "pct"),
     ("retention_7d", Indicator.RETENTION, "pct"), ("high_risk_share", Indicator.HIGH_RISK, "pct"),
     ("not_contacted_share", Indicator.NOT_CONTACTED, "pct"), ("marketing_balance", Indicator.MARKETING_BALANCE, "ratio"),
+    ("points_issued", None, "int"), ("points_redeemed", None, "int"), ("points_expired", None, "int"),
+    ("points_outstanding", None, "int"), ("points_liability", None, "yuan"), ("redemption_rate", None, "pct"),
+    ("growth_top_spend", None, "yuan"), ("growth_rest_spend", None, "yuan"),
 ]
 TRENDS = [("members", "int"), ("gmv", "yuan"), ("repurchase_rate", "pct"), ("first_order_conversion", "pct"), ("high_risk_share", "pct")]
 
@@ -49,6 +55,11 @@ def label_of(figure: str) -> str:
         "first_order_conversion": _("first-order conversion (new members)"), "retention_7d": _("7-day retention (new buyers)"),
         "high_risk_share": _("high churn risk"), "not_contacted_share": _("not contacted in 60 days"),
         "marketing_balance": _("marketing share ÷ member share"),
+        "points_issued": _("points issued (365 days)"), "points_redeemed": _("points redeemed (365 days)"),
+        "points_expired": _("points expired (365 days)"), "points_outstanding": _("points outstanding"),
+        "points_liability": _("points liability"), "redemption_rate": _("points redemption rate"),
+        "growth_top_spend": _("spend per member, top 10% by growth value"), "growth_rest_spend": _("spend per member, the other 90%"),
+        "growth_spend_ratio": _("top growth decile's spend ÷ the rest's"),
     }.get(figure, figure)
 
 

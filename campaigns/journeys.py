@@ -38,6 +38,8 @@ from campaigns.models import (
 from campaigns.policy import Rules
 from campaigns.split import JOURNEY_CONTROL, bucket
 from crm.models import Consent, Member, Order, OrderStatus
+from loyalty.balances import EXPIRING_DAYS
+from loyalty.models import Balance, PointsEntry
 from segments.models import CircleMembership, TierChange
 
 
@@ -105,6 +107,20 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
             condition |= Q(birthday__month=month, birthday__day=day)
         started = _local_midnight(today)
         return [Trigger(pk, f"birthday:{today.year}", started) for pk in live.filter(condition).values_list("pk", flat=True)]
+    if journey.trigger == JourneyTrigger.POINTS_DUE:
+        # Entered the 30 days before a points expiry with points left to lose (the stored balance's
+        # "expiring"): once per member and expiry day, when the window opens.
+        window = dt.timedelta(days=EXPIRING_DAYS)
+        rows = (
+            PointsEntry.objects.filter(expires_at__gt=since + window, expires_at__lte=now + window, member__erased_at__isnull=True)
+            .filter(member_id__in=Balance.objects.filter(expiring__gt=0).values("member_id"))
+            .values_list("member_id", "expires_at")
+            .distinct()
+        )
+        return [
+            Trigger(member_id, f"points_due:{timezone.localtime(expires_at):%Y%m%d}", expires_at - window)
+            for member_id, expires_at in rows
+        ]
     return []
 
 

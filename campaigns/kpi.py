@@ -26,6 +26,15 @@ Definitions, for the day D (Asia/Shanghai) with END = the midnight after D:
 - leaders: members of his communities, active_share (ordered in the 30 days
   before END), tier mix, new members and how many of them ordered, and the
   worklist follow-up rate of the 30 days up to D.
+- points (ledger entries with business time before END): points_outstanding,
+  the sum of every entry; points_liability, that times
+  LoyaltySettings.point_value; points_issued / points_redeemed /
+  points_expired, what orders and positive adjustments earned, redemptions
+  spent and expiries took in Y (net of refunds); redemption_rate: redeemed
+  over issued in Y.
+- growth deciles: the segment's top ceil(10%) members by growth value before
+  END against the others: their average spend in Y (growth_top_spend,
+  growth_rest_spend) and its ratio (growth_spend_ratio; the seeds report 3.2).
 - campaigns (and journeys, their steps summed) with a message sent in the 90
   days before END: sent, converted, revenue (last touch, campaigns.reports),
   cost (messages × KpiSettings.message_cost + redeemed coupon values) and
@@ -56,6 +65,7 @@ from campaigns.models import (
 )
 from campaigns.worklist import follow_up_rates
 from crm.models import GroupLeader, OrderStatus
+from loyalty.models import LoyaltySettings, RuleCode
 from segments.models import Tier
 
 BASE = ""
@@ -96,7 +106,10 @@ def _member_table(cursor, end: dt.datetime) -> None:
         SELECT m.id AS member_id, t.to_tier_id AS tier_id, m.community_id AS community_id, c.leader_id AS leader_id,
                m.registered_at AS registered_at,
                COALESCE(o.spend, 0) AS spend, COALESCE(o.orders, 0) AS orders, COALESCE(o.ltv, 0) AS ltv,
-               COALESCE(o.orders_30, 0) AS orders_30, o.first_at AS first_at
+               COALESCE(o.orders_30, 0) AS orders_30, o.first_at AS first_at,
+               COALESCE(g.growth, 0) AS growth, COALESCE(p.outstanding, 0) AS points_outstanding,
+               COALESCE(p.issued, 0) AS points_issued, COALESCE(p.redeemed, 0) AS points_redeemed,
+               COALESCE(p.expired, 0) AS points_expired
           FROM ({_tier_as_of_sql()}) t
           JOIN crm_member m ON m.id = t.member_id
           LEFT JOIN crm_community c ON c.id = m.community_id
@@ -110,12 +123,25 @@ def _member_table(cursor, end: dt.datetime) -> None:
                  FROM crm_order WHERE status = %s AND ordered_at < %s
                 GROUP BY member_id
           ) o ON o.member_id = m.id
+          LEFT JOIN (SELECT member_id, SUM(amount) AS growth FROM loyalty_growthentry WHERE occurred_at < %s GROUP BY member_id) g
+            ON g.member_id = m.id
+          LEFT JOIN (
+               SELECT member_id, SUM(amount) AS outstanding,
+                      SUM(CASE WHEN occurred_at >= %s AND (rule = %s OR (rule = %s AND amount > 0)) THEN amount ELSE 0 END) AS issued,
+                      -SUM(CASE WHEN occurred_at >= %s AND rule = %s THEN amount ELSE 0 END) AS redeemed,
+                      -SUM(CASE WHEN occurred_at >= %s AND rule = %s THEN amount ELSE 0 END) AS expired
+                 FROM loyalty_pointsentry WHERE occurred_at < %s GROUP BY member_id
+          ) p ON p.member_id = m.id
          WHERE m.erased_at IS NULL OR m.erased_at >= %s""",  # nosec B608 - fixed fragments; values are parameters
-        [end, year, year, month, OrderStatus.PAID, end, end],
+        [
+            end, year, year, month, OrderStatus.PAID, end, end,
+            year, RuleCode.ORDER_POINTS, RuleCode.ADJUSTMENT, year, RuleCode.REDEMPTION, year, RuleCode.EXPIRY, end,
+            end,
+        ],
     )
 
 
-def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool, tiers: dict[int, Tier]) -> dict[str, dict]:
+def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool, tiers: dict[int, Tier], point_value: Decimal) -> dict[str, dict]:
     # Counts per segment, missing ones 0. One GROUP BY tier per figure family; the
     # base is the sum of the tiers, except the top 5%, which is its own query.
     rows: dict[str, dict] = defaultdict(lambda: defaultdict(int))
@@ -144,6 +170,25 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool, 
         rows[tiers[tier_id].code if tier_id in tiers else "?"]["top_gmv"] = float(top or 0)
     [(top,)] = _fetch(cursor, top_sql.format(group="", partition="", group_by=""), []) or [(0,)]
     rows[BASE]["top_gmv"] = float(top or 0)
+
+    for tier_id, outstanding, issued, redeemed, expired in _fetch(
+        cursor,
+        "SELECT tier_id, SUM(points_outstanding), SUM(points_issued), SUM(points_redeemed), SUM(points_expired) FROM kpi_m GROUP BY tier_id",
+        [],
+    ):
+        add(tier_id, points_outstanding=int(outstanding or 0), points_issued=int(issued or 0),
+            points_redeemed=int(redeemed or 0), points_expired=int(expired or 0))
+
+    decile_sql = (
+        "SELECT {group} SUM(CASE WHEN rn * 100 <= n * 10 + 99 THEN spend ELSE 0 END), SUM(CASE WHEN rn * 100 <= n * 10 + 99 THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN rn * 100 > n * 10 + 99 THEN spend ELSE 0 END), SUM(CASE WHEN rn * 100 > n * 10 + 99 THEN 1 ELSE 0 END) "
+        "FROM (SELECT tier_id, spend, ROW_NUMBER() OVER ({partition} ORDER BY growth DESC, member_id) AS rn, "
+        "COUNT(*) OVER ({partition}) AS n FROM kpi_m) r {group_by}"
+    )
+    for tier_id, *split in _fetch(cursor, decile_sql.format(group="tier_id,", partition="PARTITION BY tier_id", group_by="GROUP BY tier_id"), []):
+        rows[tiers[tier_id].code if tier_id in tiers else "?"]["growth_split"] = split
+    for split in _fetch(cursor, decile_sql.format(group="", partition="", group_by=""), []):
+        rows[BASE]["growth_split"] = list(split)
 
     new_since = end - dt.timedelta(days=30)
     for tier_id, new, converted in _fetch(
@@ -193,10 +238,10 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool, 
             [],
         ):
             add(tier_id, **{f"risk:{band if band in RISK_BANDS else ''}": n})
-    return {key: _figures(raw, rows[BASE], with_risk) for key, raw in rows.items()}
+    return {key: _figures(raw, rows[BASE], with_risk, point_value) for key, raw in rows.items()}
 
 
-def _figures(raw: dict, base: dict, with_risk: bool) -> dict:
+def _figures(raw: dict, base: dict, with_risk: bool, point_value: Decimal) -> dict:
     members = raw["members"]
     figures = {
         "members": members,
@@ -219,6 +264,21 @@ def _figures(raw: dict, base: dict, with_risk: bool) -> dict:
     share_of_members = _ratio(members, base["members"])
     figures["marketing_share"] = share_of_marketing
     figures["marketing_balance"] = _ratio(share_of_marketing, share_of_members) if share_of_marketing is not None and share_of_members else None
+    top_spend, top_n, rest_spend, rest_n = raw.get("growth_split") or (0, 0, 0, 0)
+    figures.update({
+        "points_outstanding": raw.get("points_outstanding", 0),
+        "points_liability": _money(Decimal(raw.get("points_outstanding", 0)) * point_value),
+        "points_issued": raw.get("points_issued", 0),
+        "points_redeemed": raw.get("points_redeemed", 0),
+        "points_expired": raw.get("points_expired", 0),
+        "redemption_rate": _ratio(raw.get("points_redeemed", 0), raw.get("points_issued", 0)),
+        "growth_top_spend": _ratio(top_spend or 0, top_n),
+        "growth_rest_spend": _ratio(rest_spend or 0, rest_n),
+    })
+    figures["growth_spend_ratio"] = _ratio(figures["growth_top_spend"], figures["growth_rest_spend"]) if figures["growth_top_spend"] is not None else None
+    for name in ("growth_top_spend", "growth_rest_spend"):
+        if figures[name] is not None:
+            figures[name] = _money(figures[name])
     if with_risk:
         figures["risk"] = {band or "unknown": raw.get(f"risk:{band}", 0) for band in RISK_BANDS}
         figures["high_risk_share"] = _ratio(raw.get("risk:high", 0), members)
@@ -322,7 +382,7 @@ def snapshot_build(as_of: dt.date | None = None, *, now: dt.datetime | None = No
     tiers = {tier.pk: tier for tier in Tier.objects.all()}
     with transaction.atomic(), connection.cursor() as cursor:
         _member_table(cursor, end)
-        segments = _segments(cursor, end, settings, with_risk, tiers)
+        segments = _segments(cursor, end, settings, with_risk, tiers, LoyaltySettings.current().point_value)
         migration = _migration(cursor, end, tiers)
         leaders = _leaders(cursor, as_of, end, tiers)
         cursor.execute("DROP TABLE kpi_m")

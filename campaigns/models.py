@@ -427,6 +427,7 @@ class JourneyTrigger(models.TextChoices):
     CIRCLE = "circle", _("entered a circle (e.g. became dormant)")
     TIER_UP = "tier_up", _("moved up a tier")
     BIRTHDAY = "birthday", _("birthday")
+    POINTS_DUE = "points_due", _("points expiring within 30 days")
 
 
 class Journey(models.Model):

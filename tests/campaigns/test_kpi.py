@@ -66,6 +66,16 @@ def shop():
             order = OrderFactory(member=member, ordered_at=sent + dt.timedelta(days=1), amount=Decimal("66"), coupon_code=f"Q{member.pk:09d}")
             Coupon.objects.create(code=f"Q{member.pk:09d}", member=member, campaign=campaign, delivery=delivery, kind="amount",
                                   value=Decimal("5"), valid_from=sent, valid_until=sent + dt.timedelta(days=7), redeemed_at=order.ordered_at, order=order)
+    # Growth value and points from all of it; a redemption and an adjustment, and the 2024 points expired.
+    from loyalty import services as loyalty
+    from loyalty.models import Right
+
+    OrderFactory(member=members[40], ordered_at=dt.datetime(2024, 12, 1, 10, tzinfo=SHANGHAI), amount=Decimal("120"))  # expired 2026-01-01
+    with time_machine.travel(NOON - dt.timedelta(hours=1), tick=False):
+        loyalty.ledgers_settle()
+        loyalty.adjustment_create(member=members[30], ledger="points", amount=300, reason="客诉补偿")
+        loyalty.points_redeem(member=members[30], right=Right.objects.get(name="免运费"), key="kpi")
+        loyalty.points_expire()
     for n, member in enumerate(members[:12]):
         WorklistItem.objects.create(day=DAY - dt.timedelta(days=n), leader=member.community.leader, community=member.community, member=member,
                                     kind="birthday", priority=70, reason="r", script="s", outcome="contacted" if n % 3 == 0 else "")
@@ -126,6 +136,35 @@ def oracle(day: dt.date) -> dict:
         }
     for key, figures in result.items():
         figures["gmv_share"] = figures["gmv"] / result[""]["gmv"] if result[""]["gmv"] else None
+    # Points and growth value, from the ledger rows as they are.
+    from loyalty.models import GrowthEntry, PointsEntry
+
+    entries = [e for e in PointsEntry.objects.all() if e.occurred_at < end]
+    growth = defaultdict(int)
+    for entry in GrowthEntry.objects.all():
+        if entry.occurred_at < end:
+            growth[entry.member_id] += entry.amount
+    for key, ids in segments.items():
+        mine = [e for e in entries if e.member_id in set(ids)]
+        in_year = [e for e in mine if e.occurred_at >= year]
+        issued = sum(e.amount for e in in_year if e.rule == "order_points" or (e.rule == "adjustment" and e.amount > 0))
+        redeemed = -sum(e.amount for e in in_year if e.rule == "redemption")
+        spend = {i: float(sum((o.amount for o in paid[i] if o.ordered_at >= year), Decimal(0))) for i in ids}
+        ranked = sorted(ids, key=lambda i: (-growth[i], i))
+        top, rest = ranked[: math.ceil(len(ids) * 0.1)], ranked[math.ceil(len(ids) * 0.1):]
+        top_spend = sum(spend[i] for i in top) / len(top) if top else None
+        rest_spend = sum(spend[i] for i in rest) / len(rest) if rest else None
+        result[key].update({
+            "points_outstanding": sum(e.amount for e in mine),
+            "points_liability": round(sum(e.amount for e in mine) * 0.01, 2),
+            "points_issued": issued,
+            "points_redeemed": redeemed,
+            "points_expired": -sum(e.amount for e in in_year if e.rule == "expiry"),
+            "redemption_rate": redeemed / issued if issued else None,
+            "growth_top_spend": top_spend,
+            "growth_rest_spend": rest_spend,
+            "growth_spend_ratio": top_spend / rest_spend if top_spend is not None and rest_spend else None,
+        })
     return result
 
 
@@ -155,7 +194,8 @@ def test_every_figure_equals_the_plain_computation(shop):
         counted = Counter(bands.get(m) or "unknown" for m, code in tiers.items() if key in ("", code))
         assert stored[key]["risk"] == {band: counted.get(band, 0) for band in ("low", "medium", "high", "unknown")}, key
     kinds = {name for figures in expected.values() for name, value in figures.items() if value not in (None, 0)}
-    assert {"retention_7d", "first_order_conversion", "marketing_share", "top5_share"} <= kinds  # the data exercises them
+    assert {"retention_7d", "first_order_conversion", "marketing_share", "top5_share",
+            "points_redeemed", "points_expired", "growth_spend_ratio"} <= kinds  # the data exercises them
 
 
 def test_the_migration_matrix_leaders_and_campaign_roi(shop):
