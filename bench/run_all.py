@@ -34,6 +34,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "py
 BENCHES = {
     "import": ["bench/import.py"],
     "recompute": ["bench/recompute.py", "--as-of", "{as_of}"],
+    "loyalty": ["bench/loyalty.py", "--as-of", "{as_of}"],
     "admin_latency": ["bench/admin_latency.py", "--repeat", "20"],
     "dashboard": ["bench/dashboard.py", "--repeat", "20", "--days", "3"],
     "journeys": ["bench/journeys.py"],

@@ -13,7 +13,7 @@ import uuid
 from django import forms
 from django.contrib import admin, messages as user_messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from campaigns.models import Coupon, Delivery
 from campaigns.rewards import right_redeem
 from crm.models import Member
-from loyalty.models import GrowthEntry, PointsEntry, Right
+from loyalty.models import GrowthEntry, PointsEntry, Right, RuleCode
 from loyalty.services import RedemptionError, balance_of, rights_of
 from segments.models import Circle, RiskBand, Tier, TierChange, TierPin
 from segments.services import member_standing
@@ -223,11 +223,14 @@ class MemberStandingMixin:
         rows.append((_("rights"), "、".join(right.name for right in rights.mine) or "-"))
         if rights.next_tier is not None:
             rows.append((_("%(tier)s adds") % {"tier": rights.next_tier.name}, "、".join(right.name for right in rights.next_adds) or "-"))
-        entries = sorted(
-            [*GrowthEntry.objects.filter(member=member).order_by("-occurred_at", "-id")[:LEDGER_ON_PAGE],
-             *PointsEntry.objects.filter(member=member).order_by("-occurred_at", "-id")[:LEDGER_ON_PAGE]],
-            key=lambda entry: (entry.occurred_at, entry.recorded_at), reverse=True,
-        )[:LEDGER_ON_PAGE]
+        # The latest entries of both ledgers, in one query.
+        fields = ("occurred_at", "recorded_at", "amount", "rule")
+        entries = (
+            GrowthEntry.objects.filter(member=member).annotate(ledger=Value(str(_("growth value")))).values_list(*fields, "ledger")
+            .union(PointsEntry.objects.filter(member=member).annotate(ledger=Value(str(_("points")))).values_list(*fields, "ledger"), all=True)
+            .order_by("-occurred_at", "-recorded_at")[:LEDGER_ON_PAGE]
+        )
+        rule_names = dict(RuleCode.choices)
         return format_html(
             '<table class="crm-inline-table" data-testid="loyalty"><tbody>{}</tbody></table><ol class="crm-timeline">{}</ol>',
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
@@ -235,9 +238,8 @@ class MemberStandingMixin:
                 "",
                 "<li><time>{}</time> {} {} <span class='crm-muted'>{}</span></li>",
                 (
-                    (admin.utils.display_for_value(e.occurred_at, "-"), _("points") if isinstance(e, PointsEntry) else _("growth value"),
-                     f"{e.amount:+d}", e.get_rule_display())
-                    for e in entries
+                    (admin.utils.display_for_value(occurred_at, "-"), ledger, f"{amount:+d}", rule_names.get(rule, rule))
+                    for occurred_at, _recorded_at, amount, rule, ledger in entries
                 ),
             ),
         )

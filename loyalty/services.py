@@ -209,15 +209,21 @@ class Rights:
 
 
 def rights_of(member: Member) -> Rights:
-    """The rights of the member's tier and every tier below it, and what the next tier up adds."""
-    tier_id = MemberMetrics.objects.filter(member=member).values_list("tier_id", flat=True).first()
-    tier = Tier.objects.filter(pk=tier_id).first() if tier_id else Tier.objects.filter(is_catch_all=True).first()
+    """The rights of the member's tier and every tier below it (his tier's own first), and what
+    the next tier up adds: three queries (his tier, the ladder, the active rights)."""
+    metrics = MemberMetrics.objects.filter(member=member).select_related("tier").first()
+    ladder = sorted(Tier.objects.all(), key=lambda tier: tier.rank)
+    tier = metrics.tier if metrics and metrics.tier else next((t for t in ladder if t.is_catch_all), None)
     if tier is None:
         return Rights(None, [], None, [])
-    mine = list(Right.objects.filter(active=True, tier__rank__lte=tier.rank).select_related("tier"))
-    next_tier = Tier.objects.filter(rank__gt=tier.rank).order_by("rank").first()
-    adds = list(Right.objects.filter(active=True, tier=next_tier)) if next_tier else []
-    return Rights(tier, mine, next_tier, adds)
+    rights = list(Right.objects.filter(active=True).select_related("tier"))  # ordered by tier rank (highest first), position
+    next_tier = next((t for t in ladder if t.rank > tier.rank), None)
+    return Rights(
+        tier,
+        [right for right in rights if right.tier.rank <= tier.rank],
+        next_tier,
+        [right for right in rights if next_tier is not None and right.tier_id == next_tier.pk],
+    )
 
 
 def points_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.datetime | None = None) -> Redemption:
