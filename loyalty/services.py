@@ -77,9 +77,10 @@ def _watermarks() -> dict:
 def ledgers_settle(*, member_ids: Sequence[int] | None = None, now: dt.datetime | None = None, scope: str = "") -> SettleRun:
     """Award and reverse what the rules say for these members (None: everyone), and write their balances."""
     now = now or timezone.now()
-    run = SettleRun.objects.create(started_at=now, scope=scope or ("members" if member_ids is not None else "all"), **_watermarks())
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
+        # Inside the transaction: a run killed midway leaves no trace, and the next covers its members.
+        run = SettleRun.objects.create(started_at=now, scope=scope or ("members" if member_ids is not None else "all"), **_watermarks())
         scoped = member_ids is not None
         if scoped:
             run.members = _scope_create(cursor, member_ids)
@@ -99,11 +100,8 @@ def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
     (a refund or an edit in the admin or an import is settled by its own per-member task), and
     those whose points become available or enter the 30-day expiry window since then."""
     now = now or timezone.now()
-    last = SettleRun.objects.filter(finished_at__isnull=False, scope__in=["all", "nightly"]).order_by("-started_at").first()
-    if last is None:
+    if not SettleRun.objects.filter(scope__in=["all", "nightly"]).exists():
         return ledgers_settle(now=now)
-    run = SettleRun.objects.create(started_at=now, scope="nightly", **_watermarks())
-    since, horizon_since, horizon = last.started_at, last.started_at + dt.timedelta(days=EXPIRING_DAYS), now + dt.timedelta(days=EXPIRING_DAYS)
     select = """
         SELECT id AS member_id FROM crm_member WHERE id > %s AND id <= %s
         UNION SELECT member_id FROM crm_order WHERE id > %s AND id <= %s
@@ -111,12 +109,16 @@ def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
         UNION SELECT member_id FROM loyalty_pointsentry WHERE available_at > %s AND available_at <= %s
         UNION SELECT member_id FROM loyalty_pointsentry WHERE expires_at > %s AND expires_at <= %s
     """
-    params = [
-        last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.max_event_id, run.max_event_id,
-        since, now, horizon_since, horizon,
-    ]
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
+        # Read under the lock: a second night's run started meanwhile starts where this one ends.
+        last = SettleRun.objects.filter(scope__in=["all", "nightly"]).order_by("-started_at", "-id").first()
+        run = SettleRun.objects.create(started_at=now, scope="nightly", **_watermarks())
+        since, horizon_since, horizon = last.started_at, last.started_at + dt.timedelta(days=EXPIRING_DAYS), now + dt.timedelta(days=EXPIRING_DAYS)
+        params = [
+            last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.max_event_id, run.max_event_id,
+            since, now, horizon_since, horizon,
+        ]
         run.members = _scope_create(cursor, select=select, params=params)
         written = ledger_settle(cursor, Ledger.GROWTH, scoped=True, now=now) + ledger_settle(cursor, Ledger.POINTS, scoped=True, now=now)
         balances_refresh(cursor, scoped=True, now=now)
@@ -139,9 +141,9 @@ def reprice_preview(*, now: dt.datetime | None = None) -> dict[str, Moves]:
 def ledgers_reprice(*, now: dt.datetime | None = None) -> SettleRun:
     """The explicit re-award: every source is brought to what today's rules say, differences recorded."""
     now = now or timezone.now()
-    run = SettleRun.objects.create(started_at=now, scope="reprice", **_watermarks())
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
+        run = SettleRun.objects.create(started_at=now, scope="reprice", **_watermarks())
         written = Moves()
         for ledger in (Ledger.GROWTH, Ledger.POINTS):
             written += ledger_settle(cursor, ledger, scoped=False, reprice=True, now=now)
