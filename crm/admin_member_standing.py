@@ -226,8 +226,8 @@ class MemberStandingMixin:
         # The latest entries of both ledgers, in one query.
         fields = ("occurred_at", "recorded_at", "amount", "rule")
         entries = (
-            GrowthEntry.objects.filter(member=member).annotate(ledger=Value(str(_("growth value")))).values_list(*fields, "ledger")
-            .union(PointsEntry.objects.filter(member=member).annotate(ledger=Value(str(_("points")))).values_list(*fields, "ledger"), all=True)
+            GrowthEntry.objects.filter(member=member).order_by().annotate(ledger=Value(str(_("growth value")))).values_list(*fields, "ledger")
+            .union(PointsEntry.objects.filter(member=member).order_by().annotate(ledger=Value(str(_("points")))).values_list(*fields, "ledger"), all=True)
             .order_by("-occurred_at", "-recorded_at")[:LEDGER_ON_PAGE]
         )
         rule_names = dict(RuleCode.choices)

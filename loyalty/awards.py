@@ -45,7 +45,6 @@ from loyalty.models import RULE_LEDGER, EarningRule, Ledger, LoyaltySettings, Ru
 
 SCOPE = "loyalty_scope"  # temp table of the member ids a scoped settle covers
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
-EARNED_RULES = tuple(RULE_LEDGER)
 
 
 def _sql(postgres: str, sqlite: str) -> str:

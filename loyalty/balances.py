@@ -24,10 +24,7 @@ from django.utils import timezone
 from loyalty.awards import SCOPE
 
 SCOPE_IDS = f"SELECT member_id FROM {SCOPE}"
-
 EXPIRING_DAYS = 30
-
-
 EXPIRING = "CASE WHEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) > 0 THEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) ELSE 0 END"
 
 
@@ -45,9 +42,9 @@ def _points_sums(moment: str, horizon: str, where: str, join: str = "") -> str:
 
 
 def _scope_sql(scoped: bool) -> str:
-    if scoped:
-        return f"SELECT member_id FROM {SCOPE}"
-    return "SELECT member_id FROM loyalty_growthentry UNION SELECT member_id FROM loyalty_pointsentry"
+    """The members whose balances a refresh writes: those in scope, or every member (a member
+    table scan, not a union of two ledgers of tens of millions of rows)."""
+    return SCOPE_IDS if scoped else "SELECT id AS member_id FROM crm_member"
 
 
 def balances_refresh(cursor, *, scoped: bool, now: dt.datetime | None = None) -> int:
@@ -86,7 +83,7 @@ def balances_differing(cursor, *, limit: int = 100) -> list[dict]:
                 OR c.stored_expiring <> c.expiring
             UNION ALL
             SELECT m.member_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-              FROM ({_scope_sql(False)}) m
+              FROM (SELECT member_id FROM loyalty_growthentry UNION SELECT member_id FROM loyalty_pointsentry) m
              WHERE NOT EXISTS (SELECT 1 FROM loyalty_balance b WHERE b.member_id = m.member_id)
              LIMIT %s""",  # nosec B608
         [limit],
