@@ -84,11 +84,10 @@ class EarningRuleAdmin(admin.ModelAdmin):
 
 @admin.register(TierPoints)
 class TierPointsAdmin(admin.ModelAdmin):
+    """One row per tier (a tier added later gets its row here; without one it earns ×1.0)."""
+
     list_display = ("tier", "multiplier")
     list_editable = ("multiplier",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -96,12 +96,12 @@ def _multiplier_sql() -> tuple[str, list]:
     values = set(multipliers.values()) | {100}
     if len(values) == 1:
         return "100", []
-    # The tier at the order's time: the member's last tier change at or before it.
+    # The tier at the order's time: the member's last tier change at or before it (a tier without a
+    # multiplier row, and no change yet: 1.0).
+    cases = " ".join("WHEN %s THEN %s" for _tier in multipliers)
     return (
-        "COALESCE((SELECT tp.multiplier_hundredths FROM segments_tierchange tc "
-        "JOIN (" + " UNION ALL ".join("SELECT %s AS tier_id, %s AS multiplier_hundredths" for _t in multipliers) + ") tp "
-        "ON tp.tier_id = tc.to_tier_id WHERE tc.member_id = r.member_id AND tc.at <= r.occurred_at "
-        "ORDER BY tc.at DESC, tc.id DESC LIMIT 1), 100)",
+        f"COALESCE((SELECT CASE tc.to_tier_id {cases} ELSE 100 END FROM segments_tierchange tc "
+        "WHERE tc.member_id = r.member_id AND tc.at <= r.occurred_at ORDER BY tc.at DESC, tc.id DESC LIMIT 1), 100)",
         [value for item in multipliers.items() for value in item],
     )
 
