@@ -109,3 +109,36 @@ def test_the_personal_data_export_lists_the_ledgers_and_erasure_keeps_the_amount
     admin_client.post(reverse("admin:crm_member_erase", args=[member.pk]), {"reason": "注销"})
     services.ledgers_settle(member_ids=[member.pk])
     assert Balance.objects.get(member=member).available == 400 and PointsEntry.objects.filter(member=member).count() == 2
+
+
+def test_bad_rules_rights_and_adjustments_are_explained_and_nothing_is_written(admin_client, member_with_600_points):
+    from loyalty.models import Adjustment, EarningRule
+
+    rules = EarningRule.objects.count()
+    response = admin_client.post(reverse("admin:loyalty_earningrule_add"), {
+        "code": "share", "amount": "40", "effective_from": "2027-01-01", "effective_until": "2026-12-31"})
+    assert response.status_code == 200 and "The rule must end after it starts." in response.content.decode()
+    response = admin_client.post(reverse("admin:loyalty_earningrule_add"), {"code": "share", "amount": "-5", "effective_from": "2027-01-01"})
+    assert response.status_code == 200 and "amount" in response.context["adminform"].form.errors
+    assert EarningRule.objects.count() == rules
+    response = admin_client.post(reverse("admin:loyalty_right_add"), {
+        "tier": Right.objects.first().tier_id, "name": "无券面", "kind": "coupon", "coupon_days": "14", "position": "0", "active": "on"})
+    assert response.context["adminform"].form.errors["coupon_value"] == ["A coupon right needs the coupon's value."]
+    response = admin_client.post(reverse("admin:loyalty_adjustment_add"), {
+        "member": member_with_600_points.pk, "ledger": "points", "amount": "0", "reason": "x"})
+    assert response.status_code == 200 and "An adjustment needs an amount other than zero." in response.content.decode()
+    # An unknown right on the redemption form: the field says so.
+    response = admin_client.post(reverse("admin:crm_member_redeem", args=[member_with_600_points.pk]), {"right": "999999", "key": "k"})
+    assert response.status_code == 200 and response.context["form"].errors["right"]
+    assert not Adjustment.objects.exists() and not Redemption.objects.exists() and available(member_with_600_points) == 600
+
+
+def test_an_adjustment_in_the_admin_writes_its_entry_and_the_balance(admin_client, member_with_600_points):
+    from loyalty.models import Adjustment
+
+    response = admin_client.post(reverse("admin:loyalty_adjustment_add"), {
+        "member": member_with_600_points.pk, "ledger": "points", "amount": "-50", "reason": "重复下单补扣"})
+    assert response.status_code == 302
+    adjustment = Adjustment.objects.get()
+    assert adjustment.created_by.username == "boss" and available(member_with_600_points) == 550
+    assert PointsEntry.objects.get(rule="adjustment").source_id == adjustment.pk
