@@ -16,10 +16,12 @@ and appends the difference as one new entry with the next sequence number:
   amount was changed is left alone: history is never rewritten silently.
   reprice=True (the re-award, previewed first) writes those differences too.
 
-The unique (rule, source, seq) key makes a settle that repeats or races
-another write nothing twice: both compute the same next seq, and the second
-insert does nothing (ON CONFLICT DO NOTHING). One transaction holds the
-entries and the balances they change (balances.py).
+Settles take turns (loyalty.services holds a lock), so each reads what the
+one before wrote and a settle that repeats finds nothing to write. The unique
+(rule, source, seq) key is the proof: a second award of a source could not
+slip in, it would fail loudly. Plain INSERTs: a first award writes tens of
+millions of rows, and ON CONFLICT's speculative insertion costs each of them.
+One transaction holds the entries and the balances they change (balances.py).
 
 Points of an order: floor(amount) x points per yuan x the multiplier of the
 member's tier at the order's time (his last tier change at or before it; 1
@@ -175,14 +177,17 @@ TABLES = {Ledger.GROWTH: "loyalty_growthentry", Ledger.POINTS: "loyalty_pointsen
 
 
 def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.datetime) -> tuple[str, list]:
-    """The entries to append: awards, reversals and (reprice) differences."""
+    """The entries to append: awards, reversals and (reprice) differences.
+
+    One FULL JOIN of targets and held, each read once: PostgreSQL then streams the
+    targets instead of materialising them (a CTE read twice is written out first,
+    19M rows to temporary files on a first award). SQLite has FULL JOIN since 3.39."""
     table = TABLES[ledger]
     rules = [code for code, owner in RULE_LEDGER.items() if owner == ledger]
     points = ledger == Ledger.POINTS
     dates_held = ", MIN(available_at) AS available_at, MIN(expires_at) AS expires_at" if points else ""
-    dates_t = ", t.available_at, t.expires_at" if points else ""
-    dates_h = ", h.available_at, h.expires_at" if points else ""
-    changed = "t.amount <> COALESCE(h.total, 0)" if reprice else "COALESCE(h.total, 0) = 0 AND t.amount > 0"
+    dates = ", COALESCE(t.available_at, h.available_at), COALESCE(t.expires_at, h.expires_at)" if points else ""
+    award = "t.amount <> COALESCE(h.total, 0)" if reprice else "COALESCE(h.total, 0) = 0 AND t.amount > 0"
     sql = f"""
         WITH targets AS ({targets}),
         held AS (
@@ -191,18 +196,16 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
               FROM {table} WHERE rule IN ({", ".join(["%s"] * len(rules))}) AND {_in_scope("member_id", scoped)}
              GROUP BY rule, source_kind, source_id
         )
-        SELECT t.member_id, t.amount - COALESCE(h.total, 0) AS amount, t.rule, t.source_kind, t.source_id,
-               COALESCE(h.seq + 1, 0) AS seq, t.occurred_at, %s AS recorded_at{dates_t}
+        SELECT COALESCE(t.member_id, h.member_id) AS member_id, COALESCE(t.amount, 0) - COALESCE(h.total, 0) AS amount,
+               COALESCE(t.rule, h.rule) AS rule, COALESCE(t.source_kind, h.source_kind) AS source_kind,
+               COALESCE(t.source_id, h.source_id) AS source_id, COALESCE(h.seq + 1, 0) AS seq,
+               COALESCE(t.occurred_at, h.occurred_at) AS occurred_at, %s AS recorded_at{dates}
           FROM targets t
-          LEFT JOIN held h ON h.rule = t.rule AND h.source_kind = t.source_kind AND h.source_id = t.source_id
-         WHERE {changed}
-        UNION ALL
-        SELECT h.member_id, -h.total, h.rule, h.source_kind, h.source_id, h.seq + 1, h.occurred_at, %s{dates_h}
-          FROM held h
-         WHERE h.total <> 0 AND NOT EXISTS (
-               SELECT 1 FROM targets t WHERE t.rule = h.rule AND t.source_kind = h.source_kind AND t.source_id = h.source_id)
+          FULL JOIN held h ON h.rule = t.rule AND h.source_kind = t.source_kind AND h.source_id = t.source_id
+         WHERE (t.rule IS NOT NULL AND {award})   -- an award (or, repriced, a difference)
+            OR (t.rule IS NULL AND h.total <> 0)  -- no longer earned: the reversal
     """  # nosec B608
-    return sql, [*rules, now, now]
+    return sql, [*rules, now]
 
 
 def _columns(ledger: str) -> str:
@@ -220,9 +223,5 @@ def ledger_settle(cursor, ledger: str, *, scoped: bool, reprice: bool = False, p
         cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT member_id), COALESCE(SUM(amount), 0) FROM ({decisions}) d", params)  # nosec B608
         entries, members, amount = cursor.fetchone()
         return Moves(entries, members, int(amount))
-    cursor.execute(
-        f"INSERT INTO {TABLES[ledger]} ({_columns(ledger)}) SELECT * FROM ({decisions}) d WHERE 1 = 1 "  # nosec B608
-        "ON CONFLICT (rule, source_kind, source_id, seq) DO NOTHING",
-        params,
-    )
+    cursor.execute(f"INSERT INTO {TABLES[ledger]} ({_columns(ledger)}) SELECT * FROM ({decisions}) d", params)  # nosec B608
     return Moves(entries=max(cursor.rowcount, 0))

@@ -4,21 +4,23 @@ rights a member has. Admin, tasks, signals and commands call these.
 
 One settle is one transaction: the entries (awards.py) and the balances of
 the members they touch (balances.py) commit together, under a lock that
-keeps two settles from computing the same members at once (a second waits;
-the unique entry key would make it harmless anyway)."""
+makes settles take turns, so that each reads what the one before wrote (on
+SQLite, its IMMEDIATE transactions do the same)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from crm.models import EngagementEvent, Member, Order
+from crm.models import EngagementEvent, Member, Order, OrderStatus
 from loyalty.awards import SCOPE, Moves, ledger_settle, local_midnight
 from loyalty.balances import EXPIRING_DAYS, balances_refresh
 from loyalty.models import (
@@ -44,8 +46,38 @@ class RedemptionError(Exception):
 
 
 def _lock(cursor) -> None:
+    """One settle at a time, with the memory its sorts and hashes need (as the recompute's)."""
     if connection.vendor == "postgresql":
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{settings.SEGMENTS_RECOMPUTE_WORK_MEM_MB}MB"])
+
+
+class _Stages:
+    """Seconds per stage of a run, stored with it (SettleRun.timings)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(self.timings.get(name, 0) + now - self._last, 3)
+        self._last = now
+
+
+def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages) -> Moves:
+    written = Moves()
+    for ledger in (Ledger.GROWTH, Ledger.POINTS):
+        written += ledger_settle(cursor, ledger, scoped=scoped, now=now)
+        stages.done(ledger)
+    return written
+
+
+def _new_year_cutoffs(after: dt.datetime, until: dt.datetime) -> list[dt.datetime]:
+    """Points expire at a local 1 January midnight (the end of a calendar year): those in (after, until]."""
+    first = timezone.localtime(after).year
+    midnights = (local_midnight(dt.date(year, 1, 1)) for year in range(first, timezone.localtime(until).year + 2))
+    return [moment for moment in midnights if after < moment <= until]
 
 
 def _scope_create(cursor, member_ids: Sequence[int] | None = None, *, select: str = "", params: Sequence = ()) -> int:
@@ -77,6 +109,7 @@ def _watermarks() -> dict:
 def ledgers_settle(*, member_ids: Sequence[int] | None = None, now: dt.datetime | None = None, scope: str = "") -> SettleRun:
     """Award and reverse what the rules say for these members (None: everyone), and write their balances."""
     now = now or timezone.now()
+    stages = _Stages()
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
         # Inside the transaction: a run killed midway leaves no trace, and the next covers its members.
@@ -84,46 +117,70 @@ def ledgers_settle(*, member_ids: Sequence[int] | None = None, now: dt.datetime 
         scoped = member_ids is not None
         if scoped:
             run.members = _scope_create(cursor, member_ids)
-        written = ledger_settle(cursor, Ledger.GROWTH, scoped=scoped, now=now) + ledger_settle(cursor, Ledger.POINTS, scoped=scoped, now=now)
+        stages.done("scope")
+        written = _settle_ledgers(cursor, scoped=scoped, now=now, stages=stages)
         refreshed = balances_refresh(cursor, scoped=scoped, now=now)
+        stages.done("balances")
         if scoped:
             _scope_drop(cursor)
         run.members = run.members or refreshed
         run.entries = written.entries
+        run.timings = stages.timings
         run.finished_at = timezone.now()
         run.save()
     return run
 
 
 def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
-    """The members the night can have changed: new members, orders and events since the last run
-    (a refund or an edit in the admin or an import is settled by its own per-member task), and
-    those whose points become available or enter the 30-day expiry window since then."""
+    """What the night can have changed since the last run.
+
+    Settled: the members with new members, orders or events since then (a refund
+    or an edit in the admin or an import is settled by its own per-member task).
+    Only their balances refreshed: the members whose points became available since
+    then (found through the orders' time index: an order dated D is available from
+    D + the return window) and, once a year, those whose points enter the 30 days
+    before a 1 January expiry."""
     now = now or timezone.now()
     if not SettleRun.objects.filter(scope__in=["all", "nightly"]).exists():
         return ledgers_settle(now=now)
-    select = """
-        SELECT id AS member_id FROM crm_member WHERE id > %s AND id <= %s
-        UNION SELECT member_id FROM crm_order WHERE id > %s AND id <= %s
-        UNION SELECT member_id FROM crm_engagementevent WHERE id > %s AND id <= %s
-        UNION SELECT member_id FROM loyalty_pointsentry WHERE available_at > %s AND available_at <= %s
-        UNION SELECT member_id FROM loyalty_pointsentry WHERE expires_at > %s AND expires_at <= %s
-    """
+    stages = _Stages()
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
         # Read under the lock: a second night's run started meanwhile starts where this one ends.
         last = SettleRun.objects.filter(scope__in=["all", "nightly"]).order_by("-started_at", "-id").first()
         run = SettleRun.objects.create(started_at=now, scope="nightly", **_watermarks())
-        since, horizon_since, horizon = last.started_at, last.started_at + dt.timedelta(days=EXPIRING_DAYS), now + dt.timedelta(days=EXPIRING_DAYS)
-        params = [
-            last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.max_event_id, run.max_event_id,
-            since, now, horizon_since, horizon,
-        ]
-        run.members = _scope_create(cursor, select=select, params=params)
-        written = ledger_settle(cursor, Ledger.GROWTH, scoped=True, now=now) + ledger_settle(cursor, Ledger.POINTS, scoped=True, now=now)
+        run.members = _scope_create(
+            cursor,
+            select="""SELECT id AS member_id FROM crm_member WHERE id > %s AND id <= %s
+                      UNION SELECT member_id FROM crm_order WHERE id > %s AND id <= %s
+                      UNION SELECT member_id FROM crm_engagementevent WHERE id > %s AND id <= %s""",
+            params=[last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.max_event_id, run.max_event_id],
+        )
+        stages.done("scope")
+        written = _settle_ledgers(cursor, scoped=True, now=now, stages=stages)
+        return_days = dt.timedelta(days=LoyaltySettings.current().return_days)
+        since_day, today = timezone.localtime(last.started_at).date(), timezone.localtime(now).date()
+        window = dt.timedelta(days=EXPIRING_DAYS)
+        due = " ".join(
+            "UNION SELECT member_id FROM loyalty_pointsentry WHERE expires_at = %s"
+            for _cutoff in _new_year_cutoffs(last.started_at + window, now + window)
+        )
+        cursor.execute(
+            f"""INSERT INTO {SCOPE} (member_id)
+                SELECT DISTINCT member_id FROM (
+                    SELECT member_id FROM crm_order WHERE ordered_at >= %s AND ordered_at < %s AND status = %s {due}
+                ) s WHERE NOT EXISTS (SELECT 1 FROM {SCOPE} x WHERE x.member_id = s.member_id)""",  # nosec B608
+            [
+                local_midnight(since_day - return_days + dt.timedelta(days=1)), local_midnight(today - return_days + dt.timedelta(days=1)),
+                OrderStatus.PAID, *_new_year_cutoffs(last.started_at + window, now + window),
+            ],
+        )
+        stages.done("scope")
         balances_refresh(cursor, scoped=True, now=now)
+        stages.done("balances")
         _scope_drop(cursor)
         run.entries = written.entries
+        run.timings = stages.timings
         run.finished_at = timezone.now()
         run.save()
     return run
@@ -157,15 +214,22 @@ def ledgers_reprice(*, now: dt.datetime | None = None) -> SettleRun:
 def points_expire(*, now: dt.datetime | None = None) -> int:
     """Expire what is left of every lot whose expiry has come: one entry per member and expiry day.
 
-    What is left of the lots expiring by a cutoff is, spending the oldest lots first, the
-    sum of those lots plus everything spent or expired so far (entries without an expiry)."""
+    Points expire at a local 1 January midnight; each one since the last expiry run (or, the
+    first time, since the earliest lot) is processed once. What is left of the lots expiring by
+    a cutoff is, spending the oldest lots first, the sum of those lots plus everything spent or
+    expired so far (entries without an expiry)."""
     now = now or timezone.now()
     written = 0
-    cutoffs = list(
-        PointsEntry.objects.filter(expires_at__lte=now).values_list("expires_at", flat=True).distinct().order_by("expires_at")
-    )
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
+        last = SettleRun.objects.filter(scope="expiry").order_by("-started_at", "-id").first()
+        if last is not None:
+            after = last.started_at
+        else:
+            earliest = PointsEntry.objects.filter(expires_at__isnull=False).order_by("expires_at").values_list("expires_at", flat=True).first()
+            after = (earliest - dt.timedelta(seconds=1)) if earliest else now
+        run = SettleRun.objects.create(started_at=now, scope="expiry", **_watermarks())
+        cutoffs = _new_year_cutoffs(after, now)
         for cutoff in cutoffs:
             day = timezone.localtime(cutoff).date()
             cursor.execute(
@@ -182,9 +246,13 @@ def points_expire(*, now: dt.datetime | None = None) -> int:
             )
             written += max(cursor.rowcount, 0)
         if cutoffs:
-            _scope_create(cursor, select="SELECT member_id FROM loyalty_pointsentry WHERE rule = %s AND recorded_at = %s", params=[RuleCode.EXPIRY, now])
+            _scope_create(cursor, select="SELECT member_id FROM loyalty_pointsentry WHERE expires_at IN ({})".format(  # nosec B608
+                ", ".join(["%s"] * len(cutoffs))), params=cutoffs)
             balances_refresh(cursor, scoped=True, now=now)
             _scope_drop(cursor)
+        run.entries = written
+        run.finished_at = timezone.now()
+        run.save()
     return written
 
 

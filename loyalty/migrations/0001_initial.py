@@ -44,6 +44,7 @@ class Migration(migrations.Migration):
                 ('max_order_id', models.BigIntegerField(default=0)),
                 ('max_event_id', models.BigIntegerField(default=0)),
                 ('max_member_id', models.BigIntegerField(default=0)),
+                ('timings', models.JSONField(blank=True, default=dict, verbose_name='seconds per stage')),
             ],
             options={
                 'verbose_name': 'ledger run',
@@ -193,7 +194,7 @@ class Migration(migrations.Migration):
                 'verbose_name': 'points entry',
                 'verbose_name_plural': 'points entries',
                 'ordering': ('-occurred_at', '-id'),
-                'indexes': [models.Index(fields=['member', 'occurred_at'], name='pointsentry_member_idx'), models.Index(fields=['available_at'], name='pointsentry_available_idx'), models.Index(fields=['expires_at'], name='pointsentry_expires_idx')],
+                'indexes': [models.Index(fields=['member', 'occurred_at'], name='pointsentry_member_idx')],
                 'constraints': [models.UniqueConstraint(fields=('rule', 'source_kind', 'source_id', 'seq'), name='pointsentry_once')],
             },
         ),
