@@ -108,8 +108,18 @@ def _multiplier_sql() -> tuple[str, list]:
     )
 
 
-def _in_scope(column: str, scoped: bool) -> str:
-    return f"{column} IN (SELECT member_id FROM {SCOPE})" if scoped else "1 = 1"
+def member_rows(table: str, where: str, scoped: bool) -> str:
+    """A FROM item: the rows of table (x in where) that match where, of the members in scope or of all.
+
+    Scoped, on PostgreSQL, one LATERAL subquery per member in scope, served by the table's
+    member index: as a semi-join, the planner hashed the scope and read all 20M orders and
+    both ledgers for a night's 20,000 members (31.9 s). OFFSET 0 keeps the subquery from
+    being flattened back into that join. SQLite looks the members up by index by itself."""
+    if not scoped:
+        return f"(SELECT x.* FROM {table} x WHERE {where})"
+    if connection.vendor == "postgresql":
+        return f"{SCOPE} s CROSS JOIN LATERAL (SELECT x.* FROM {table} x WHERE x.member_id = s.member_id AND {where} OFFSET 0)"
+    return f"(SELECT x.* FROM {table} x WHERE x.member_id IN (SELECT member_id FROM {SCOPE}) AND {where})"
 
 
 def growth_targets(scoped: bool) -> tuple[str, list]:
@@ -118,14 +128,14 @@ def growth_targets(scoped: bool) -> tuple[str, list]:
     raw = f"""
         SELECT m.id AS member_id, %s AS rule, %s AS source_kind, m.id AS source_id,
                COALESCE(m.registered_at, m.created_at) AS occurred_at, 1 AS qty
-          FROM crm_member m WHERE {_in_scope("m.id", scoped)}
+          FROM crm_member m WHERE {f"m.id IN (SELECT member_id FROM {SCOPE})" if scoped else "1 = 1"}
         UNION ALL
         SELECT o.member_id, CASE WHEN ROW_NUMBER() OVER (PARTITION BY o.member_id ORDER BY o.ordered_at, o.id) = 1
                                  THEN %s ELSE %s END, %s, o.id, o.ordered_at, 1
-          FROM crm_order o WHERE o.status = %s AND {_in_scope("o.member_id", scoped)}
+          FROM {member_rows("crm_order", "x.status = %s", scoped)} o
         UNION ALL
         SELECT e.member_id, e.kind, %s, e.id, e.occurred_at, e.count
-          FROM crm_engagementevent e WHERE e.kind IN (%s, %s) AND {_in_scope("e.member_id", scoped)}
+          FROM {member_rows("crm_engagementevent", "x.kind IN (%s, %s)", scoped)} e
     """  # nosec B608
     raw_params = [
         RuleCode.REGISTER, SourceKind.REGISTRATION,
@@ -145,7 +155,7 @@ def points_targets(scoped: bool, policy: LoyaltySettings) -> tuple[str, list]:
     periods, period_params = rule_periods([RuleCode.ORDER_POINTS])
     multiplier, multiplier_params = _multiplier_sql()
     raw = f"""SELECT o.member_id, o.id AS source_id, o.ordered_at AS occurred_at, o.amount AS amount
-                FROM crm_order o WHERE o.status = %s AND {_in_scope("o.member_id", scoped)}"""  # nosec B608
+                FROM {member_rows("crm_order", "x.status = %s", scoped)} o"""  # nosec B608
     sql = f"""
         SELECT r.member_id, %s AS rule, %s AS source_kind, r.source_id, r.occurred_at,
                CAST(FLOOR(FLOOR(r.amount) * COALESCE(p.amount, 0) * {multiplier} / 100.0) AS BIGINT) AS amount,
@@ -185,16 +195,16 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
     table = TABLES[ledger]
     rules = [code for code, owner in RULE_LEDGER.items() if owner == ledger]
     points = ledger == Ledger.POINTS
-    dates_held = ", MIN(available_at) AS available_at, MIN(expires_at) AS expires_at" if points else ""
+    dates_held = ", MIN(e.available_at) AS available_at, MIN(e.expires_at) AS expires_at" if points else ""
     dates = ", COALESCE(t.available_at, h.available_at), COALESCE(t.expires_at, h.expires_at)" if points else ""
     award = "t.amount <> COALESCE(h.total, 0)" if reprice else "COALESCE(h.total, 0) = 0 AND t.amount > 0"
     sql = f"""
         WITH targets AS ({targets}),
         held AS (
-            SELECT rule, source_kind, source_id, MAX(member_id) AS member_id, SUM(amount) AS total,
-                   MAX(seq) AS seq, MIN(occurred_at) AS occurred_at{dates_held}
-              FROM {table} WHERE rule IN ({", ".join(["%s"] * len(rules))}) AND {_in_scope("member_id", scoped)}
-             GROUP BY rule, source_kind, source_id
+            SELECT e.rule, e.source_kind, e.source_id, MAX(e.member_id) AS member_id, SUM(e.amount) AS total,
+                   MAX(e.seq) AS seq, MIN(e.occurred_at) AS occurred_at{dates_held}
+              FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
+             GROUP BY e.rule, e.source_kind, e.source_id
         )
         SELECT COALESCE(t.member_id, h.member_id) AS member_id, COALESCE(t.amount, 0) - COALESCE(h.total, 0) AS amount,
                COALESCE(t.rule, h.rule) AS rule, COALESCE(t.source_kind, h.source_kind) AS source_kind,

@@ -21,24 +21,24 @@ import datetime as dt
 from django.db import connection
 from django.utils import timezone
 
-from loyalty.awards import SCOPE
+from loyalty.awards import SCOPE, member_rows
 
 SCOPE_IDS = f"SELECT member_id FROM {SCOPE}"
 EXPIRING_DAYS = 30
 EXPIRING = "CASE WHEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) > 0 THEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) ELSE 0 END"
 
 
-def _growth_sums(where: str) -> str:
-    return f"SELECT e.member_id, SUM(e.amount) AS total FROM loyalty_growthentry e WHERE {where} GROUP BY e.member_id"  # nosec B608
+def _growth_sums(scoped: bool) -> str:
+    return f"SELECT e.member_id, SUM(e.amount) AS total FROM {member_rows('loyalty_growthentry', '1 = 1', scoped)} e GROUP BY e.member_id"  # nosec B608
 
 
-def _points_sums(moment: str, horizon: str, where: str, join: str = "") -> str:
+def _points_sums(moment: str, horizon: str, rows: str, join: str = "") -> str:
     """Per member: total, pending at moment, lots due by horizon, and everything spent."""
     return f"""SELECT e.member_id, SUM(e.amount) AS total,
                       SUM(CASE WHEN e.available_at > {moment} THEN e.amount ELSE 0 END) AS pending,
                       SUM(CASE WHEN e.expires_at <= {horizon} THEN e.amount ELSE 0 END) AS due,
                       SUM(CASE WHEN e.expires_at IS NULL THEN e.amount ELSE 0 END) AS spent
-                 FROM loyalty_pointsentry e {join} WHERE {where} GROUP BY e.member_id"""  # nosec B608
+                 FROM {rows} e {join} GROUP BY e.member_id"""  # nosec B608
 
 
 def _scope_sql(scoped: bool) -> str:
@@ -51,13 +51,12 @@ def balances_refresh(cursor, *, scoped: bool, now: dt.datetime | None = None) ->
     """Write the balances of the members in scope (or of everyone with an entry) as of now."""
     now = now or timezone.now()
     scope = _scope_sql(scoped)
-    where = f"e.member_id IN ({SCOPE_IDS})" if scoped else "1 = 1"
     cursor.execute(
         f"""INSERT INTO loyalty_balance (member_id, growth, points, pending, expiring, computed_at)
             SELECT s.member_id, COALESCE(g.total, 0), COALESCE(p.total, 0), COALESCE(p.pending, 0), {EXPIRING}, %s
               FROM ({scope}) s
-              LEFT JOIN ({_growth_sums(where)}) g ON g.member_id = s.member_id
-              LEFT JOIN ({_points_sums("%s", "%s", where)}) p ON p.member_id = s.member_id
+              LEFT JOIN ({_growth_sums(scoped)}) g ON g.member_id = s.member_id
+              LEFT JOIN ({_points_sums("%s", "%s", member_rows("loyalty_pointsentry", "1 = 1", scoped))}) p ON p.member_id = s.member_id
              WHERE 1 = 1
             ON CONFLICT (member_id) DO UPDATE SET growth = excluded.growth, points = excluded.points,
                 pending = excluded.pending, expiring = excluded.expiring, computed_at = excluded.computed_at""",  # nosec B608
@@ -76,8 +75,8 @@ def balances_differing(cursor, *, limit: int = 100) -> list[dict]:
                        b.expiring AS stored_expiring, COALESCE(g.total, 0) AS growth, COALESCE(p.total, 0) AS points,
                        COALESCE(p.pending, 0) AS pending, {EXPIRING} AS expiring
                   FROM loyalty_balance b
-                  LEFT JOIN ({_growth_sums("1 = 1")}) g ON g.member_id = b.member_id
-                  LEFT JOIN ({_points_sums("x.computed_at", "x.horizon", "1 = 1", at_balance)}) p ON p.member_id = b.member_id
+                  LEFT JOIN ({_growth_sums(False)}) g ON g.member_id = b.member_id
+                  LEFT JOIN ({_points_sums("x.computed_at", "x.horizon", "loyalty_pointsentry", at_balance)}) p ON p.member_id = b.member_id
             ) c
              WHERE c.stored_growth <> c.growth OR c.stored_points <> c.points OR c.stored_pending <> c.pending
                 OR c.stored_expiring <> c.expiring

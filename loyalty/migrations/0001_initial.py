@@ -165,7 +165,7 @@ class Migration(migrations.Migration):
                 ('seq', models.PositiveIntegerField(default=0, help_text='0: the award; each later correction of it the next number.', verbose_name='sequence')),
                 ('occurred_at', models.DateTimeField(verbose_name='business time')),
                 ('recorded_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='recorded at')),
-                ('member', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='crm.member', verbose_name='member')),
+                ('member', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='crm.member', verbose_name='member')),
             ],
             options={
                 'verbose_name': 'growth value entry',
@@ -188,7 +188,7 @@ class Migration(migrations.Migration):
                 ('recorded_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='recorded at')),
                 ('available_at', models.DateTimeField(verbose_name='available from')),
                 ('expires_at', models.DateTimeField(blank=True, help_text='Empty for what spends points: redemptions, expiries, deductions.', null=True, verbose_name='expires at')),
-                ('member', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='crm.member', verbose_name='member')),
+                ('member', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='crm.member', verbose_name='member')),
             ],
             options={
                 'verbose_name': 'points entry',
