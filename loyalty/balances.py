@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from loyalty.awards import SCOPE, member_rows
 
-SCOPE_IDS = f"SELECT member_id FROM {SCOPE}"
+SCOPE_IDS = f"SELECT member_id FROM {SCOPE}"  # nosec B608 - a fixed table name
 EXPIRING_DAYS = 30
 EXPIRING = "CASE WHEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) > 0 THEN COALESCE(p.due, 0) + COALESCE(p.spent, 0) ELSE 0 END"
 
@@ -68,7 +68,7 @@ def balances_refresh(cursor, *, scoped: bool, now: dt.datetime | None = None) ->
 def balances_differing(cursor, *, limit: int = 100) -> list[dict]:
     """Members whose stored balance differs from their ledgers at the balance's own computed_at,
     or who have entries and no balance at all (then the stored columns are empty)."""
-    at_balance = f"JOIN (SELECT member_id, computed_at, {_horizon_sql('computed_at')} AS horizon FROM loyalty_balance) x ON x.member_id = e.member_id"
+    at_balance = f"JOIN (SELECT member_id, computed_at, {_horizon_sql('computed_at')} AS horizon FROM loyalty_balance) x ON x.member_id = e.member_id"  # nosec B608
     cursor.execute(
         f"""SELECT c.* FROM (
                 SELECT b.member_id, b.growth AS stored_growth, b.points AS stored_points, b.pending AS stored_pending,
