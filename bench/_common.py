@@ -40,6 +40,16 @@ def record(figure: str, value: str, *, target: str = "", met: bool | None = None
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def print_rows(rows: list[tuple[str, str, str]]) -> None:
+    """A script's own table: measure, time, note."""
+    width = max(len(row[0]) for row in rows)
+    print()
+    print(f"{'measure'.ljust(width)} | {'time':>12} | note")
+    print(f"{'-' * width}-|-{'-' * 12}-|-----")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)} | {value:>12} | {note}")
+
+
 def percentile(sorted_values: list[float], share: float) -> float:
     """The nearest-rank percentile of values already sorted."""
     if not sorted_values:

@@ -23,7 +23,7 @@ import datetime as dt
 import statistics
 import time
 
-from _common import django_setup, percentile, record
+from _common import django_setup, percentile, print_rows, record
 
 
 class Rollback(Exception):
@@ -143,12 +143,7 @@ def run(as_of: dt.date, samples: int) -> None:
     record("loyalty: read one member's balances", f"p95 {percentile(reads, 0.95):.2f} ms", target="one indexed row",
            met="Index Scan" in plan, against=plan[:80])
 
-    width = max(len(row[0]) for row in rows)
-    print()
-    print(f"{'measure'.ljust(width)} | {'time':>12} | note")
-    print(f"{'-' * width}-|-{'-' * 12}-|-----")
-    for name, value, note in rows:
-        print(f"{name.ljust(width)} | {value:>12} | {note}")
+    print_rows(rows)
 
 
 def _floor() -> float:
