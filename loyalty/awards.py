@@ -57,21 +57,24 @@ def local_midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=zoneinfo.ZoneInfo(settings.TIME_ZONE))
 
 
-def _available_sql(column: str) -> str:
-    """Local midnight of the column's local date + %s days."""
-    zone = settings.TIME_ZONE
+def _local_sql(column: str) -> str:
+    """The column's local wall-clock time (Asia/Shanghai has had no daylight saving since 1991)."""
+    return _sql(f"({column} AT TIME ZONE '{settings.TIME_ZONE}')", f"datetime({column}, '+8 hours')")
+
+
+def _available_sql(local: str) -> str:
+    """Local midnight of the local date + %s days, as an instant."""
     return _sql(
-        f"((({column} AT TIME ZONE '{zone}')::date + CAST(%s AS INTEGER))::timestamp AT TIME ZONE '{zone}')",
-        f"datetime(date({column}, '+8 hours'), '+' || %s || ' days', '-8 hours')",
+        f"((date_trunc('day', {local}) + make_interval(days => CAST(%s AS INTEGER))) AT TIME ZONE '{settings.TIME_ZONE}')",
+        f"datetime(date({local}), '+' || %s || ' days', '-8 hours')",
     )
 
 
-def _expires_sql(column: str) -> str:
-    """Local midnight of 1 January of the column's local year + 1 + %s (the end of year + %s)."""
-    zone = settings.TIME_ZONE
+def _expires_sql(local: str) -> str:
+    """Local midnight of 1 January of the local year + 1 + %s (the end of that year + %s), as an instant."""
     return _sql(
-        f"(make_date(CAST(date_part('year', {column} AT TIME ZONE '{zone}') AS INTEGER) + 1 + CAST(%s AS INTEGER), 1, 1)::timestamp AT TIME ZONE '{zone}')",
-        f"datetime((CAST(strftime('%%Y', {column}, '+8 hours') AS INTEGER) + 1 + %s) || '-01-01', '-8 hours')",
+        f"((date_trunc('year', {local}) + make_interval(years => 1 + CAST(%s AS INTEGER))) AT TIME ZONE '{settings.TIME_ZONE}')",
+        f"datetime((CAST(strftime('%%Y', {local}) AS INTEGER) + 1 + %s) || '-01-01', '-8 hours')",
     )
 
 
@@ -155,12 +158,17 @@ def growth_targets(scoped: bool) -> tuple[str, list]:
 def points_targets(scoped: bool, policy: LoyaltySettings) -> tuple[str, list]:
     periods, period_params = rule_periods([RuleCode.ORDER_POINTS])
     multiplier, multiplier_params = _multiplier_sql()
-    raw = f"""SELECT o.member_id, o.id AS source_id, o.ordered_at AS occurred_at, o.amount AS amount
+    raw = f"""SELECT o.member_id, o.id AS source_id, o.ordered_at AS occurred_at, o.amount AS amount,
+                     {_local_sql("o.ordered_at")} AS local_at
                 FROM {member_rows("crm_order", "x.status = %s", scoped)} o"""  # nosec B608
+    # Whole yuan times points per yuan, times the multiplier in hundredths when tiers differ.
+    amount = (
+        "CAST(FLOOR(r.amount) AS BIGINT) * COALESCE(p.amount, 0)" if not multiplier_params
+        else f"CAST(FLOOR(FLOOR(r.amount) * COALESCE(p.amount, 0) * {multiplier} / 100.0) AS BIGINT)"
+    )
     sql = f"""
-        SELECT r.member_id, %s AS rule, %s AS source_kind, r.source_id, r.occurred_at,
-               CAST(FLOOR(FLOOR(r.amount) * COALESCE(p.amount, 0) * {multiplier} / 100.0) AS BIGINT) AS amount,
-               {_available_sql("r.occurred_at")} AS available_at, {_expires_sql("r.occurred_at")} AS expires_at
+        SELECT r.member_id, %s AS rule, %s AS source_kind, r.source_id, r.occurred_at, {amount} AS amount,
+               {_available_sql("r.local_at")} AS available_at, {_expires_sql("r.local_at")} AS expires_at
           FROM ({raw}) r
           LEFT JOIN ({periods}) p ON p.code = %s AND r.occurred_at >= p.starts AND r.occurred_at < p.ends
     """  # nosec B608
