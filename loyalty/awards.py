@@ -35,7 +35,6 @@ value is a parameter (bandit B608 is marked)."""
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -44,6 +43,7 @@ from django.utils import timezone
 
 from crm.models import EngagementKind, OrderStatus
 from loyalty.models import RULE_LEDGER, EarningRule, Ledger, LoyaltySettings, RuleCode, SourceKind, TierPoints
+from segments.recompute import local_midnight
 
 SCOPE = "loyalty_scope"  # temp table of the member ids a scoped settle covers
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
@@ -51,10 +51,6 @@ FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
 
 def _sql(postgres: str, sqlite: str) -> str:
     return postgres if connection.vendor == "postgresql" else sqlite
-
-
-def local_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=zoneinfo.ZoneInfo(settings.TIME_ZONE))
 
 
 def _local_sql(column: str) -> str:

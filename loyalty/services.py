@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.models import EngagementEvent, Member, Order, OrderStatus
-from loyalty.awards import SCOPE, Moves, ledger_settle, local_midnight
+from loyalty.awards import SCOPE, Moves, ledger_settle
 from loyalty.balances import EXPIRING_DAYS, balances_refresh
 from loyalty.models import (
     Adjustment,
@@ -37,6 +37,7 @@ from loyalty.models import (
     SourceKind,
 )
 from segments.models import MemberMetrics, Tier
+from segments.recompute import local_midnight
 
 LOCK_KEY = 0x10_7A17  # pg_advisory_xact_lock key of a settle
 
@@ -65,10 +66,10 @@ class _Stages:
         self._last = now
 
 
-def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages) -> Moves:
+def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages, reprice: bool = False) -> Moves:
     written = Moves()
     for ledger in (Ledger.GROWTH, Ledger.POINTS):
-        written += ledger_settle(cursor, ledger, scoped=scoped, now=now)
+        written += ledger_settle(cursor, ledger, scoped=scoped, reprice=reprice, now=now)
         stages.done(ledger)
     return written
 
@@ -198,14 +199,15 @@ def reprice_preview(*, now: dt.datetime | None = None) -> dict[str, Moves]:
 def ledgers_reprice(*, now: dt.datetime | None = None) -> SettleRun:
     """The explicit re-award: every source is brought to what today's rules say, differences recorded."""
     now = now or timezone.now()
+    stages = _Stages()
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
         run = SettleRun.objects.create(started_at=now, scope="reprice", **_watermarks())
-        written = Moves()
-        for ledger in (Ledger.GROWTH, Ledger.POINTS):
-            written += ledger_settle(cursor, ledger, scoped=False, reprice=True, now=now)
+        written = _settle_ledgers(cursor, scoped=False, now=now, stages=stages, reprice=True)
         run.members = balances_refresh(cursor, scoped=False, now=now)
+        stages.done("balances")
         run.entries = written.entries
+        run.timings = stages.timings
         run.finished_at = timezone.now()
         run.save()
     return run
