@@ -310,56 +310,70 @@ def run_import(
         raise ValueError(mode)
     original_name = original_name or path.name
     outcome = ImportOutcome(kind=spec.kind, dry_run=mode == "dry_run")
-    now = timezone.now()
-    LATEST_ACCEPTED.set(now + dt.timedelta(days=1))
-    accepted = spec.headings()
     try:
-        table = open_table(path, original_name, set(accepted))
+        table = open_table(path, original_name, set(spec.headings()))
     except FileError as exc:
         outcome.errors.add(exc.row_no, exc.column, exc.message)
         return outcome
-    outcome.format, outcome.encoding = table.format, table.encoding
     try:
-        positions = _map_headings(spec, accepted, table.headings, outcome)
-        if positions is None:
-            return outcome
-        try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    ctx = Context(cursor, set(positions), outcome.errors, now, source or original_name)
-                    if ctx.postgres:
-                        # Imports of one kind take turns, so that two never insert the same key at once.
-                        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [IMPORT_LOCK, ImportKind.values.index(spec.kind)])
-                    _create_stage(ctx, spec)
-                    _fill_stage(ctx, spec, table, positions, outcome, progress)
-                    spec.check(ctx)
-                    cursor.execute(f"SELECT COUNT(*) FROM {STAGE}")  # nosec B608
-                    outcome.valid_rows = cursor.fetchone()[0]
-                    if mode == "all" and outcome.errors.count:
-                        raise Rejected
-                    if outcome.valid_rows:
-                        outcome.created, outcome.updated = spec.merge(ctx)
-                        if mode != "dry_run":
-                            cursor.execute(f"SELECT DISTINCT member_id FROM ({spec.touched_members_sql()}) touched")  # nosec B608
-                            outcome.member_ids = [row[0] for row in cursor.fetchall()]
-                    cursor.execute(f"DROP TABLE {STAGE}")
-                    if mode == "dry_run":
-                        raise Rejected
-                    outcome.committed = True
-        except FileError as exc:
-            outcome.errors.add(exc.row_no, exc.column, exc.message)
-            outcome.valid_rows = 0
-        except Rejected:
-            pass
-        if not outcome.committed and not outcome.dry_run:
-            outcome.created = outcome.updated = 0
-        elif outcome.committed and outcome.created + outcome.updated >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
-            # Autovacuum analyzes a grown table only a minute or more later; a campaign
-            # launched meanwhile on a million fresh consents was planned as a nested loop
-            # over a table thought empty and ran for over ten minutes instead of 25 s.
-            analyze(spec.tables)
+        return import_table(spec, table, outcome, mode=mode, source=source or original_name, progress=progress)
     finally:
         table.close()
+
+
+def import_table(
+    spec: Spec,
+    table,
+    outcome: ImportOutcome,
+    *,
+    mode: str,
+    source: str,
+    progress: Callable[[int, float], None] | None = None,
+) -> ImportOutcome:
+    """Import the rows of an open table (reading.open_table's, or any object with
+    headings, rows of (row number, cells as text), format, encoding and position())."""
+    now = timezone.now()
+    LATEST_ACCEPTED.set(now + dt.timedelta(days=1))
+    accepted = spec.headings()
+    outcome.format, outcome.encoding = table.format, table.encoding
+    positions = _map_headings(spec, accepted, table.headings, outcome)
+    if positions is None:
+        return outcome
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                ctx = Context(cursor, set(positions), outcome.errors, now, source)
+                if ctx.postgres:
+                    # Imports of one kind take turns, so that two never insert the same key at once.
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [IMPORT_LOCK, ImportKind.values.index(spec.kind)])
+                _create_stage(ctx, spec)
+                _fill_stage(ctx, spec, table, positions, outcome, progress)
+                spec.check(ctx)
+                cursor.execute(f"SELECT COUNT(*) FROM {STAGE}")  # nosec B608
+                outcome.valid_rows = cursor.fetchone()[0]
+                if mode == "all" and outcome.errors.count:
+                    raise Rejected
+                if outcome.valid_rows:
+                    outcome.created, outcome.updated = spec.merge(ctx)
+                    if mode != "dry_run":
+                        cursor.execute(f"SELECT DISTINCT member_id FROM ({spec.touched_members_sql()}) touched")  # nosec B608
+                        outcome.member_ids = [row[0] for row in cursor.fetchall()]
+                cursor.execute(f"DROP TABLE {STAGE}")
+                if mode == "dry_run":
+                    raise Rejected
+                outcome.committed = True
+    except FileError as exc:
+        outcome.errors.add(exc.row_no, exc.column, exc.message)
+        outcome.valid_rows = 0
+    except Rejected:
+        pass
+    if not outcome.committed and not outcome.dry_run:
+        outcome.created = outcome.updated = 0
+    elif outcome.committed and outcome.created + outcome.updated >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
+        # Autovacuum analyzes a grown table only a minute or more later; a campaign
+        # launched meanwhile on a million fresh consents was planned as a nested loop
+        # over a table thought empty and ran for over ten minutes instead of 25 s.
+        analyze(spec.tables)
     return outcome
 
 
