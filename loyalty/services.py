@@ -284,8 +284,13 @@ def rights_of(member: Member) -> Rights:
     """The rights of the member's tier and every tier below it (his tier's own first), and what
     the next tier up adds: three queries (his tier, the ladder, the active rights)."""
     metrics = MemberMetrics.objects.filter(member=member).select_related("tier").first()
-    ladder = sorted(Tier.objects.all(), key=lambda tier: tier.rank)
-    tier = metrics.tier if metrics and metrics.tier else next((t for t in ladder if t.is_catch_all), None)
+    return rights_at(metrics.tier if metrics else None, Tier.objects.all())
+
+
+def rights_at(tier: Tier | None, tiers) -> Rights:
+    """The rights of a tier (None: the catch-all) on a ladder of tiers: one query."""
+    ladder = sorted(tiers, key=lambda each: each.rank)
+    tier = tier or next((t for t in ladder if t.is_catch_all), None)
     if tier is None:
         return Rights(None, [], None, [])
     rights = list(Right.objects.filter(active=True).select_related("tier"))  # ordered by tier rank (highest first), position
