@@ -233,6 +233,13 @@ def coupons_redeem(*, order_ids: list[int] | None = None) -> int:
             valid_from__lte=order.ordered_at,
             valid_until__gte=order.ordered_at,
         ).exclude(pk__in=Coupon.objects.filter(order_id=order.pk).values("pk")).update(redeemed_at=order.ordered_at, order_id=order.pk)
+    # Coupons the shop redeemed at checkout (the API) get their order once it arrives.
+    at_checkout = Coupon.objects.filter(order__isnull=True).exclude(redeemed_order_no="")
+    placed = Order.objects.filter(order_no__in=at_checkout.values("redeemed_order_no"))
+    if order_ids is not None:
+        placed = placed.filter(pk__in=order_ids)
+    for order_id, order_no in placed.values_list("pk", "order_no"):
+        at_checkout.filter(redeemed_order_no=order_no).exclude(pk__in=Coupon.objects.filter(order_id=order_id).values("pk")).update(order_id=order_id)
     return redeemed
 
 
