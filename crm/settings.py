@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "segments.apps.SegmentsConfig",
     "loyalty.apps.LoyaltyConfig",
     "campaigns.apps.CampaignsConfig",
+    "ninja",  # its Swagger UI files, served from here (no CDN)
+    "api.apps.ApiConfig",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +89,7 @@ MIDDLEWARE = [
     "crm.middleware.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: it turns locked-out logins into a lockout page.
     "axes.middleware.AxesMiddleware",
+    "api.middleware.ApiCallMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
@@ -182,6 +185,12 @@ MEDIA_URL = "media/"
 # Uploads: big import files go to disk, never into memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# The shop's API (api/): largest body (a batch of 1,000 orders with their lines is about 1 MB),
+# how often each server process adds its call counts to the database, webhook retries.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
+API_USAGE_FLUSH_SECONDS = env_int("API_USAGE_FLUSH_SECONDS", 5)
+API_WEBHOOK_TIMEOUT = env_int("API_WEBHOOK_TIMEOUT", 5)
+API_WEBHOOK_MAX_ATTEMPTS = env_int("API_WEBHOOK_MAX_ATTEMPTS", 15)
 CRM_IMPORT_MAX_UPLOAD_BYTES = env_int("CRM_IMPORT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 # Files above this many bytes are imported by a Celery worker with a progress bar;
 # ~10k order rows are about 600 KB.

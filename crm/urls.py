@@ -11,5 +11,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("hooks/sms/replies/", sms_replies, name="sms_replies"),
+    path("api/", include("api.urls")),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
 ]

@@ -1,0 +1,81 @@
+"""Keys: made once, kept as a hash, found by their prefix; the rate limit and
+the body signature of a request."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from api.models import ApiClient, Scope
+from campaigns.backends import signature_valid
+from campaigns.models import Coupon
+from segments.models import TierChange
+
+KEY_START = "crm_"
+SIGNATURE_MAX_AGE = 300  # seconds: the replay window of a signed request
+
+
+def _hash(key: str) -> str:
+    # The key carries 190 random bits: a plain hash is enough (a password hash is for guessable secrets).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def client_create(*, name: str, scopes: list[str], rate_per_minute: int = 6000, require_signature: bool = False, webhook_url: str = "") -> tuple[ApiClient, str]:
+    """A new client and its key, returned once: it is not stored, only its hash."""
+    unknown = sorted(set(scopes) - set(Scope.values))
+    if unknown or not scopes:
+        raise ValueError(f"unknown scopes: {', '.join(unknown)}; use {', '.join(Scope.values)}")
+    prefix = secrets.token_hex(4)
+    key = f"{KEY_START}{prefix}_{secrets.token_urlsafe(24)}"
+    with transaction.atomic():
+        client = ApiClient.objects.create(
+            name=name, prefix=prefix, key_hash=_hash(key), scopes=sorted(set(scopes)), rate_per_minute=rate_per_minute,
+            require_signature=require_signature, signing_secret=secrets.token_hex(32), webhook_url=webhook_url,
+            # Webhooks tell what happens from now on, not the history.
+            tier_change_cursor=TierChange.objects.order_by("-id").values_list("id", flat=True).first() or 0,
+            coupon_cursor=Coupon.objects.order_by("-id").values_list("id", flat=True).first() or 0,
+        )
+    return client, key
+
+
+def client_for_key(key: str) -> ApiClient | None:
+    """The active client of a key, or None (unknown, malformed or revoked)."""
+    if not key.startswith(KEY_START) or len(key) > 100:
+        return None
+    prefix = key[len(KEY_START) :].split("_", 1)[0]
+    client = ApiClient.objects.filter(prefix=prefix, revoked_at=None).first()
+    if client is None or not hmac.compare_digest(client.key_hash, _hash(key)):
+        return None
+    return client
+
+
+def client_revoke(client: ApiClient) -> None:
+    client.revoked_at = client.revoked_at or timezone.now()
+    client.save(update_fields=["revoked_at"])
+
+
+def rate_limited(client: ApiClient, *, now: float | None = None) -> int:
+    """0 when the call is within the client's rate, else the seconds until the next minute starts (Retry-After).
+    A fixed one-minute window counted in the cache (Redis in production)."""
+    now = time.time() if now is None else now
+    minute = int(now // 60)
+    name = f"api:rate:{client.pk}:{minute}"
+    cache.add(name, 0, timeout=120)
+    try:
+        calls = cache.incr(name)
+    except ValueError:  # expired between add and incr
+        cache.set(name, 1, timeout=120)
+        calls = 1
+    if calls <= client.rate_per_minute:
+        return 0
+    return max(1, 60 - int(now % 60))
+
+
+def signed(client: ApiClient, stamp: str, body: bytes, signature: str) -> bool:
+    return signature_valid(client.signing_secret, stamp, body, signature, max_age=SIGNATURE_MAX_AGE)

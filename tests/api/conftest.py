@@ -1,0 +1,31 @@
+import json
+
+import pytest
+
+from api.keys import client_create
+
+
+@pytest.fixture
+def make_key(db):
+    def make(name: str = "mini-program", scopes=("ingest", "standing", "coupons", "points"), **options):
+        return client_create(name=name, scopes=list(scopes), **options)
+
+    return make
+
+
+@pytest.fixture
+def call(client, make_key):
+    """call(method, path, body=None, key=..., **headers) against /api/v1/ with a key of every scope."""
+    _client, default_key = make_key()
+
+    def send(method: str, path: str, body=None, *, key: str | None = None, raw: bytes | None = None, **headers):
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
+        if key is not False:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {key or default_key}"
+        handler = getattr(client, method.lower())
+        if data is None:
+            return handler(f"/api/v1{path}", **extra)
+        return handler(f"/api/v1{path}", data=data, content_type="application/json", **extra)
+
+    return send
