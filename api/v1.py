@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
-from ninja import NinjaAPI, Query
+from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
@@ -224,7 +224,7 @@ def coupon_use(request, code: str, basket: schemas.CouponRedeem):
     return _verdict(code, verdict)
 
 
-@api.post("/members/{external_id}/points/redemptions", auth=KeyAuth(Scope.POINTS), response={201: schemas.RedemptionOut, 200: schemas.RedemptionOut, **REFUSALS},
+@api.post("/members/{external_id}/points/redemptions", auth=KeyAuth(Scope.POINTS), response={201: schemas.RedemptionOut, **REFUSALS},
           url_name="points-redeem", tags=["points"])
 def points_redemption(request, external_id: str, payload: schemas.RedemptionIn):
     """Spend points on a right of the member's tier (a coupon right makes his coupon). Idempotent by key: a retry gets the same redemption."""
@@ -239,7 +239,7 @@ def points_redemption(request, external_id: str, payload: schemas.RedemptionIn):
         redemption, coupon = right_redeem(member=member, right=right, key="api:" + hashlib.sha256(f"{request.api_client.pk}:{key}".encode()).hexdigest()[:40])
     except RedemptionError as error:
         raise Problem(409, "Conflict", str(error), kind="redemption-refused") from None
-    return 201, {
+    return Status(201, {
         "redemption_id": redemption.pk, "right": right.name, "points": redemption.points,
         "points_available": balance_of(member).available, "coupon": coupon_out(coupon) if coupon else None,
-    }
+    })

@@ -29,3 +29,27 @@ def call(client, make_key):
         return handler(f"/api/v1{path}", data=data, content_type="application/json", **extra)
 
     return send
+
+
+@pytest.fixture(autouse=True)
+def _fresh_usage_counts():
+    """Each server process counts calls in memory; a test starts with none from the ones before."""
+    from api import usage
+
+    with usage._lock:
+        usage._counts.clear()
+    yield
+
+
+@pytest.fixture
+def shipped_defaults(transactional_db):
+    """The ladder, circles, rights and earning rules the migrations ship: a transactional test before may have flushed them."""
+    import importlib
+
+    from django.apps import apps
+
+    from segments.models import Tier
+
+    if not Tier.objects.exists():
+        importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
+        importlib.import_module("loyalty.migrations.0002_defaults").create(apps, None)
