@@ -4,6 +4,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from api import webhooks
+from api.keys import clients_forget
 from api.models import ApiClient, ApiUsage, Offer, WebhookEvent
 
 
@@ -42,7 +43,8 @@ class ApiClientAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke the keys of the chosen clients"), permissions=["change"])
     def revoke(self, request, queryset) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, _("%(count)d keys revoked: their calls are refused from now on.") % {"count": count}, messages.SUCCESS)
+        clients_forget()
+        self.message_user(request, _("%(count)d keys revoked: every server refuses their calls within 10 seconds.") % {"count": count}, messages.SUCCESS)
 
 
 @admin.register(Offer)

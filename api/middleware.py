@@ -1,6 +1,7 @@
 """Every API call counted per client and operation and logged as one line
 without personal data: the route's pattern (not the path, which holds a
-member ID or a coupon code), the status, the time and the client's id."""
+member ID or a coupon code), the status, the time and the client's id. The
+time is also the answer's Server-Timing header."""
 
 from __future__ import annotations
 
@@ -32,4 +33,5 @@ class ApiCallMiddleware:
             request.method, "/" + match.route if match else "-", response.status_code, (time.perf_counter() - begun) * 1000, client.pk if client else "-",
         )
         response._has_been_logged = True  # Django's own 4xx/5xx line would print the path
+        response["Server-Timing"] = f"app;dur={(time.perf_counter() - begun) * 1000:.1f}"  # the server's share of a call's time
         return response

@@ -1,22 +1,33 @@
 """A member's standing as the shop shows it: tier, what the next tier needs,
 rights, growth value, points, open coupons and the offers of his tier.
-Composed from every app (api/ may); eight indexed queries, no aggregate."""
+Composed from every app (api/ may).
+
+It is read at every page load of the shop, a thousand times a second on two
+cores: one query reads the member with his metrics and balance, one his open
+coupons; the ladder, the rights and the offers (rows staff edit a few times a
+month) are kept in each server process for STATIC_SECONDS."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from api.models import Offer
 from campaigns.models import Coupon
-from crm.models import Member
 from loyalty.models import Right
-from loyalty.services import balance_of, rights_at
-from segments.ladder import RFM, LadderError, gap_to_next, ladder_validate, recency_days, tier_for
-from segments.models import MemberMetrics, Tier
+from loyalty.services import rights_at
+from segments.ladder import RFM, LadderError, Rung, gap_to_next, ladder_validate, recency_days, tier_for
+from segments.models import Tier
 from segments.services import rung_from_tier
+
+STATIC_SECONDS = 30  # an edit of the ladder, a right or an offer reaches the shop within this
 
 
 def _right(right: Right) -> dict:
@@ -33,47 +44,106 @@ def coupon_out(coupon: Coupon) -> dict:
     }
 
 
-def standing_of(member: Member, *, now: dt.datetime | None = None) -> dict:
+@dataclass(frozen=True)
+class _Static:
+    day: dt.date
+    tiers: dict[int, Tier]
+    catch_all: Tier | None
+    ladder: list[Rung]
+    rights: dict[int, tuple[list[dict], list[dict]]]  # tier id -> (his rights, what the next tier adds)
+    offers: dict[int, list[dict]]
+
+
+_static: list[tuple[float, _Static]] = []
+_static_lock = threading.Lock()
+
+
+def _load_static(today: dt.date) -> _Static:
+    tiers = list(Tier.objects.all())
+    try:
+        ladder = ladder_validate(rung_from_tier(tier) for tier in tiers)
+    except LadderError:
+        ladder = []
+    rights = {}
+    for tier in tiers:
+        found = rights_at(tier, tiers)
+        rights[tier.pk] = ([_right(right) for right in found.mine], [_right(right) for right in found.next_adds])
+    offers: dict[int, list[dict]] = {}
+    for offer in Offer.objects.filter(active=True, starts_on__lte=today).filter(Q(ends_on__isnull=True) | Q(ends_on__gte=today)):
+        offers.setdefault(offer.tier_id, []).append(
+            {"title": offer.title, "image_url": offer.image_url, "products": list(offer.products), "valid_until": offer.ends_on.isoformat() if offer.ends_on else None}
+        )
+    return _Static(today, {tier.pk: tier for tier in tiers}, next((tier for tier in tiers if tier.is_catch_all), None), ladder, rights, offers)
+
+
+def static_for(today: dt.date) -> _Static:
+    with _static_lock:
+        if _static and _static[0][0] > time.monotonic() and _static[0][1].day == today:
+            return _static[0][1]
+    loaded = _load_static(today)
+    with _static_lock:
+        _static[:] = [(time.monotonic() + STATIC_SECONDS, loaded)]
+    return loaded
+
+
+def static_forget() -> None:
+    """The next read loads the ladder, rights and offers again (tests; an edit in this process)."""
+    with _static_lock:
+        _static.clear()
+
+
+_MEMBER = """
+    SELECT m.id, m.external_id, mm.tier_id, mm.last_order_at, mm.orders_365, mm.spend_365,
+           b.growth, b.points, b.pending, b.expiring
+    FROM crm_member m
+    LEFT JOIN segments_membermetrics mm ON mm.member_id = m.id
+    LEFT JOIN loyalty_balance b ON b.member_id = m.id
+    WHERE m.external_id = %s AND m.erased_at IS NULL"""
+
+
+def member_row(external_id: str) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_MEMBER, [external_id])
+        return cursor.fetchone()
+
+
+def standing_of(row: tuple, *, now: dt.datetime | None = None) -> dict:
+    """row: member_row()'s."""
     now = now or timezone.now()
     today = timezone.localdate(now)
-    metrics = MemberMetrics.objects.filter(member=member).select_related("tier").first()
-    tiers = list(Tier.objects.all())
-    rights = rights_at(metrics.tier if metrics else None, tiers)
-    tier = rights.tier
+    member_id, external_id, tier_id, last_order_at, orders_365, spend_365, growth, points, pending, expiring = row
+    static = static_for(today)
+    tier = static.tiers.get(tier_id) or static.catch_all
+    spend_365 = Decimal(str(spend_365 or 0))
     next_tier = None
-    if metrics is not None and tier is not None:
-        try:
-            ladder = ladder_validate(rung_from_tier(each) for each in tiers)
-        except LadderError:
-            ladder = []
-        last = timezone.localtime(metrics.last_order_at).date() if metrics.last_order_at else None
-        rfm = RFM(recency_days=recency_days(last, today), orders_365=metrics.orders_365, spend_365=metrics.spend_365)
-        current = next((rung for rung in ladder if rung.id == tier.pk), None) or (tier_for(rfm, ladder) if ladder else None)
-        gap = gap_to_next(rfm, current, ladder) if current else None
+    if tier is not None and static.ladder and tier_id is not None:
+        if isinstance(last_order_at, str):  # SQLite hands back naive UTC, as text or a datetime
+            last_order_at = dt.datetime.fromisoformat(last_order_at)
+        if last_order_at is not None and timezone.is_naive(last_order_at):
+            last_order_at = last_order_at.replace(tzinfo=dt.timezone.utc)
+        last = timezone.localtime(last_order_at).date() if last_order_at else None
+        rfm = RFM(recency_days=recency_days(last, today), orders_365=orders_365 or 0, spend_365=spend_365)
+        current = next((rung for rung in static.ladder if rung.id == tier.pk), None) or tier_for(rfm, static.ladder)
+        gap = gap_to_next(rfm, current, static.ladder)
         if gap is not None:
             next_tier = {
                 "code": gap.rung.code, "name": gap.rung.name, "spend_missing": f"{gap.spend:.2f}",
                 "orders_missing": gap.orders, "needs_recent_order": gap.needs_recent_order,
             }
-    balance = balance_of(member)
-    coupons = Coupon.objects.filter(member=member, valid_until__gte=now, redeemed_at__isnull=True).select_related("category").order_by("valid_until")
-    offers = (
-        Offer.objects.filter(tier=tier, active=True, starts_on__lte=today).filter(Q(ends_on__isnull=True) | Q(ends_on__gte=today))
-        if tier is not None else Offer.objects.none()
-    )
+    mine, next_adds = static.rights.get(tier.pk, ([], [])) if tier else ([], [])
+    coupons = Coupon.objects.filter(member_id=member_id, valid_until__gte=now, redeemed_at__isnull=True).select_related("category").order_by("valid_until")[:50]
+    points, pending = points or 0, pending or 0
     return {
-        "external_id": member.external_id,
+        "external_id": external_id,
         "tier": {"code": tier.code, "name": tier.name} if tier else None,
         "next_tier": next_tier,
-        "spend_365": f"{metrics.spend_365:.2f}" if metrics else "0.00",
-        "orders_365": metrics.orders_365 if metrics else 0,
-        "rights": [_right(right) for right in rights.mine],
-        "next_tier_rights": [_right(right) for right in rights.next_adds],
-        "growth_value": balance.growth,
-        "points": {"available": balance.available, "pending": balance.pending, "expiring_30d": balance.expiring},
-        "coupons": [coupon_out(coupon) for coupon in coupons[:50]],
-        "offers": [
-            {"title": offer.title, "image_url": offer.image_url, "products": list(offer.products), "valid_until": offer.ends_on.isoformat() if offer.ends_on else None}
-            for offer in offers
-        ],
+        "spend_365": f"{spend_365:.2f}",
+        "orders_365": orders_365 or 0,
+        "rights": mine,
+        "next_tier_rights": next_adds,
+        "growth_value": growth or 0,
+        "points": {"available": points - pending, "pending": pending, "expiring_30d": expiring or 0},
+        "coupons": [coupon_out(coupon) for coupon in coupons],
+        "offers": static.offers.get(tier.pk, []) if tier else [],
     }
+

@@ -19,7 +19,7 @@ from api.ingest import ingest
 from api.keys import client_for_key, rate_limited, signed
 from api.models import IdempotentAnswer, Scope
 from api.problems import Problem, problem_response, pydantic_errors
-from api.standing import coupon_out, standing_of
+from api.standing import coupon_out, member_row, standing_of
 from campaigns.checkout import BasketLine, coupon_check, coupon_redeem
 from campaigns.rewards import right_redeem
 from crm.models import Member
@@ -183,7 +183,10 @@ def events_in(request, batch: schemas.EventBatch, options: Query[IngestOptions])
 @api.get("/members/{external_id}/standing", auth=KeyAuth(Scope.STANDING), response={200: schemas.StandingOut, **REFUSALS}, url_name="standing", tags=["out"])
 def standing(request, external_id: str):
     """Tier, what the next tier needs, rights, growth value, points, open coupons and the offers of the tier."""
-    return standing_of(_member(external_id))
+    row = member_row(external_id)
+    if row is None:
+        raise Problem(404, "Not Found", _("No member with this member ID."), kind="unknown-member")
+    return standing_of(row)
 
 
 def _basket(lines) -> list[BasketLine] | None:

@@ -39,6 +39,7 @@ BENCHES = {
     "dashboard": ["bench/dashboard.py", "--repeat", "20", "--days", "3"],
     "journeys": ["bench/journeys.py"],
     "load": ["bench/load.py", "--seconds", "90"],
+    "api": ["bench/api.py"],
     "fanout": ["bench/fanout.py"],
 }
 
