@@ -108,13 +108,16 @@ OPERATOR += [
     "campaigns.add_messagetemplate",
     "campaigns.change_messagetemplate",
 ]
+# The shop's API: operators edit their tiers' offers; keys and the webhook outbox are HQ's.
+VIEW_API = ["api.view_apiclient", "api.view_apiusage", "api.view_offer", "api.view_webhookevent"]
+OPERATOR += ["api.view_offer", "api.add_offer", "api.change_offer", "api.delete_offer"]
 ROLES: dict[str, list[str]] = {
-    "总部策略 HQ strategist": ["crm.*", "segments.*", "loyalty.*", "campaigns.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
+    "总部策略 HQ strategist": ["crm.*", "segments.*", "loyalty.*", "campaigns.*", "api.*", "django_celery_beat.*", "django_celery_results.view_taskresult"],
     "S/A 运营 S/A operator": OPERATOR,
     "B/C 运营 B/C operator": OPERATOR,
     "团长 group leader": [*VIEW_CORE, "segments.view_tier", "segments.view_membermetrics", "segments.view_tierchange", *LEADER_WORKLIST],
     "审计 auditor": [
-        *VIEW_CORE, *VIEW_SEGMENTS, *VIEW_LOYALTY, *VIEW_CAMPAIGNS, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
+        *VIEW_CORE, *VIEW_SEGMENTS, *VIEW_LOYALTY, *VIEW_CAMPAIGNS, *VIEW_API, "segments.view_segmentsettings", "crm.view_all_members", "crm.view_importjob",
         "crm.view_auditevent", "django_celery_beat.view_periodictask",
     ],
 }
