@@ -266,6 +266,10 @@ class Order(models.Model):
     status = models.CharField(_("status"), max_length=8, choices=OrderStatus.choices, default=OrderStatus.PAID)
     channel = models.CharField(_("channel"), max_length=32, blank=True)
     coupon_code = models.CharField(_("coupon code"), max_length=64, blank=True)
+    # When a known order last changed (a refund, an edit) by file, API or admin; empty for
+    # an order never changed since it arrived. The nightly recompute and settle read the
+    # members of orders changed since their last run again (a new order they find by id).
+    changed_at = models.DateTimeField(_("changed at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("order")
@@ -280,6 +284,8 @@ class Order(models.Model):
             # the nightly recompute's search for orders crossing a window's edge, and for the paid
             # ones among them (recompute.changes_create), reads the index alone.
             models.Index(fields=["ordered_at"], name="order_time_idx", include=["member", "id", "status"]),
+            # Few orders ever change: the index holds only those.
+            models.Index(fields=["changed_at"], name="order_changed_idx", condition=models.Q(changed_at__isnull=False)),
         ]
         constraints = [
             models.UniqueConstraint(fields=["order_no"], name="order_no_unique"),
@@ -288,6 +294,13 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.order_no
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            self.changed_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "changed_at"}
+        super().save(*args, **kwargs)
 
 
 class OrderLine(models.Model):

@@ -141,6 +141,7 @@ class NightlyScope(NamedTuple):
     trend_only: frozenset[int] | set[int] = frozenset()  # in scope only for a trend count: dropped when the trend stays as it is
     base_as_of: dt.date | None = None  # the last nightly or full run the scope was worked out from
     base_max_order_id: int = 0  # and its order watermark
+    whole: frozenset[int] | set[int] = frozenset()  # an order of theirs changed since (a refund, an edit): read whole, never by difference
 
 
 def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope | None = None) -> None:
@@ -176,6 +177,11 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
         f"FROM segments_membermetrics m JOIN {SCOPE} s ON s.member_id = m.member_id"  # nosec B608 - names from code
     )
     cursor.execute(f"CREATE UNIQUE INDEX {STORED}_member ON {STORED} (member_id)")
+    # A changed order's old values are in the stored sums: no difference can take them out.
+    whole = sorted(nightly.whole)
+    for start in range(0, len(whole), 5_000):
+        part = whole[start : start + 5_000]
+        cursor.execute(f"UPDATE {STORED} SET lines_value_cents = NULL WHERE member_id IN ({', '.join(['%s'] * len(part))})", part)  # nosec B608
     _analyze(cursor, STORED)
     cursor.execute(
         f"UPDATE {SCOPE} SET reads = {READ_ALL}, events = 1, trend_only = 0 WHERE (reads < {READ_ALL} OR events = 0) AND NOT EXISTS "

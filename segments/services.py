@@ -272,8 +272,8 @@ def churn_fit(
 
 def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     """Members whose tier or circle inputs can have changed since the last
-    successful run: new orders and events (a safety net for lost per-order
-    tasks), members whose recency crossed a rule's day count, orders, events
+    successful run: new and changed orders and new events (a safety net for
+    lost per-order tasks), members whose recency crossed a rule's day count, orders, events
     and registrations leaving a window, pins starting or ending, and churn
     bands whose stored move day has come. With them, what the run reads
     again: the order aggregates of the members with new orders or an order
@@ -299,6 +299,9 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     if prev_as_of >= as_of:
         prev_as_of = as_of - dt.timedelta(days=1)
     lines: set[int] = set(Order.objects.filter(id__gt=base.max_order_id).values_list("member_id", flat=True))
+    # Orders changed since (a refund or an edit of an old order, by file, API or admin): their members are read whole.
+    whole: set[int] = set(Order.objects.filter(changed_at__gte=base.started_at).values_list("member_id", flat=True))
+    lines |= whole
 
     def crossing(days: int) -> tuple[dt.datetime, dt.datetime]:
         # Dates whose age went from <= days to > days between the two as-of dates.
@@ -337,7 +340,8 @@ def nightly_scope(as_of: dt.date) -> recompute.NightlyScope | None:
     else:  # each band moves on a day the run that scored it stored, by index
         ids.update(MemberMetrics.objects.filter(band_moves_on__lte=as_of).values_list("member_id", flat=True))
     return recompute.NightlyScope(
-        sorted(ids | trend), lines, trend, events, trend_only=trend - ids, base_as_of=base.as_of, base_max_order_id=base.max_order_id
+        sorted(ids | trend), lines, trend, events, trend_only=trend - ids, base_as_of=base.as_of, base_max_order_id=base.max_order_id,
+        whole=whole,
     )
 
 

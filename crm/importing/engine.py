@@ -207,13 +207,15 @@ class Context:
         params: dict[str, Any] | None = None,
         changed_when: Sequence[str] | None = None,
         update_only_where: str = "",
+        on_update: dict[str, str] | None = None,
     ) -> tuple[int, int]:
         """Update the rows whose values differ, then insert the new ones; returns (created, updated).
 
         values maps every column to insert to its SQL expression over source_sql;
         update lists the columns a re-import may change, and changed_when those
         whose difference makes a row count as changed (default: all of update).
-        update_only_where limits which existing rows may change (SQL over t).
+        update_only_where limits which existing rows may change (SQL over t);
+        on_update adds assignments made only when a row changes (say, its change time).
         Two statements instead of INSERT … ON CONFLICT: measured 25% faster on
         PostgreSQL for a million new orders, as no row is inserted speculatively."""
         params = params or {}
@@ -221,7 +223,7 @@ class Context:
         updated = 0
         if update:
             triggers = update if changed_when is None else changed_when
-            assignments = ", ".join(f"{column} = {values[column]}" for column in update)
+            assignments = ", ".join([*(f"{column} = {values[column]}" for column in update), *(f"{column} = {sql}" for column, sql in (on_update or {}).items())])
             differs = " OR ".join(self.distinct(f"t.{column}", values[column]) for column in triggers)
             only = f" AND ({update_only_where})" if update_only_where else ""
             self.cursor.execute(

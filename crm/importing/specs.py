@@ -262,6 +262,8 @@ class OrderSpec(Spec):
             values=values,
             update=update,
             source_sql=f"{STAGE} s JOIN crm_member m ON m.external_id = s.member_external_id",
+            params={"now": ctx.now_param()},
+            on_update={"changed_at": "%(now)s"},
         )
 
 

@@ -90,6 +90,19 @@ def test_a_refund_reverses_and_the_next_paid_order_takes_over_the_first_order_aw
     assert_ledgers_agree()
 
 
+def test_the_nightly_settle_reverses_an_old_order_refunded_whose_task_was_lost(frozen):
+    member = MemberFactory()
+    first = OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("30"))
+    OrderFactory(member=member, ordered_at=at(2026, 4, 1, 9), amount=Decimal("40"))
+    services.ledgers_settle()
+    first.status = OrderStatus.REFUNDED
+    first.save()  # its per-member task runs after the commit, which this test never makes: lost
+    assert balance(member).points == 70
+    services.ledgers_settle_nightly()
+    assert (balance(member).growth, balance(member).points) == (10 + 50, 40)
+    assert_ledgers_agree()
+
+
 def test_points_are_pending_for_the_return_window_and_expire_at_the_end_of_the_next_year(frozen):
     member = MemberFactory()
     OrderFactory(member=member, ordered_at=at(2026, 11, 15, 23, 30), amount=Decimal("99.99"))  # local date 15 Nov

@@ -682,3 +682,45 @@ def test_the_nightly_run_counts_an_order_recorded_before_the_last_run_but_dated_
     assert member.pk in scope.lines
     tiers_recompute_nightly(as_of=AS_OF + dt.timedelta(days=1))
     assert (MemberMetrics.objects.get(member=member).orders_365, MemberMetrics.objects.get(member=member).spend_365) == (3, Decimal("500.00"))
+
+
+def test_an_old_order_refunded_without_its_task_reaches_the_next_nightly_run(tmp_path):
+    """A refund of an old order (a file, the API or the admin) whose per-member task was
+    lost: the nightly run reads that member again whole, as a full run would."""
+    from crm.importing.engine import run_import
+    from crm.importing.specs import SPECS
+    from tests.crm.factories import CategoryFactory, ProductFactory
+
+    fruit, eggs, greens = (ProductFactory(category=CategoryFactory(name=name)) for name in ("水果", "蛋品", "蔬菜"))
+    refunding = MemberFactory()
+    big = _basket(refunding, 100, {fruit: "1500"})
+    _basket(refunding, 20, {eggs: "200", greens: "50"})
+    _basket(refunding, 40, {eggs: "200"})
+    tiers_recompute(as_of=AS_OF)
+    before = MemberMetrics.objects.get(member=refunding)
+    assert (before.spend_365, before.favourite_category_id, before.tier.code) == (Decimal("1950"), fruit.category_id, "B")
+    assert big.changed_at is None
+    path = tmp_path / "refund.csv"
+    path.write_text(f"order_no,member_external_id,ordered_at,amount,status\n{big.order_no},{refunding.external_id},"
+                    f"{big.ordered_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M:%S},1500,refunded\n", encoding="utf-8")
+    assert run_import(SPECS["orders"], path, mode="all").updated == 1  # the engine alone: no task scheduled
+    big.refresh_from_db()
+    assert big.changed_at is not None
+    next_day = AS_OF + dt.timedelta(days=1)
+    assert refunding.pk in nightly_scope(next_day).whole
+    tiers_recompute_nightly(as_of=next_day)
+    fields = ["member_id", "orders_365", "spend_365", "refund_rate", "favourite_category_id", "second_category_id", "tier_id", "lines_value_cents"]
+    nightly = sorted(MemberMetrics.objects.values_list(*fields))
+    after = MemberMetrics.objects.get(member=refunding)
+    assert (after.spend_365, after.favourite_category_id, after.tier.code) == (Decimal("450"), eggs.category_id, "C")
+    tiers_recompute(as_of=next_day)
+    assert nightly == sorted(MemberMetrics.objects.values_list(*fields))
+
+
+def test_an_order_saved_again_records_its_change_a_new_one_does_not():
+    order = OrderFactory()
+    assert order.changed_at is None
+    order.status = OrderStatus.REFUNDED
+    order.save(update_fields=["status"])
+    order.refresh_from_db()
+    assert order.changed_at is not None
