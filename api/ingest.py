@@ -154,9 +154,11 @@ def _duplicates(items: list[dict], key: tuple[str, ...], result: IngestResult) -
     return refused
 
 
-def _complete_status_changes(items: list[dict], result: IngestResult) -> set[int]:
+def _complete_status_changes(items: list[dict], refused: set[int], result: IngestResult) -> set[int]:
     """An order item without member, time or amount changes a known order: fill them in from it."""
-    partial = {item["order_no"]: index for index, item in enumerate(items) if any(name not in item for name in ORDER_REQUIRED)}
+    partial = {
+        item["order_no"]: index for index, item in enumerate(items) if index not in refused and any(name not in item for name in ORDER_REQUIRED)
+    }
     if not partial:
         return set()
     known = {
@@ -196,7 +198,7 @@ def ingest(kind: str, items: list[dict], *, valid_only: bool, source: str) -> In
         with transaction.atomic():
             refused = _duplicates(items, KEYS[kind], result)
             if kind == "orders":
-                refused |= _complete_status_changes(items, result)
+                refused |= _complete_status_changes(items, refused, result)
             taken = [(index, item) for index, item in enumerate(items) if index not in refused]
             refused |= _import(kind, taken, result, result.items, source, member_ids)
             if kind == "orders":

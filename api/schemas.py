@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, Optional, Union
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from api.ingest import MAX_ITEMS
 
@@ -22,7 +22,11 @@ Amount = Annotated[
 ]
 
 
-class Closed(Schema):
+class Closed(BaseModel):
+    """What the shop sends: plain pydantic (ninja's Schema reads ORM objects through a
+    validator run per object; on a batch of 1,000 orders with their lines that was
+    half the time of the call), unknown fields refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 

@@ -155,7 +155,7 @@ def _ingest(request, kind: str, batch, valid_only: bool) -> dict:
     return _idempotent(request, f"{kind}:{int(valid_only)}", produce)
 
 
-class IngestOptions(schemas.Schema):
+class IngestOptions(schemas.BaseModel):
     valid_only: bool = False
 
 
