@@ -53,3 +53,16 @@ def shipped_defaults(transactional_db):
     if not Tier.objects.exists():
         importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
         importlib.import_module("loyalty.migrations.0002_defaults").create(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Clients and the standing's ladder, rights and offers are kept per process for seconds; each test starts without."""
+    from api.keys import clients_forget
+    from api.standing import static_forget
+
+    clients_forget()
+    static_forget()
+    yield
+    clients_forget()
+    static_forget()
