@@ -691,6 +691,7 @@ class KpiSnapshot(models.Model):
 class Indicator(models.TextChoices):
     REPURCHASE = "repurchase_rate", _("repurchase rate")
     AOV = "aov", _("average order value")
+    # xgettext:no-python-format
     TOP5 = "top5_share", _("GMV share of the top 5% of members")
     FIRST_ORDER = "first_order_conversion", _("first-order conversion of new members")
     RETENTION = "retention_7d", _("7-day retention of new members")
