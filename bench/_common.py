@@ -22,8 +22,10 @@ def require_postgres_and_redis() -> None:
         sys.exit("set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis)")
 
 
-def django_setup(**environment: str) -> None:
-    for name, value in {"DJANGO_SETTINGS_MODULE": "crm.settings", "DEBUG": "1", **environment}.items():
+def django_setup(*, debug: bool = True, **environment: str) -> None:
+    """Every bench's Django: the product's settings, DEBUG on unless debug=False
+    (run_all sets it for all), and environment defaults of the script's own."""
+    for name, value in {"DJANGO_SETTINGS_MODULE": "crm.settings", **({"DEBUG": "1"} if debug else {}), **environment}.items():
         os.environ.setdefault(name, value)
     import django
 

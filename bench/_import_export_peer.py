@@ -4,17 +4,12 @@
 
 Prints the seconds import_data took for FILE (orders), then deletes those orders."""
 
-import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
+from _common import django_setup  # noqa: E402
 
-import django  # noqa: E402
-
-django.setup()
+django_setup(debug=False)
 
 import tablib  # noqa: E402
 from import_export import fields, instance_loaders, resources, widgets  # noqa: E402

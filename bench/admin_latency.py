@@ -12,24 +12,13 @@ Target: p95 under 150 ms for the member and order lists and the member page.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import record  # noqa: E402
+from _common import django_setup, record  # noqa: E402
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
-os.environ.setdefault("SECRET_KEY", "bench")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-os.environ.setdefault("CRM_LANGUAGE", "zh-hans")
-
-import django  # noqa: E402
-
-django.setup()
+django_setup(debug=False, SECRET_KEY="bench", ALLOWED_HOSTS="testserver", CRM_LANGUAGE="zh-hans")
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, reset_queries  # noqa: E402

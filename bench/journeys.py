@@ -11,22 +11,12 @@ the run writes enrolments, deliveries and worklist items into the database."""
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import record  # noqa: E402
+from _common import django_setup, record  # noqa: E402
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
-os.environ.setdefault("SECRET_KEY", "bench")
-os.environ.setdefault("CRM_LANGUAGE", "zh-hans")
-
-import django  # noqa: E402
-
-django.setup()
+django_setup(debug=False, SECRET_KEY="bench", CRM_LANGUAGE="zh-hans")
 
 from django.db import connection  # noqa: E402
 

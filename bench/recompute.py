@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import record
+from _common import django_setup, record
 
 
 class Rollback(Exception):
@@ -42,10 +42,7 @@ def main() -> None:
         scratch = Path(tempfile.mkdtemp(prefix="crm-bench-"))
         os.environ["CRM_DATA_DIR"] = str(scratch)
         os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
-    import django
-
-    django.setup()
+    django_setup()
     from django.core.management import call_command
 
     if args.sqlite:
