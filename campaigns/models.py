@@ -366,7 +366,7 @@ class Coupon(models.Model):
         Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("order"), db_index=False
     )
     # The shop's order number when the shop redeemed it at checkout (the API), before the order reached the CRM.
-    redeemed_order_no = models.CharField(_("redeemed on order"), max_length=64, blank=True)
+    redeemed_order_no = models.CharField(_("redeemed on order"), max_length=64, blank=True, db_default="")  # the outbox inserts coupons in SQL
 
     class Meta:
         verbose_name = _("coupon")

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='coupon',
             name='redeemed_order_no',
-            field=models.CharField(blank=True, max_length=64, verbose_name='redeemed on order'),
+            field=models.CharField(blank=True, db_default="", max_length=64, verbose_name="redeemed on order"),
         ),
     ]
