@@ -50,33 +50,95 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+class CeleryProcesses:
+    """Celery workers and beats started for one test on the test database, all ended
+    when it ends; each one's output goes to data/test/celery/. The broker is the
+    configured one, or the caller's (the fault suite's own Redis)."""
+
+    def __init__(self, broker_url: str | None = None) -> None:
+        from pathlib import Path
+
+        self.broker_url = broker_url
+        self.started: list = []
+        self.logs_open: list = []
+        self.root = Path(__file__).resolve().parents[1]
+        self.logs = self.root / "data" / "test" / "celery"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def _env(self, extra: dict) -> dict:
+        import os
+
+        env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_TASK_ALWAYS_EAGER": "0"}
+        if self.broker_url:
+            env |= {"CELERY_BROKER_URL": self.broker_url, "CACHE_URL": self.broker_url[:-1] + "1"}
+        return env | extra
+
+    def _start(self, name: str, arguments: list[str], extra: dict):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        log = open(self.logs / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115 - kept open for the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "crm", *arguments], cwd=self.root, env=self._env(extra), stdout=log, stderr=subprocess.STDOUT
+        )
+        process.log_path = Path(log.name)
+        self.started.append(process)
+        self.logs_open.append(log)
+        return process
+
+    def worker(self, *, pool: str = "solo", concurrency: int = 1, **extra_env):
+        arguments = ["worker", "--pool", pool, "--concurrency", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle"]
+        return self._start("worker", arguments, extra_env)
+
+    def beat(self, **extra_env):
+        import os
+
+        return self._start("beat", ["beat", "-l", "info", "--max-interval", "1", "-s", os.devnull], extra_env)
+
+    @staticmethod
+    def kill(process) -> None:
+        import signal
+
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=20)
+
+    @staticmethod
+    def pool_child(process) -> int:
+        """The pid of a prefork worker's pool process (the one that runs the task)."""
+        from pathlib import Path
+
+        def child() -> int | None:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            return int(children[0]) if children else None
+
+        return wait_until(child, seconds=60, what="the worker's pool process")
+
+    def end(self) -> None:
+        import subprocess
+
+        for process in self.started:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in self.logs_open:
+            log.close()
+
+
 @pytest.fixture
 def start_worker():
     """start_worker(**env) starts a real Celery worker process on the test database and the configured broker."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from crm import celery_app
 
     celery_app.conf.task_always_eager = False
     celery_app.control.purge()
-    processes = []
-
-    def start(**extra_env):
-        env = {
-            **os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_TASK_ALWAYS_EAGER": "0", **extra_env,
-        }
-        command = [sys.executable, "-m", "celery", "-A", "crm", "worker", "--pool", "solo", "-l", "warning", "--without-gossip", "--without-mingle"]
-        processes.append(subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=env))
-        return processes[-1]
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=20)
+    manager = CeleryProcesses()
+    yield manager.worker
+    manager.end()
     celery_app.conf.task_always_eager = True
 
 

@@ -6,18 +6,15 @@ OOM killer or a pulled plug would."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import CeleryProcesses, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,74 +60,6 @@ class RedisServer:
         self.start()
 
 
-class Processes:
-    """Workers and beats started for one test, all ended when it ends."""
-
-    def __init__(self, broker: RedisServer) -> None:
-        self.broker = broker
-        self.started: list[subprocess.Popen] = []
-        self.logs_open: list = []
-        self.logs = ROOT / "data" / "test" / "faults"
-        self.logs.mkdir(parents=True, exist_ok=True)
-
-    def _env(self, extra: dict) -> dict:
-        from tests.conftest import _database_url
-
-        return {
-            **os.environ,
-            "DATABASE_URL": _database_url(),
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "CELERY_TASK_ALWAYS_EAGER": "0",
-            "CELERY_BROKER_URL": self.broker.url,
-            "CACHE_URL": self.broker.url[:-1] + "1",
-            **extra,
-        }
-
-    def _start(self, name: str, arguments: list[str], extra: dict) -> subprocess.Popen:
-        log = open(self.logs / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115 - kept open for the process
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "crm", *arguments], cwd=ROOT, env=self._env(extra), stdout=log, stderr=subprocess.STDOUT
-        )
-        process.log_path = Path(log.name)
-        self.started.append(process)
-        self.logs_open.append(log)
-        return process
-
-    def worker(self, *, pool: str = "solo", concurrency: int = 1, **extra_env) -> subprocess.Popen:
-        arguments = ["worker", "--pool", pool, "--concurrency", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle"]
-        return self._start("worker", arguments, extra_env)
-
-    def beat(self, **extra_env) -> subprocess.Popen:
-        return self._start("beat", ["beat", "-l", "info", "--max-interval", "1", "-s", os.devnull], extra_env)
-
-    @staticmethod
-    def kill(process: subprocess.Popen) -> None:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=20)
-
-    @staticmethod
-    def pool_child(process: subprocess.Popen) -> int:
-        """The pid of a prefork worker's pool process (the one that runs the task)."""
-
-        def child() -> int | None:
-            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-            return int(children[0]) if children else None
-
-        return wait_until(child, seconds=60, what="the worker's pool process")
-
-    def end(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in self.logs_open:
-            log.close()
-
-
 @pytest.fixture(scope="session")
 def fault_broker():
     from django.db import connection
@@ -148,7 +77,7 @@ def fault_broker():
 @pytest.fixture
 def processes(fault_broker):
     """Start workers and beats with processes.worker() / processes.beat()."""
-    manager = Processes(fault_broker)
+    manager = CeleryProcesses(fault_broker.url)
     yield manager
     manager.end()
 
