@@ -93,3 +93,10 @@ def test_schema_and_offline_docs(client, db):
     assert "application/problem+json" in refusal
     docs = client.get("/api/v1/docs/").content.decode()
     assert "swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+
+
+def test_the_shipped_offers_show_each_tier_its_own(call, db):
+    from api.models import Offer
+
+    shipped = dict(Offer.objects.values_list("tier__code", "title"))
+    assert "限量" in shipped["S"] and "新人" in shipped["C"]

@@ -80,6 +80,7 @@ def test_a_shop_moves_a_member_up_and_hears_of_it(shipped_defaults, live_server)
     receiver = Receiver(free_port())
     client, key = client_create(name="小程序", scopes=["ingest", "standing", "coupons", "points"], webhook_url=f"http://127.0.0.1:{receiver.port}/hooks")
     silver = Tier.objects.get(code="B")
+    Offer.objects.all().delete()  # the shipped examples: this shop sets its own
     Offer.objects.create(tier=silver, title="白银会员专享：高性价比爆品", image_url="https://img.example/b.png", products=["SKU-B1", "SKU-B2"])
     Offer.objects.create(tier=Tier.objects.get(code="S"), title="铂金限量款", products=["SKU-S1"])
     shop = Shop(live_server.url, key)
