@@ -19,7 +19,10 @@ batches touch, as in production.
    from a batch's answer until every one of its members' metrics shows the
    order (MemberMetrics.last_order_at), polled every 0.2 s.
 3. The file import of the same number of orders (engine.run_import of a CSV), in orders a second.
-The orders the bench adds are deleted at the end."""
+The orders the bench adds are deleted at the end. The ledgers must have had
+their first award (bench/loyalty.py, or manage.py loyalty_settle), as in
+production: otherwise each member's first settle writes his whole history.
+run_all runs the loyalty bench before this one."""
 
 from __future__ import annotations
 
@@ -140,6 +143,11 @@ def main() -> None:
     from crm.importing.engine import run_import
     from crm.importing.specs import SPECS
 
+    from loyalty.models import SettleRun
+
+    if not SettleRun.objects.filter(scope__in=["all", "nightly"]).exists():
+        # Each member's first settle would write his whole history (7 ms a member): the freshness would measure that.
+        raise SystemExit("the ledgers were never awarded on this database: run manage.py loyalty_settle (or bench/loyalty.py) first")
     ApiClient.objects.filter(name="bench").delete()
     _client, key = client_create(name="bench", scopes=["ingest", "standing"], rate_per_minute=10_000_000)
     with connection.cursor() as cursor:
