@@ -20,15 +20,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import AgeBand, Category, Community, Gender, Member
+from segments.days import local_midnight
 from segments.models import Circle, MemberMetrics, RecomputeRun, RiskBand, RunStatus, Tier, Trend
 
 V_THRESHOLD_SECONDS = 3600
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    from segments.recompute import local_midnight
-
-    return local_midnight(day)
 
 
 class CircleFilter(django_filters.FilterSet):
@@ -98,17 +93,17 @@ class CircleFilter(django_filters.FilterSet):
 
     def filter_recency_min(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         # R >= n: the last order's date is on or before as_of - n.
-        return queryset.filter(**{f"{self.metrics}last_order_at__lt": _midnight(self.as_of - dt.timedelta(days=int(value) - 1))})
+        return queryset.filter(**{f"{self.metrics}last_order_at__lt": local_midnight(self.as_of - dt.timedelta(days=int(value) - 1))})
 
     def filter_recency_max(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
-        return queryset.filter(**{f"{self.metrics}last_order_at__gte": _midnight(self.as_of - dt.timedelta(days=int(value)))})
+        return queryset.filter(**{f"{self.metrics}last_order_at__gte": local_midnight(self.as_of - dt.timedelta(days=int(value)))})
 
     def filter_monthly_orders_below(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         # Fewer than n orders a month over the 365-day window.
         return queryset.filter(**{f"{self.metrics}orders_365__lt": math.ceil(Decimal(value) * 12)})
 
     def filter_registered_days_min(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
-        return queryset.filter(**{f"{self.member}registered_at__lt": _midnight(self.as_of - dt.timedelta(days=int(value) - 1))})
+        return queryset.filter(**{f"{self.member}registered_at__lt": local_midnight(self.as_of - dt.timedelta(days=int(value) - 1))})
 
     def filter_v_top_percent(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
         threshold = v_score_threshold(float(value))

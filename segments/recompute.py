@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import statistics
-import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -39,6 +38,7 @@ from crm.bulkload import load_rows
 from crm.models import OrderStatus
 from segments import churn
 from segments.circles import circle_queryset
+from segments.days import local_midnight  # also segments.recompute.local_midnight for its callers
 from segments.ladder import RFM, Rung, recency_days, tier_for
 from segments.models import (
     ChurnFit,
@@ -55,10 +55,6 @@ TREND_PRIOR_DAYS = 90
 WINDOW_DAYS = 365
 CHURN_HORIZON_DAYS = 30
 SCOPE = "seg_scope"
-
-
-def local_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=zoneinfo.ZoneInfo(settings.TIME_ZONE))
 
 
 @dataclass
