@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from crm.importing.jobs import import_job_cancel, import_job_create, import_job_progress, import_job_start
+from crm.tasks import import_job_task
 from crm.importing.specs import SPECS
 from crm.models import ImportJob, ImportKind, ImportMode, ImportStatus
 from crm.resources import neutralise_formula
@@ -134,7 +135,7 @@ class ImportJobAdmin(admin.ModelAdmin):
                     raise PermissionDenied
                 upload = form.cleaned_data["file"]
                 job = import_job_create(kind=kind, upload=upload, user=request.user)
-                import_job_start(job=job, mode=ImportMode.DRY_RUN, background=self._in_background(upload.size))
+                import_job_start(job=job, mode=ImportMode.DRY_RUN, enqueue=self._enqueue(upload.size))
                 return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))
         else:
             form = UploadForm(initial={"kind": kind})
@@ -150,8 +151,11 @@ class ImportJobAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/crm/importjob/upload.html", context)
 
     @staticmethod
-    def _in_background(size: int) -> bool:
-        return not settings.CRM_IMPORT_RUN_INLINE and size > settings.CRM_IMPORT_BACKGROUND_BYTES
+    def _enqueue(size: int):
+        """A big file goes to a worker (after the commit), a small one is imported in the request."""
+        if not settings.CRM_IMPORT_RUN_INLINE and size > settings.CRM_IMPORT_BACKGROUND_BYTES:
+            return import_job_task.delay_on_commit
+        return None
 
     def detail_view(self, request, job_id: int):
         job = self._job(request, job_id, acting=request.method == "POST")
@@ -184,8 +188,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             if action == ImportMode.ALL_OR_NOTHING and (job.error_rows or job.row_errors.exists()):  # file-level errors count no row
                 messages.error(request, _("The file has rows with errors: import the valid rows only, or cancel."))
             else:
-                background = self._in_background(job.file.size if job.file else 0)
-                job = import_job_start(job=job, mode=action, background=background)
+                job = import_job_start(job=job, mode=action, enqueue=self._enqueue(job.file.size if job.file else 0))
                 if job.status == ImportStatus.DONE:
                     messages.success(request, _("Imported."))
         return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))

@@ -4,6 +4,7 @@ shown to the user, and imported only when the user confirms."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from django.core.cache import cache
@@ -44,14 +45,14 @@ def import_job_create(*, kind: str, upload: UploadedFile, user) -> ImportJob:
     return job
 
 
-def import_job_start(*, job: ImportJob, mode: str, background: bool) -> ImportJob:
-    """Queue a dry run or an import of the job's file, in a worker or right here."""
-    from crm.tasks import import_job_task
-
+def import_job_start(*, job: ImportJob, mode: str, enqueue: Callable[[int, str], object] | None = None) -> ImportJob:
+    """Queue a dry run or an import of the job's file: to a worker through enqueue(job id,
+    mode) (the caller passes crm.tasks.import_job_task.delay_on_commit: the tasks module
+    imports this one, never the other way round), or right here without it."""
     ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.QUEUED, mode=mode)
     cache.set(progress_key(job.pk), {"rows": 0, "fraction": 0.0}, 3600)
-    if background:
-        import_job_task.delay_on_commit(job.pk, mode)
+    if enqueue is not None:
+        enqueue(job.pk, mode)
     else:
         import_job_run(job_id=job.pk, mode=mode)
     job.refresh_from_db()

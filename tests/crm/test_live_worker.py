@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
 
 from crm.importing.jobs import import_job_start
+from crm.tasks import import_job_task
 from crm.models import ImportJob, ImportMode, ImportStatus, Member
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -36,12 +37,12 @@ def test_a_worker_checks_then_imports_a_big_file(worker, admin_user):
     job.file.save("big.csv", ContentFile(f"external_id,name,mobile,gender\n{rows}\n".encode()), save=False)
     job.save()
 
-    import_job_start(job=job, mode=ImportMode.DRY_RUN, background=True)
+    import_job_start(job=job, mode=ImportMode.DRY_RUN, enqueue=import_job_task.delay_on_commit)
     job = wait_for(job)
     assert job.status == ImportStatus.VALIDATED and job.created_count == 3000
     assert not Member.objects.exists()
 
-    import_job_start(job=job, mode=ImportMode.ALL_OR_NOTHING, background=True)
+    import_job_start(job=job, mode=ImportMode.ALL_OR_NOTHING, enqueue=import_job_task.delay_on_commit)
     job = wait_for(job)
     assert job.status == ImportStatus.DONE, job.message
     assert Member.objects.count() == 3000
