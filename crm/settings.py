@@ -5,6 +5,7 @@ filesystem transport, both under DATA_DIR. DATABASE_URL and CELERY_BROKER_URL
 switch to PostgreSQL and Redis.
 """
 
+import datetime
 import os
 from pathlib import Path
 
@@ -191,6 +192,9 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 API_USAGE_FLUSH_SECONDS = env_int("API_USAGE_FLUSH_SECONDS", 5)
 API_WEBHOOK_TIMEOUT = env_int("API_WEBHOOK_TIMEOUT", 5)
 API_WEBHOOK_MAX_ATTEMPTS = env_int("API_WEBHOOK_MAX_ATTEMPTS", 15)
+# The earliest business date an import accepts (orders, events, registrations): a brand's
+# member programme can be older than the default. Birthdays go back to 1900 whatever this says.
+CRM_EARLIEST_DATE = datetime.date.fromisoformat(os.environ.get("CRM_EARLIEST_DATE", "2000-01-01"))
 CRM_IMPORT_MAX_UPLOAD_BYTES = env_int("CRM_IMPORT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 # Files above this many bytes are imported by a Celery worker with a progress bar;
 # ~10k order rows are about 600 KB.

@@ -30,13 +30,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.bulkload import ANALYZE_AFTER_ROWS, analyze
 from crm.importing.reading import FileError, open_table
-from crm.importing.values import LATEST_ACCEPTED, CellError
+from crm.importing.values import EARLIEST_ACCEPTED, LATEST_ACCEPTED, SHANGHAI, CellError
 from crm.models import ImportKind
 
 STAGE = "import_stage"
@@ -336,6 +337,7 @@ def import_table(
     headings, rows of (row number, cells as text), format, encoding and position())."""
     now = timezone.now()
     LATEST_ACCEPTED.set(now + dt.timedelta(days=1))
+    EARLIEST_ACCEPTED.set(dt.datetime.combine(settings.CRM_EARLIEST_DATE, dt.time.min, tzinfo=SHANGHAI))
     accepted = spec.headings()
     outcome.format, outcome.encoding = table.format, table.encoding
     positions = _map_headings(spec, accepted, table.headings, outcome)

@@ -24,6 +24,8 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # The latest acceptable time of an import, set once per file by the engine.
 LATEST_ACCEPTED: ContextVar[dt.datetime | None] = ContextVar("LATEST_ACCEPTED", default=None)
+# The earliest business time accepted (settings.CRM_EARLIEST_DATE, local midnight), set once per file by the engine.
+EARLIEST_ACCEPTED: ContextVar[dt.datetime] = ContextVar("EARLIEST_ACCEPTED", default=dt.datetime(2000, 1, 1, tzinfo=SHANGHAI))
 
 
 class CellError(ValueError):
@@ -90,8 +92,11 @@ def parse_datetime(raw: str, *, latest: dt.datetime | None = None) -> dt.datetim
 
 
 def _checked(value: dt.datetime, latest: dt.datetime | None) -> dt.datetime:
-    if value.year < 2000:
-        raise CellError(_("dates before 2000 are not accepted"))
+    earliest = EARLIEST_ACCEPTED.get()
+    if value < earliest:
+        raise CellError(
+            _("dates before %(date)s are not accepted (the setting CRM_EARLIEST_DATE)") % {"date": earliest.date().isoformat()}
+        )
     if latest is not None and value > latest:
         raise CellError(_("the time lies in the future"))
     return value

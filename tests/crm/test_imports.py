@@ -230,3 +230,14 @@ def test_a_big_import_leaves_the_planner_statistics_of_what_it_wrote_current(wri
         cursor.execute("SELECT relname, reltuples FROM pg_class WHERE relname IN ('crm_member', 'crm_consent')")
         estimates = dict(cursor.fetchall())
     assert estimates == {"crm_member": ANALYZE_AFTER_ROWS, "crm_consent": ANALYZE_AFTER_ROWS}
+
+
+def test_the_earliest_business_date_is_a_setting_named_in_the_message(write_file, settings):
+    MemberFactory(external_id="M1")
+    text = "order_no,member_external_id,ordered_at,amount\nOLD1,M1,1998-06-01 10:00,50\n"
+    refused = run_import(SPECS["orders"], write_file("old.csv", text), mode="all")
+    [error] = list(refused.errors)
+    assert error.column == "ordered_at" and "2000-01-01" in error.message and "CRM_EARLIEST_DATE" in error.message
+    settings.CRM_EARLIEST_DATE = dt.date(1995, 1, 1)  # a programme older than 2000
+    taken = run_import(SPECS["orders"], write_file("old.csv", text), mode="all")
+    assert taken.created == 1 and Order.objects.get(order_no="OLD1").ordered_at.year == 1998
