@@ -10,6 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from crm.masking import mask_mobile
 from crm.validators import validate_cn_mobile
@@ -97,7 +98,8 @@ class AgeBand(models.TextChoices):
 
 class Member(models.Model):
     external_id = models.CharField(_("member ID"), max_length=64, unique=True)
-    name = models.CharField(_("name"), max_length=64, blank=True)
+    # A person's name (姓名); every other "name" in the product is a thing's (名称).
+    name = models.CharField(pgettext_lazy("person", "name"), max_length=64, blank=True)
     mobile = models.CharField(_("mobile"), max_length=11, blank=True, db_index=True, validators=[validate_cn_mobile])
     wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True)
     email = models.EmailField(_("email"), max_length=254, blank=True, db_default="")

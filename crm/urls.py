@@ -4,8 +4,10 @@ from django.views.generic import RedirectView
 
 from campaigns.views import sms_replies
 from crm.admin_changelist import harden
+from crm.admin_site import arrange
 
 harden(admin.site)  # after every app's admin module has registered (autodiscover runs first)
+arrange(admin.site)
 
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),

@@ -17,6 +17,8 @@ from tests.crm.factories import (
     OrderLineFactory,
 )
 
+from tests.crm.test_roles import world  # noqa: E402,F401 - every kind of row
+
 pytestmark = pytest.mark.django_db
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -153,3 +155,42 @@ def test_chinese_even_when_the_browser_asks_for_english_until_the_user_switches(
     admin_client.post(reverse("set_language"), {"language": "en", "next": "/admin/"})
     html = admin_client.get(reverse("admin:index")).content.decode()
     assert "Member operations" in html and "私域会员运营" not in html
+
+
+def test_the_work_comes_first_and_the_machinery_of_logins_and_task_results_is_for_superusers(client, admin_client, chinese):
+    from django.contrib.auth.models import Group
+
+    from crm.roles import HQ
+    from tests.crm.factories import UserFactory
+
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    ours = index.index('href="/admin/crm/"')
+    assert ours < index.index('href="/admin/auth/"') and ours < index.index('href="/admin/axes/"')
+    hq = UserFactory(is_staff=True)
+    hq.groups.add(Group.objects.get(name=HQ))
+    client.force_login(hq)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert 'href="/admin/crm/"' in page and 'href="/admin/axes/"' not in page and 'href="/admin/django_celery_results/"' not in page
+    assert client.get(reverse("admin:django_celery_results_taskresult_changelist")).status_code == 403
+
+
+def test_only_a_persons_name_is_headed_xingming(world, admin_client, chinese):  # noqa: F811 - every kind of row, so each list has a table
+    """姓名 is a person's name; a campaign's, a tier's or a product's is 名称."""
+    import re
+
+    from django.contrib import admin as django_admin
+
+    from campaigns.models import Campaign
+
+    Campaign.objects.get_or_create(name="白银升级冲刺")
+    headed = {}
+    for model in django_admin.site._registry:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        answer = admin_client.get(url)
+        if answer.status_code != 200:
+            continue
+        headers = re.findall(r'<th scope="col"[^>]*>\s*(?:<div class="sortoptions">.*?</div>)?\s*<div class="text">(?:<a [^>]*>|<span>)(.*?)<', answer.content.decode(), re.S)
+        headed[model._meta.label] = headers
+    with_xingming = sorted(label for label, headers in headed.items() if "姓名" in headers)
+    assert with_xingming == ["crm.Member"]
+    assert "名称" in headed["campaigns.Campaign"] and "名称" in headed["segments.Tier"]
