@@ -94,12 +94,14 @@ def run(as_of: dt.date, samples: int, *, first_award_only: bool = False) -> None
         with transaction.atomic():
             _two_percent_day(next_day)
             started = time.perf_counter()
-            tiers_recompute_nightly(as_of=next_day)
+            tiers_run = tiers_recompute_nightly(as_of=next_day)
             nightly_tiers = time.perf_counter() - started
             started = time.perf_counter()
             settled = services.ledgers_settle_nightly(now=recompute.local_midnight(next_day + dt.timedelta(days=1)) + dt.timedelta(hours=3, minutes=40))
             nightly_ledgers = time.perf_counter() - started
             nightly = nightly_tiers + nightly_ledgers
+            rows.append(("nightly after a 2% day: the tiers' stages", f"{nightly_tiers:.1f} s",
+                         f"{tiers_run.members:,} members; " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in tiers_run.timings.items())))
             rows.append(("nightly after a 2% day: tiers + ledgers", f"{nightly:.1f} s",
                          f"{nightly / full:.1%} of the full run (target ≤ 10%); tiers {nightly_tiers:.1f} + ledgers {nightly_ledgers:.1f} "
                          f"({settled.members:,} members settled, {settled.entries:,} entries; "
