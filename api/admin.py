@@ -4,7 +4,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from api import webhooks
-from api.keys import clients_forget
+from api.keys import clients_revoke
 from api.models import ApiClient, ApiUsage, Offer, WebhookEvent
 
 
@@ -42,8 +42,7 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke the keys of the chosen clients"), permissions=["change"])
     def revoke(self, request, queryset) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        clients_forget()
+        count = clients_revoke(queryset)
         self.message_user(request, _("%(count)d keys revoked: every server refuses their calls within 10 seconds.") % {"count": count}, messages.SUCCESS)
 
 

@@ -73,10 +73,16 @@ def clients_forget() -> None:
     _clients.clear()
 
 
-def client_revoke(client: ApiClient) -> None:
-    client.revoked_at = client.revoked_at or timezone.now()
-    client.save(update_fields=["revoked_at"])
+def clients_revoke(clients) -> int:
+    """Revoke the keys of a queryset of clients: this process refuses them at once, the others within CLIENT_SECONDS."""
+    count = clients.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
     clients_forget()
+    return count
+
+
+def client_revoke(client: ApiClient) -> None:
+    clients_revoke(ApiClient.objects.filter(pk=client.pk))
+    client.refresh_from_db(fields=["revoked_at"])
 
 
 def rate_limited(client: ApiClient, *, now: float | None = None) -> int:

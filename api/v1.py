@@ -103,10 +103,14 @@ def _request_too_big(request, exc):
     return problem_response(_too_big())
 
 
+def _unknown_member() -> Problem:
+    return Problem(404, "Not Found", _("No member with this member ID."), kind="unknown-member")
+
+
 def _member(external_id: str) -> Member:
     member = Member.objects.filter(external_id=external_id, erased_at__isnull=True).first()
     if member is None:
-        raise Problem(404, "Not Found", _("No member with this member ID."), kind="unknown-member")
+        raise _unknown_member()
     return member
 
 
@@ -141,16 +145,13 @@ def _idempotent(request, operation: str, produce):
 
 def _ingest(request, kind: str, batch, valid_only: bool) -> dict:
     def produce() -> dict:
-        items = [item.model_dump(exclude_unset=True, mode="python") for item in batch.items]
-        if kind == "orders":
-            for item in items:
-                if item.get("lines") is not None:
-                    item["lines"] = [dict(line) for line in item["lines"]]
+        items = [item.model_dump(exclude_unset=True, mode="python") for item in batch.items]  # lines become dicts too
         result = ingest(kind, items, valid_only=valid_only, source=f"API {request.api_client.name}")
+        answer = result.as_dict()
         if not result.written:
-            raise Problem(422, "Unprocessable Content", _("%(count)d items are not valid: nothing was written.") % {"count": result.as_dict()["rejected"]},
-                          kind="invalid-items", errors=result.as_dict()["errors"])
-        return result.as_dict()
+            raise Problem(422, "Unprocessable Content", _("%(count)d items are not valid: nothing was written.") % {"count": answer["rejected"]},
+                          kind="invalid-items", errors=answer["errors"])
+        return answer
 
     return _idempotent(request, f"{kind}:{int(valid_only)}", produce)
 
@@ -185,7 +186,7 @@ def standing(request, external_id: str):
     """Tier, what the next tier needs, rights, growth value, points, open coupons and the offers of the tier."""
     row = member_row(external_id)
     if row is None:
-        raise Problem(404, "Not Found", _("No member with this member ID."), kind="unknown-member")
+        raise _unknown_member()
     return standing_of(row)
 
 
