@@ -9,7 +9,19 @@ from __future__ import annotations
 from typing import Annotated, Literal, Optional, Union
 
 from ninja import Schema
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import StrictStr as _StrictStr
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL's text cannot hold a NUL character: refused here, before any lookup sees it.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+StrictStr = Annotated[_StrictStr, AfterValidator(_no_nul)]
+PathText = Annotated[str, AfterValidator(_no_nul)]  # a member ID or a coupon code in the path
 
 from api.ingest import MAX_ITEMS
 

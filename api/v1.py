@@ -182,7 +182,7 @@ def events_in(request, batch: schemas.EventBatch, options: Query[IngestOptions])
 
 
 @api.get("/members/{external_id}/standing", auth=KeyAuth(Scope.STANDING), response={200: schemas.StandingOut, **REFUSALS}, url_name="standing", tags=["out"])
-def standing(request, external_id: str):
+def standing(request, external_id: schemas.PathText):
     """Tier, what the next tier needs, rights, growth value, points, open coupons and the offers of the tier."""
     row = member_row(external_id)
     if row is None:
@@ -213,14 +213,14 @@ def _verdict(code: str, verdict) -> dict:
 
 
 @api.post("/coupons/{code}/validate", auth=KeyAuth(Scope.COUPONS), response={200: schemas.CouponAnswer, **REFUSALS}, url_name="coupon-validate", tags=["coupons"])
-def coupon_validate(request, code: str, basket: schemas.CouponCheck):
+def coupon_validate(request, code: schemas.PathText, basket: schemas.CouponCheck):
     """Whether the coupon is good for this member and basket, and how much it takes off; why not, when not."""
     verdict = coupon_check(code=code, member=_member(basket.member_external_id), lines=_basket(basket.lines))
     return _verdict(code, verdict)
 
 
 @api.post("/coupons/{code}/redeem", auth=KeyAuth(Scope.COUPONS), response={200: schemas.CouponAnswer, **REFUSALS}, url_name="coupon-redeem", tags=["coupons"])
-def coupon_use(request, code: str, basket: schemas.CouponRedeem):
+def coupon_use(request, code: schemas.PathText, basket: schemas.CouponRedeem):
     """Redeem once, for an order number. The same order number again is a retry and succeeds again; another is refused (409)."""
     verdict = coupon_redeem(code=code, member=_member(basket.member_external_id), order_no=basket.order_no, lines=_basket(basket.lines))
     if not verdict.valid:
@@ -230,7 +230,7 @@ def coupon_use(request, code: str, basket: schemas.CouponRedeem):
 
 @api.post("/members/{external_id}/points/redemptions", auth=KeyAuth(Scope.POINTS), response={201: schemas.RedemptionOut, **REFUSALS},
           url_name="points-redeem", tags=["points"])
-def points_redemption(request, external_id: str, payload: schemas.RedemptionIn):
+def points_redemption(request, external_id: schemas.PathText, payload: schemas.RedemptionIn):
     """Spend points on a right of the member's tier (a coupon right makes his coupon). Idempotent by key: a retry gets the same redemption."""
     member = _member(external_id)
     key = (payload.key or request.headers.get("Idempotency-Key", "")).strip()

@@ -433,6 +433,11 @@ def _parsed_rows(
         width = len(cells)
         for column, index in plan:
             raw = cells[index].strip() if index is not None and index < width else ""
+            if "\x00" in raw:  # no database text holds it (PostgreSQL refuses the whole COPY)
+                errors.add(row_no, column.name, _("contains a NUL character"), raw.replace("\x00", ""))
+                bad = True
+                values.append(None)
+                continue
             if not raw:
                 if column.required:
                     errors.add(row_no, column.name, _("this cell is required"))

@@ -140,3 +140,18 @@ def test_malformed_json_and_a_body_over_the_limit(call, settings):
     answer = call("POST", "/members", members(*(f"M{i}" for i in range(20))))
     assert answer.status_code == 413 and answer.json()["title"] == "Content Too Large"
     assert not Member.objects.exists()
+
+
+def test_a_nul_character_is_refused_with_its_field_not_a_server_error(call):
+    answer = call("POST", "/members", {"items": [{"external_id": "M1", "name": "张\u0000三"}]})
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "name"
+    assert call("GET", "/members/M\u00001/standing").status_code == 422
+    assert not Member.objects.exists()
+
+
+def test_the_engine_refuses_a_nul_in_any_cell_whatever_sends_it():
+    from api.ingest import ingest
+
+    result = ingest("members", [{"external_id": "M1", "community": "阳光\u0000花园"}], valid_only=False, source="test")
+    assert not result.written and [(error.index, error.field) for error in result.errors] == [(0, "community")]
+    assert "NUL" in result.errors[0].reason and not Member.objects.exists()
