@@ -35,7 +35,8 @@ from campaigns.models import (
     SkipReason,
     Variant,
 )
-from campaigns.rendering import CONTEXT_VARIABLES, CouponView, compile_template, contexts_for, message_text, sms_segments
+from campaigns.rendering import CouponView, contexts_for, message_text
+from campaigns.templating import CONTEXT_VARIABLES, compile_template, sms_segments
 from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.masking import mask_mobile

@@ -10,7 +10,7 @@ class CampaignsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from campaigns import privacy, signals, split
+        from campaigns import privacy, signals, split, tasks  # noqa: F401  tasks: registered for sending's enqueue by name
         from crm.importing.jobs import import_committed
         from crm.models import Order
 

@@ -15,6 +15,8 @@ from django.utils.translation import gettext_lazy as _
 from crm.models import AgeBand, Category, Channel, Community, Gender, GroupLeader, Member, Order, Product, SingletonRow
 from segments.models import Circle, Tier
 
+from campaigns.templating import template_validate
+
 
 class Purpose(models.TextChoices):
     MARKETING = "marketing", _("marketing")
@@ -118,8 +120,6 @@ class MessageTemplate(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from campaigns.rendering import template_validate
-
         template_validate("body", self.body, self.subject)
 
 
@@ -601,8 +601,6 @@ class WorklistRule(models.Model):
         return self.get_kind_display()
 
     def clean(self) -> None:
-        from campaigns.rendering import template_validate
-
         template_validate("script", self.script)
 
 

@@ -39,17 +39,19 @@ from campaigns.models import (
     Variant,
 )
 from campaigns.policy import Rules, cap_reached, in_quiet_hours, send_time
-from campaigns.rendering import MEMBER_FIELDS, CouponView, compile_template, contexts_for, message_text, render
+from campaigns.rendering import MEMBER_FIELDS, CouponView, contexts_for, message_text
+from campaigns.templating import compile_template, render
 from crm.bulkload import ids_in, sql_in, sql_values
+from crm.celery import app as celery_app
 from crm.models import Consent, Member
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 def _enqueue(ids: list[int]) -> None:
-    from campaigns.tasks import deliveries_send_task
-
-    deliveries_send_task.delay(ids)
+    # By name, from the app's registry: campaigns.tasks imports this module,
+    # never the reverse (CampaignsConfig.ready registers the tasks).
+    celery_app.tasks["campaigns.tasks.deliveries_send_task"].delay(ids)
 
 
 def dispatch(*, now: dt.datetime | None = None, enqueue=None) -> int:

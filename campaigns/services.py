@@ -26,7 +26,7 @@ from campaigns.models import (
     SendingPolicy,
     SkipReason,
 )
-from campaigns.rendering import template_errors
+from campaigns.templating import template_errors
 from crm.audit import audit_record
 from crm.bulkload import ANALYZE_AFTER_ROWS
 from crm.models import AuditAction, Channel, Member, Order, OrderStatus

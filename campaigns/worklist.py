@@ -21,7 +21,8 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from campaigns.models import WorklistItem, WorklistKind, WorklistRule, WorklistSettings
-from campaigns.rendering import compile_template, contexts_for, render
+from campaigns.rendering import contexts_for
+from campaigns.templating import compile_template, render
 from crm.models import Member
 from segments.models import CircleMembership, GroupMove, GroupMoveStatus, MemberMetrics, RiskBand, TierChange
 

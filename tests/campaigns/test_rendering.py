@@ -2,15 +2,8 @@
 
 import pytest
 
-from campaigns.rendering import (
-    AddressRule,
-    compile_template,
-    render,
-    salutation_for,
-    sms_segments,
-    template_errors,
-    with_unsubscribe,
-)
+from campaigns.rendering import AddressRule, salutation_for, with_unsubscribe
+from campaigns.templating import compile_template, render, sms_segments, template_errors
 
 RULES = [
     AddressRule("F", "55+", "阿姨"),
@@ -140,7 +133,7 @@ def _shipped_templates():
 def _django(source: str, values: dict) -> str:
     from django.template import Context, Template
 
-    from campaigns.rendering import ENGINE
+    from campaigns.templating import ENGINE
 
     return Template(source, engine=ENGINE).render(Context(values, autoescape=False)).strip()
 
@@ -150,7 +143,7 @@ def test_the_fast_renderer_writes_what_django_writes(source):
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from campaigns.rendering import CONTEXT_VARIABLES
+    from campaigns.templating import CONTEXT_VARIABLES
 
     assert template_errors(source) == [] or "missing_in_this_context" in source
     compiled = compile_template(source)

@@ -6,7 +6,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from campaigns.rendering import compile_template, contexts_for, render, template_errors
+from campaigns.rendering import contexts_for
+from campaigns.templating import compile_template, render, template_errors
 from loyalty import services
 from segments.services import tiers_recompute
 from tests.crm.factories import MemberFactory, OrderFactory
