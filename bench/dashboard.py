@@ -28,8 +28,8 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from campaigns.kpi import snapshot_build  # noqa: E402
-from campaigns.models import KpiSnapshot  # noqa: E402
+from campaigns.dashboard.kpi import snapshot_build
+from campaigns.dashboard.models import KpiSnapshot
 from crm import roles  # noqa: E402
 from crm.models import GroupLeader, Member, Order  # noqa: E402
 

@@ -21,9 +21,9 @@ django_setup(debug=False, SECRET_KEY="bench", CRM_LANGUAGE="zh-hans")
 from django.db import connection  # noqa: E402
 
 import campaigns.sending  # noqa: E402
-from campaigns.journeys import journeys_run  # noqa: E402
-from campaigns.models import WorklistItem  # noqa: E402
-from campaigns.worklist import worklist_build  # noqa: E402
+from campaigns.journeys.services import journeys_run
+from campaigns.worklist.models import WorklistItem
+from campaigns.worklist.services import worklist_build
 from crm.models import Member  # noqa: E402
 
 

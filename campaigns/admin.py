@@ -465,6 +465,9 @@ class SendingPolicyAdmin(SingletonAdmin):
     )
 
 
-from campaigns import admin_journeys  # noqa: E402,F401  (journeys, worklist, restock: registered on import)
-
-from campaigns import admin_dashboard  # noqa: E402,F401  (the admin home and its settings: registered on import)
+# The parts' admin pages, registered on import: journeys, the worklist, the
+# dashboard (the admin home and its settings) and the product page's restock action.
+from campaigns import admin_restock  # noqa: E402,F401
+from campaigns.dashboard import admin as dashboard_admin  # noqa: E402,F401
+from campaigns.journeys import admin as journeys_admin  # noqa: E402,F401
+from campaigns.worklist import admin as worklist_admin  # noqa: E402,F401

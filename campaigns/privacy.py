@@ -12,7 +12,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from campaigns.models import Coupon, Delivery, Enrolment, EnrolmentStatus, ExitReason, WorklistItem
+from campaigns.models import Coupon, Delivery
+from campaigns.worklist.models import WorklistItem
+from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason
 from crm import privacy
 from crm.models import Member
 

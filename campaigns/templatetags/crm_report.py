@@ -26,8 +26,8 @@ def percent_points(value) -> str:
 
 @register.inclusion_tag("admin/campaigns/dashboard.html", takes_context=True)
 def dashboard(context):
-    """The admin home's dashboard, for what the user may see (campaigns.dashboard)."""
-    from campaigns.dashboard import dashboard_context
+    """The admin home's dashboard, for what the user may see (campaigns.dashboard.home)."""
+    from campaigns.dashboard.home import dashboard_context
 
     request = context.get("request")
     return {**dashboard_context(request.user), "request": request} if request is not None else {}

@@ -10,7 +10,7 @@ import time_machine
 from django.apps import apps
 from django.utils import timezone
 
-from campaigns.kpi import snapshot_build
+from campaigns.dashboard.kpi import snapshot_build
 from segments.services import tiers_recompute
 from tests.crm.factories import CommunityFactory, GroupLeaderFactory, MemberFactory, OrderFactory
 

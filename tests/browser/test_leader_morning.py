@@ -10,8 +10,8 @@ from django.apps import apps
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from campaigns.models import WorklistItem, WorklistOutcome
-from campaigns.worklist import worklist_build
+from campaigns.worklist.models import WorklistItem, WorklistOutcome
+from campaigns.worklist.services import worklist_build
 from crm import roles
 from crm.roles import roles_sync
 from segments.services import tiers_recompute

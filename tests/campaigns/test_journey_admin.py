@@ -8,8 +8,9 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from campaigns.journeys import journeys_run
-from campaigns.models import CampaignStatus, Enrolment, Journey, JourneyStep, MessageTemplate, Variant
+from campaigns.journeys.services import journeys_run
+from campaigns.models import CampaignStatus, MessageTemplate, Variant
+from campaigns.journeys.models import Enrolment, Journey, JourneyStep
 from tests.campaigns.test_journeys import START, members_going_dormant
 from tests.crm.factories import SHANGHAI, OrderFactory
 

@@ -9,18 +9,9 @@ import pytest
 import time_machine
 from django.db import IntegrityError, transaction
 
-from campaigns.journeys import journeys_run
-from campaigns.models import (
-    Delivery,
-    DeliveryStatus,
-    Enrolment,
-    EnrolmentStatus,
-    ExitReason,
-    Journey,
-    JourneyStep,
-    MessageTemplate,
-    SkipReason,
-)
+from campaigns.journeys.services import journeys_run
+from campaigns.models import Delivery, DeliveryStatus, MessageTemplate, SkipReason
+from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason, Journey, JourneyStep
 from campaigns.services import banned_words_in
 from crm.models import Consent
 from segments.services import tiers_recompute
@@ -224,7 +215,7 @@ def test_the_default_journey_texts_pass_the_banned_word_check():
 
 
 def test_an_erased_member_leaves_his_journeys_and_worklist_and_the_export_shows_them(newcomer, outbox):
-    from campaigns.models import WorklistItem
+    from campaigns.worklist.models import WorklistItem
     from crm.privacy import member_erase, member_personal_data
     from tests.crm.factories import GroupLeaderFactory, UserFactory
 

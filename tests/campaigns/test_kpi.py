@@ -1,6 +1,6 @@
 """Every dashboard figure equals an independent computation over the same raw
 rows (the oracle below is plain Python over orders, tier changes, members,
-deliveries and worklist items, written from the definitions in campaigns.kpi)."""
+deliveries and worklist items, written from the definitions in campaigns.dashboard.kpi)."""
 
 import datetime as dt
 import math
@@ -12,8 +12,10 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from campaigns.kpi import end_of, snapshot_build
-from campaigns.models import Campaign, Coupon, Delivery, KpiSnapshot, SnapshotKind, WorklistItem
+from campaigns.dashboard.kpi import end_of, snapshot_build
+from campaigns.models import Campaign, Coupon, Delivery
+from campaigns.dashboard.models import KpiSnapshot, SnapshotKind
+from campaigns.worklist.models import WorklistItem
 from crm.models import Member, Order
 from segments.models import TierChange
 from segments.services import tiers_recompute
@@ -273,11 +275,11 @@ def test_a_leader_sees_his_own_line_of_the_board_and_nothing_else(shop, client):
 
 
 def test_the_home_page_shows_the_leaders_needing_attention_and_links_the_whole_board(shop, admin_client, monkeypatch):
-    from campaigns import dashboard
+    from campaigns.dashboard import home
 
     with time_machine.travel(NOON, tick=False):
         snapshot_build(DAY)
-    monkeypatch.setattr(dashboard, "HOME_LEADERS", 1)
+    monkeypatch.setattr(home, "HOME_LEADERS", 1)
     rows = {r.label: r.figures["active_share"] for r in KpiSnapshot.objects.filter(day=DAY, kind=SnapshotKind.LEADER)}
     lowest, highest = sorted(rows, key=rows.get)
     home = admin_client.get(reverse("admin:index")).content.decode()

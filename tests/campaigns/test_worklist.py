@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import WorklistItem, WorklistKind, WorklistOutcome, WorklistRule, WorklistSettings
-from campaigns.worklist import follow_up_rates, worklist_build
+from campaigns.worklist.models import WorklistItem, WorklistKind, WorklistOutcome, WorklistRule, WorklistSettings
+from campaigns.worklist.services import follow_up_rates, worklist_build
 from crm import roles
 from crm.models import Community, GroupLeader, Member, Order, OrderStatus
 from segments.models import GroupMove, MemberMetrics, Tier, TierChange

@@ -9,7 +9,8 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Enrolment, Journey, WorklistItem
+from campaigns.worklist.models import WorklistItem
+from campaigns.journeys.models import Enrolment, Journey
 from crm import roles
 from crm.models import AuditEvent, Consent, ConsentEvent, ImportJob
 from segments.models import Tier, TierChange, TierPin

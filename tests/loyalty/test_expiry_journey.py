@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from campaigns.journeys import journeys_run
-from campaigns.models import Enrolment, Journey
+from campaigns.journeys.services import journeys_run
+from campaigns.journeys.models import Enrolment, Journey
 from loyalty import services
 from loyalty.models import Right
 from tests.campaigns.conftest import member_with, outbox  # noqa: F401 - the file backend's sink

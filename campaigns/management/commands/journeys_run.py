@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from campaigns.journeys import journeys_run
+from campaigns.journeys.services import journeys_run
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from campaigns.kpi import snapshot_build
+from campaigns.dashboard.kpi import snapshot_build
 
 
 class Command(BaseCommand):

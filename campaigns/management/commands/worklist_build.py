@@ -3,8 +3,8 @@ import datetime as dt
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from campaigns.models import WorklistItem
-from campaigns.worklist import worklist_build
+from campaigns.worklist.models import WorklistItem
+from campaigns.worklist.services import worklist_build
 
 
 class Command(BaseCommand):

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from campaigns.models import WorklistItem, WorklistKind, WorklistRule, WorklistSettings
+from campaigns.worklist.models import WorklistItem, WorklistKind, WorklistRule, WorklistSettings
 from campaigns.rendering import contexts_for
 from campaigns.templating import compile_template, render
 from crm.models import Member

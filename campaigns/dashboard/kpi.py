@@ -53,17 +53,9 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from campaigns.models import (
-    Campaign,
-    CampaignStatus,
-    Coupon,
-    Delivery,
-    DeliveryStatus,
-    KpiSettings,
-    KpiSnapshot,
-    SnapshotKind,
-)
-from campaigns.worklist import follow_up_rates
+from campaigns.models import Campaign, CampaignStatus, Coupon, Delivery, DeliveryStatus
+from campaigns.dashboard.models import KpiSettings, KpiSnapshot, SnapshotKind
+from campaigns.worklist.services import follow_up_rates
 from crm.models import GroupLeader, OrderStatus
 from loyalty.models import LoyaltySettings, RuleCode
 from segments.models import Tier

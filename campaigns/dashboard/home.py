@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
-from campaigns.models import Indicator, KpiSnapshot, KpiThreshold, SnapshotKind
+from campaigns.dashboard.models import Indicator, KpiSnapshot, KpiThreshold, SnapshotKind
 from crm.models import GroupLeader
 from crm.scoping import sees_many_members
 from segments.models import Circle, Tier

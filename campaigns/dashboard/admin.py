@@ -11,9 +11,9 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from campaigns.dashboard import leader_board
-from campaigns.kpi import snapshot_build
-from campaigns.models import KpiSettings, KpiSnapshot, KpiThreshold
+from campaigns.dashboard.home import leader_board
+from campaigns.dashboard.kpi import snapshot_build
+from campaigns.dashboard.models import KpiSettings, KpiSnapshot, KpiThreshold
 from crm.admin_base import ReadOnlyAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.models import AuditAction

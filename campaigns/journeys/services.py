@@ -23,18 +23,8 @@ from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.audience import COLUMNS, Source, select_sql
-from campaigns.models import (
-    Delivery,
-    DeliveryStatus,
-    Enrolment,
-    EnrolmentStatus,
-    ExitReason,
-    Journey,
-    JourneyStep,
-    JourneyTrigger,
-    SendingPolicy,
-    SkipReason,
-)
+from campaigns.models import Delivery, DeliveryStatus, SendingPolicy, SkipReason
+from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason, Journey, JourneyStep, JourneyTrigger
 from campaigns.policy import Rules
 from campaigns.split import JOURNEY_CONTROL, bucket
 from crm.models import Consent, Member, Order, OrderStatus
