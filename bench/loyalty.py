@@ -47,7 +47,7 @@ def run(as_of: dt.date, samples: int, *, first_award_only: bool = False) -> None
     from loyalty import services
     from loyalty.models import Balance
     from recompute import _sample_ids, _two_percent_day
-    from segments import recompute
+    from segments.days import local_midnight
     from segments.services import tiers_recompute, tiers_recompute_nightly
 
     rows: list[tuple[str, str, str]] = []
@@ -103,7 +103,7 @@ def run(as_of: dt.date, samples: int, *, first_award_only: bool = False) -> None
             tiers_run = tiers_recompute_nightly(as_of=next_day)
             nightly_tiers = time.perf_counter() - started
             started = time.perf_counter()
-            settled = services.ledgers_settle_nightly(now=recompute.local_midnight(next_day + dt.timedelta(days=1)) + dt.timedelta(hours=3, minutes=40))
+            settled = services.ledgers_settle_nightly(now=local_midnight(next_day + dt.timedelta(days=1)) + dt.timedelta(hours=3, minutes=40))
             nightly_ledgers = time.perf_counter() - started
             nightly = nightly_tiers + nightly_ledgers
             rows.append(("nightly after a 2% day: the tiers' stages", f"{nightly_tiers:.1f} s",
@@ -123,7 +123,7 @@ def run(as_of: dt.date, samples: int, *, first_award_only: bool = False) -> None
         with transaction.atomic():
             for member_id in _sample_ids(samples):
                 Order.objects.create(member_id=member_id, order_no=f"BENCH-L-{member_id}",
-                                     ordered_at=recompute.local_midnight(as_of) + dt.timedelta(hours=10), amount=88)
+                                     ordered_at=local_midnight(as_of) + dt.timedelta(hours=10), amount=88)
                 started = time.perf_counter()
                 tiers_recompute(member_ids=[member_id], as_of=as_of, reason="order")
                 middle = time.perf_counter()

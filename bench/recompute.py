@@ -57,7 +57,7 @@ def run(as_of: dt.date) -> None:
     from django.db import connection, transaction
 
     from crm.models import Member, Order
-    from segments import recompute
+    from segments.days import local_midnight
     from segments.models import ChurnFit, Circle, MemberMetrics
     from segments.services import circle_count, tiers_recompute, tiers_recompute_nightly
 
@@ -120,7 +120,7 @@ def run(as_of: dt.date) -> None:
     try:
         with transaction.atomic():
             for member_id in sample:
-                Order.objects.create(member_id=member_id, order_no=f"BENCH-{member_id}", ordered_at=recompute.local_midnight(as_of) + dt.timedelta(hours=10), amount=88)
+                Order.objects.create(member_id=member_id, order_no=f"BENCH-{member_id}", ordered_at=local_midnight(as_of) + dt.timedelta(hours=10), amount=88)
                 started = time.perf_counter()
                 tiers_recompute(member_ids=[member_id], as_of=as_of, reason="order")
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -178,9 +178,9 @@ def _floor(as_of: dt.date) -> tuple[float, float]:
     from django.conf import settings
     from django.db import connection, transaction
 
-    from segments import recompute
+    from segments.recompute.base import Bounds
 
-    bounds = recompute.Bounds(as_of)
+    bounds = Bounds(as_of)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":  # the memory the recompute's transaction gets (services._lock)
@@ -211,9 +211,9 @@ def _two_percent_day(day: dt.date) -> None:
     """2% of the members order on the day: one order each of two lines (a third of them one on promotion)."""
     from django.db import connection
 
-    from segments import recompute
+    from segments.days import local_midnight
 
-    start = recompute.local_midnight(day) + dt.timedelta(hours=9)
+    start = local_midnight(day) + dt.timedelta(hours=9)
     if connection.vendor != "postgresql":
         start = start.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(" ")
     with connection.cursor() as cursor:

@@ -284,7 +284,7 @@ class Order(models.Model):
             models.Index(fields=["member", "ordered_at"], name="order_member_time_idx", include=["status", "amount", "id"]),
             # The order list, newest first, and date-range filters; with the member, id and status,
             # the nightly recompute's search for orders crossing a window's edge, and for the paid
-            # ones among them (recompute.changes_create), reads the index alone.
+            # ones among them (recompute.scope.changes_create), reads the index alone.
             models.Index(fields=["ordered_at"], name="order_time_idx", include=["member", "id", "status"]),
             # Few orders ever change: the index holds only those.
             models.Index(fields=["changed_at"], name="order_changed_idx", condition=models.Q(changed_at__isnull=False)),

@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from crm.models import EngagementKind, OrderStatus
 from loyalty.models import RULE_LEDGER, EarningRule, Ledger, LoyaltySettings, RuleCode, SourceKind, TierPoints
-from segments.recompute import local_midnight
+from segments.days import local_midnight
 
 SCOPE = "loyalty_scope"  # temp table of the member ids a scoped settle covers
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)

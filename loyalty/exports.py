@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from django.db import connection
 
 from segments.export_columns import ColumnProvider
-from segments.recompute import local_midnight
+from segments.days import local_midnight
 
 
 def as_of_values(member_ids: Sequence[int], as_of: dt.date) -> dict[int, tuple]:

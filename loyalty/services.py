@@ -37,7 +37,7 @@ from loyalty.models import (
     SourceKind,
 )
 from segments.models import MemberMetrics, Tier
-from segments.recompute import local_midnight
+from segments.days import local_midnight
 
 LOCK_KEY = 0x10_7A17  # pg_advisory_xact_lock key of a settle
 

@@ -3,7 +3,7 @@ the churn model's fits.
 
 Everything a threshold depends on is a row staff edit (Tier, Circle,
 SegmentSettings); the deciding code is pure (ladder.py, churn.py) and the
-set-based recompute (recompute.py) writes MemberMetrics, CircleMembership and
+set-based recompute (the recompute package) writes MemberMetrics, CircleMembership and
 TierChange."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class MemberMetrics(models.Model):
     band_moves_on = models.DateField(_("churn risk moves on"), null=True, blank=True, db_index=True)
     # What the favourite categories and the promo share were worked out from, so that a
     # nightly run can add and take away the lines of the orders entering and leaving the
-    # window instead of reading a member's every line again (recompute.lines_stage): the
+    # window instead of reading a member's every line again (recompute.lines.lines_stage): the
     # window's line value and promo value, the two favourites' values and a bound on any
     # other category's (NULL: there is none), in fen, covering the paid orders with an id up
     # to lines_order_id in the window as of lines_as_of. NULL sums: not known, read whole.
@@ -134,7 +134,7 @@ class MemberMetrics(models.Model):
     others_cents = models.BigIntegerField(null=True, blank=True, editable=False)
     lines_as_of = models.DateField(null=True, blank=True, editable=False)
     lines_order_id = models.BigIntegerField(null=True, blank=True, editable=False)
-    # Likewise for the usual order hour (recompute.habits_stage), over the same orders: the
+    # Likewise for the usual order hour (recompute.habits.habits_stage), over the same orders: the
     # paid orders at that hour and a bound on any other hour's (NULL: not known, read whole).
     # The repeat purchase days cover the same orders too, all time.
     hour_orders = models.PositiveIntegerField(null=True, blank=True, editable=False)

@@ -22,7 +22,8 @@ from segments.models import (
     TierPin,
     TierReview,
 )
-from segments.services import nightly_scope, tier_pin, tier_review_decide, tiers_recompute, tiers_recompute_nightly
+from segments.recompute.nightly import nightly_scope
+from segments.services import tier_pin, tier_review_decide, tiers_recompute, tiers_recompute_nightly
 from tests.crm.factories import SHANGHAI, CommunityFactory, MemberFactory, OrderFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -536,7 +537,7 @@ def test_churn_inputs_count_local_days():
     """00:30 and 23:30 in Shanghai are 16:30 and 15:30 UTC: the days are local ones."""
     from django.db import connection
 
-    from segments.recompute import churn_inputs
+    from segments.recompute.scores import churn_inputs
 
     member = MemberFactory()
     for day, hour in ((AS_OF - dt.timedelta(days=19), dt.time(0, 30)), (AS_OF - dt.timedelta(days=10), dt.time(23, 30))):
@@ -575,13 +576,13 @@ def test_a_scoped_run_puts_each_member_in_exactly_the_circles_the_rules_take(adm
     of rule; the circle-by-circle path is the fallback for rules joining other tables."""
     from crm.models import AgeBand
     from crm.privacy import member_erase
-    from segments import recompute
     from segments.circles import circle_queryset
+    from segments.recompute import circles as recompute_circles
     from tests.crm.factories import CategoryFactory, EngagementEventFactory, OrderLineFactory, ProductFactory
 
-    monkeypatch.setattr(recompute, "_COMPILED", {})
+    monkeypatch.setattr(recompute_circles, "_COMPILED", {})
     if not one_pass:
-        monkeypatch.setattr(recompute, "_RULE_JOINS", {})
+        monkeypatch.setattr(recompute_circles, "_RULE_JOINS", {})
     fresh = ProductFactory(category=CategoryFactory(name="生鲜"))
     community = CommunityFactory(name="阳光花园群")
     regular = MemberFactory(gender="M", age_band=AgeBand.choices[2][0], lives_alone=True, community=community)
@@ -635,7 +636,7 @@ def test_with_a_fitted_model_the_nightly_run_takes_a_member_in_on_the_days_his_b
     """The band moves as days pass without an order; the run that scored a member stored the day,
     and each night takes in by index whoever's day has come, instead of scoring everyone again."""
     from segments.models import ChurnFit
-    from segments.services import _risk_band_movers
+    from segments.recompute.nightly import _risk_band_movers
 
     fit = ChurnFit.objects.create(as_of=AS_OF, model="mbgnbd", time_unit="week", n_members=1000, r=1.0, alpha=0.5, a=0.8, b=1.2, log_likelihood=-1.0)
     fading, gone = MemberFactory(), MemberFactory()

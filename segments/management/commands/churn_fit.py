@@ -8,7 +8,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from segments import churn
-from segments.services import churn_fit
+from segments.recompute.fit import churn_fit
 
 
 class Command(BaseCommand):
