@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from crm.audit import audit_record
 from crm.models import AuditAction, EngagementEvent, Member, Order, OrderStatus
 from segments.circles import v_score_threshold_forget
+from segments.days import moves_at
 from segments.ladder import (
     RFM,
     Rung,
@@ -146,6 +147,7 @@ def tiers_recompute(
         RecomputeRun.objects.filter(pk=run.pk).update(backend_pid=backend_pid)
     timings: dict = {}
     now = timezone.now()
+    at = moves_at(as_of, now)  # a past day's moves are recorded at its end, where that day's tiers are read
     watched = full or len(member_ids) >= PROGRESS_MIN_MEMBERS
 
     @contextmanager
@@ -168,7 +170,7 @@ def tiers_recompute(
                 "max_event_id": EngagementEvent.objects.aggregate(value=Max("id"))["value"] or 0,
             }
             with stage("scope"):
-                scope_create(cursor, member_ids, nightly)
+                scope_create(cursor, member_ids, nightly, until=bounds.end if as_of < timezone.localdate(now) else None)
                 base = changes_create(cursor, bounds, nightly, max_order_id=watermarks["max_order_id"])
                 if full:
                     cursor.execute("SELECT MAX(member_id) FROM seg_scope")
@@ -177,7 +179,7 @@ def tiers_recompute(
                 rfm_stage(cursor, bounds, ladder, full, stored, trend_ratio=config.trend_ratio, max_order_id=watermarks["max_order_id"])
                 pins_apply(cursor, as_of)
                 reviews = reviews_hold(cursor, bounds, ladder, config, run, stored)
-                changes = tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now, stored=stored)
+                changes = tier_changes_write(cursor, reason=reason, run_id=run.pk, now=now, at=at, stored=stored)
             with stage("lines"):
                 lines_stage(cursor, bounds, full, stored, max_order_id=watermarks["max_order_id"], base=base)
             with stage("habits"):
@@ -191,12 +193,12 @@ def tiers_recompute(
                 moves = band_moves(inputs, p, fit, config, as_of)
                 churn_stage(cursor, inputs, p, expected, moves, config)
             with stage("write"):
-                metrics_write(cursor, now=now, trend_ratio=config.trend_ratio, as_of=as_of, max_order_id=watermarks["max_order_id"], stored=stored)
+                metrics_write(cursor, now=now, at=at, trend_ratio=config.trend_ratio, as_of=as_of, max_order_id=watermarks["max_order_id"], stored=stored)
                 tables_drop(cursor, *STAGED)
             with stage("circles"):
                 if full:
                     v_score_threshold_forget()
-                circles_write(cursor, list(Circle.objects.filter(active=True)), as_of, full, now)
+                circles_write(cursor, list(Circle.objects.filter(active=True)), as_of, full, now, at)
             cursor.execute("SELECT COUNT(*) FROM seg_scope")
             members = cursor.fetchone()[0]
             tables_drop(cursor, SCOPE)

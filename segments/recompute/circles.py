@@ -112,7 +112,7 @@ def _hits_create(cursor, conditions: Sequence[tuple[int, str, tuple, set[str]]])
     )
 
 
-def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool, now: dt.datetime) -> None:
+def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool, now: dt.datetime, at: dt.datetime | None = None) -> None:
     """Materialise each active circle for the members in scope: add who now
     matches (since now), remove who no longer does.
 
@@ -140,7 +140,7 @@ def circles_write(cursor, circles: Sequence[Circle], as_of: dt.date, full: bool,
         )
         ids = ", ".join(str(int(pk)) for pk, _sql, _params in group)
         params = [param for _pk, _sql, group_params in group for param in group_params]
-        _memberships_sync(cursor, ids, union, params, scope_clause, now)
+        _memberships_sync(cursor, ids, union, params, scope_clause, at or now)
     if passed:
         tables_drop(cursor, "seg_hits")
     if full:

@@ -244,7 +244,8 @@ def _rfm_of(rows: Sequence[tuple[int, Decimal, dt.datetime]], as_of: dt.date) ->
     )
 
 
-def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datetime, stored: bool) -> int:
+def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datetime, stored: bool, at: dt.datetime | None = None) -> int:
+    """The moves into the tier history at `at` (a past as-of day's end; else now); the group moves they call for, as to-dos of now."""
     distinct = distinct_sql()
     changed = execute_count(
         cursor,
@@ -252,7 +253,7 @@ def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datet
             SELECT r.member_id, m.tier_id, r.tier_id, %s, %s, %s, ''
             FROM seg_rfm r LEFT JOIN {stored_table(stored)} m ON m.member_id = r.member_id
             WHERE m.tier_id {distinct} r.tier_id""",  # nosec B608
-        [now, reason, run_id],
+        [at or now, reason, run_id],
     )
     if changed and run_id is not None:
         # A real move (not a first placement) between tiers with different groups is a to-do for the operator.

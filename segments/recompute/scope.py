@@ -34,15 +34,26 @@ class NightlyScope(NamedTuple):
     whole: frozenset[int] | set[int] = frozenset()  # an order of theirs changed since (a refund, an edit): read whole, never by difference
 
 
-def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope | None = None) -> None:
+def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope | None = None, *, until: dt.datetime | None = None) -> None:
     """seg_scope holds the members of this run (everyone when member_ids is None)
     and what the run reads again for each (reads, events): everything, unless
-    a nightly scope says less. A member without a metrics row yet is read whole."""
+    a nightly scope says less. A member without a metrics row yet is read whole.
+
+    until (a run as of a past day: that day's end): everyone is only the members
+    there were by then, registered or with a paid order before it."""
     cursor.execute(
         f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL, trend_only smallint NOT NULL DEFAULT 0)"
     )
     if member_ids is None:
-        cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM crm_member")  # nosec B608
+        if until is None:
+            cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM crm_member")  # nosec B608
+        else:
+            cursor.execute(
+                f"""INSERT INTO {SCOPE} (member_id, reads, events) SELECT m.id, {READ_ALL}, 1 FROM crm_member m
+                    WHERE m.registered_at < %s OR EXISTS (
+                        SELECT 1 FROM crm_order o WHERE o.member_id = m.id AND o.status = %s AND o.ordered_at < %s)""",  # nosec B608
+                [until, OrderStatus.PAID, until],
+            )
         tables_analyze(cursor, SCOPE)
         return
     members = set(member_ids)

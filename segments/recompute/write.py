@@ -25,7 +25,7 @@ def trend_sql(recent: str, prior: str) -> str:
     )
 
 
-def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.date, max_order_id: int, stored: bool) -> int:
+def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.date, max_order_id: int, stored: bool, at: dt.datetime | None = None) -> int:
     """One write of every metric and the tier of the members in scope, from
     the stage tables: an update of the rows whose values changed, an insert
     of those not there yet.
@@ -34,6 +34,7 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
     another, and five versions of a million rows in one transaction left it
     five times its live size, so that every later scan (circle counts, lists)
     read the dead rows too."""
+    at = at or now  # tier_since: when the move is recorded (tier_changes_write)
     distinct = distinct_sql()
     money = "r.spend_cents / 100.0"
     trend = trend_sql("r.orders_30", "r.orders_prior")
@@ -88,7 +89,7 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
             FROM ({staged}) x
             WHERE x.member_id = segments_membermetrics.member_id
                 AND ({" OR ".join(f"segments_membermetrics.{name} {distinct} x.{name}" for name in columns)})""",  # nosec B608
-        [now, now, *params],
+        [at, now, *params],
     )
     missing = (
         f"r.member_id NOT IN (SELECT member_id FROM {STORED})"  # nosec B608 - names from code
@@ -98,6 +99,6 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
         cursor,
         f"""INSERT INTO segments_membermetrics (member_id, {", ".join(columns)}, tier_since, computed_at)
             SELECT x.member_id, {", ".join(f"x.{name}" for name in columns)}, %s, %s FROM ({staged} WHERE {missing}) x""",  # nosec B608
-        [now, now, *params],
+        [at, now, *params],
     )
     return updated + inserted
