@@ -169,6 +169,7 @@ class ChangeReason(models.TextChoices):
     MANUAL = "manual", _("manual")
     PIN = "pin", _("pin")
     REVIEW = "review", _("review approved")
+    REBUILD = "rebuild", _("history rebuilt from orders")
 
 
 class RecomputeRun(models.Model):

@@ -31,3 +31,14 @@ def dashboard(context):
 
     request = context.get("request")
     return {**dashboard_context(request.user), "request": request} if request is not None else {}
+
+
+@register.inclusion_tag("admin/campaigns/_history_offer.html", takes_context=True)
+def history_offer(context):
+    """After a big import of past orders: the offer to rebuild the tier history (campaigns.dashboard.history)."""
+    from campaigns.dashboard.history import is_running, suggestion
+
+    request = context.get("request")
+    if request is None or not request.user.has_perm("campaigns.add_kpisnapshot") or is_running():
+        return {}
+    return {"offer": suggestion()}

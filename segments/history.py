@@ -1,0 +1,205 @@
+"""The tier history re-derived from the orders: every member's tier at each
+step of a past range, written as moves into segments_tierchange at each step
+day's end (reason "rebuild"), so that a shop that has just imported 18 months
+of orders sees its past tiers, trends and migrations at once.
+
+A step's tier is the ladder's decision on that day, the same as a recompute as
+of that day would place (segments.recompute.rfm: R from the last paid order
+before the day's end, F and M over the 365-day window ending on it; pins in
+force that day): only the members there were by then count (registered, or
+with a paid order, before the day's end). Reviews do not hold a rebuilt move
+(they are decisions of staff at the time), and a rebuilt move is no to-do (no
+group move).
+
+Set-based with a sliding window: the first step aggregates every paid order
+once (hist_agg, one row per member); each later step adds the orders that
+arrived since the previous step's end and takes away those that left the
+window, so a step reads a step's worth of orders, then evaluates the ladder
+once over hist_agg and writes the members whose tier differs from the
+previous step's.
+
+Rebuilt moves stop where recorded history starts: the range ends the day
+before the earliest move a recompute recorded. Running it again replaces the
+rebuilt moves of its range."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Min
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from crm.models import OrderStatus
+from segments.days import day_end, local_midnight
+from segments.models import ChangeReason, TierChange
+from segments.recompute.base import WINDOW_DAYS, Bounds, cents_sql, distinct_sql, tables_drop, vendor_sql
+from segments.recompute.rfm import pins_apply, tier_case_sql
+from segments.services import ladder_load
+
+STEPS = ("day", "week", "month")
+
+
+class RebuildError(ValueError):
+    """A range the rebuild cannot take, said for the person who asked."""
+
+
+@dataclass
+class Rebuilt:
+    start: dt.date
+    end: dt.date  # the last step (the asked end, or the day before recorded history)
+    days: list[dt.date]  # the steps
+    moves: int
+    clipped_from: dt.date | None = None  # the asked end, when recorded history made it earlier
+
+
+def step_days(start: dt.date, end: dt.date, step: str) -> list[dt.date]:
+    """start, start + a step, ... and end itself (the range's last day is always a step)."""
+    if step not in STEPS:
+        raise RebuildError(_("The step must be one of %(steps)s.") % {"steps": ", ".join(STEPS)})
+    days, day, count = [], start, 0
+    while day < end:
+        days.append(day)
+        count += 1
+        if step == "day":
+            day = start + dt.timedelta(days=count)
+        elif step == "week":
+            day = start + dt.timedelta(weeks=count)
+        else:
+            month = start.month - 1 + count
+            year, month = start.year + month // 12, month % 12 + 1
+            day = dt.date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+    days.append(end)
+    return days
+
+
+def recorded_from() -> dt.date | None:
+    """The first day of the tier history that recomputes recorded (rebuilt moves aside)."""
+    first = TierChange.objects.exclude(reason=ChangeReason.REBUILD).aggregate(first=Min("at"))["first"]
+    return timezone.localdate(first) if first else None
+
+
+def rebuild_range(start: dt.date, end: dt.date | None = None) -> tuple[dt.date, dt.date | None]:
+    """The range a rebuild from start can cover: (its end, the asked end if it had to be made earlier).
+    Raises RebuildError when nothing of it lies before recorded history."""
+    today = timezone.localdate()
+    asked = end or today - dt.timedelta(days=1)
+    if asked >= today:
+        raise RebuildError(_("A rebuilt history ends yesterday (%(day)s) at the latest: today is the recompute's.") % {"day": today - dt.timedelta(days=1)})
+    if start > asked:
+        raise RebuildError(_("The range starts (%(start)s) after it ends (%(end)s).") % {"start": start, "end": asked})
+    recorded = recorded_from()
+    if recorded is not None and recorded <= asked:
+        clipped = recorded - dt.timedelta(days=1)
+        if clipped < start:
+            raise RebuildError(_("The tier history is recorded from %(day)s on; a rebuild fills only the days before it.") % {"day": recorded})
+        return clipped, asked
+    return asked, None
+
+
+def tiers_history_rebuild(
+    *, start: dt.date, end: dt.date | None = None, step: str = "week", progress: Callable[[int, int], None] | None = None
+) -> Rebuilt:
+    """Write every member's tier moves at each step from start to end (default:
+    yesterday), in one transaction: a failure leaves the history as it was."""
+    last, clipped_from = rebuild_range(start, end)
+    days = step_days(start, last, step)
+    if any(later - earlier > dt.timedelta(days=WINDOW_DAYS - 1) for earlier, later in zip(days, days[1:])):
+        raise RebuildError(_("A step must be shorter than the 365-day window."))
+    ladder = ladder_load()
+    moves = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        TierChange.objects.filter(reason=ChangeReason.REBUILD, at__gte=local_midnight(start), at__lte=day_end(last)).delete()
+        _previous_tiers(cursor, before=local_midnight(start))
+        for number, day in enumerate(days):
+            bounds = Bounds(day)
+            if number == 0:
+                _aggregates_create(cursor, bounds)
+            else:
+                _aggregates_move(cursor, Bounds(days[number - 1]), bounds)
+            moves += _step_write(cursor, bounds, ladder, at=day_end(day))
+            if progress:
+                progress(number + 1, len(days))
+        tables_drop(cursor, "hist_agg", "hist_prev")
+    return Rebuilt(start=start, end=last, days=days, moves=moves, clipped_from=clipped_from)
+
+
+def _previous_tiers(cursor, *, before: dt.datetime) -> None:
+    """hist_prev: each member's tier just before the range (his latest move before it), the chain the first step continues."""
+    cursor.execute("CREATE TEMP TABLE hist_prev (member_id bigint PRIMARY KEY, tier_id bigint, held integer NOT NULL DEFAULT 0)")
+    cursor.execute(
+        """INSERT INTO hist_prev (member_id, tier_id)
+           SELECT c.member_id, c.to_tier_id FROM segments_tierchange c
+           WHERE c.at < %s AND NOT EXISTS (
+               SELECT 1 FROM segments_tierchange later WHERE later.member_id = c.member_id AND later.at < %s
+                   AND (later.at > c.at OR (later.at = c.at AND later.id > c.id)))""",
+        [before, before],
+    )
+
+
+def _aggregates_create(cursor, bounds: Bounds) -> None:
+    """hist_agg on the first step: every member's last paid order before the day's end, and his orders and spend in the window."""
+    stamp = vendor_sql("timestamp with time zone", "datetime")
+    cursor.execute(
+        f"""CREATE TEMP TABLE hist_agg (member_id bigint PRIMARY KEY, registered_at {stamp}, last_at {stamp},
+            orders_365 bigint NOT NULL, spend_cents bigint NOT NULL)"""
+    )
+    cursor.execute(
+        f"""INSERT INTO hist_agg (member_id, registered_at, last_at, orders_365, spend_cents)
+            SELECT m.id, m.registered_at, o.last_at, COALESCE(o.orders_365, 0), COALESCE(o.spend_cents, 0)
+            FROM crm_member m LEFT JOIN (
+                SELECT member_id, MAX(ordered_at) AS last_at,
+                       SUM(CASE WHEN ordered_at >= %s THEN 1 ELSE 0 END) AS orders_365,
+                       {cents_sql("CASE WHEN ordered_at >= %s THEN amount ELSE 0 END")} AS spend_cents
+                FROM crm_order WHERE status = %s AND ordered_at < %s GROUP BY member_id
+            ) o ON o.member_id = m.id""",  # nosec B608 - fixed fragments; values are parameters
+        [bounds.window_start, bounds.window_start, OrderStatus.PAID, bounds.end],
+    )
+
+
+def _aggregates_move(cursor, before: Bounds, after: Bounds) -> None:
+    """From one step to the next: add the orders that arrived, take away those that left the window."""
+    arrived = f"""SELECT member_id, COUNT(*) AS orders, {cents_sql("amount")} AS cents, MAX(ordered_at) AS last_at
+        FROM crm_order WHERE status = %s AND ordered_at >= %s AND ordered_at < %s GROUP BY member_id"""  # nosec B608
+    cursor.execute(
+        f"""UPDATE hist_agg SET orders_365 = hist_agg.orders_365 + d.orders, spend_cents = hist_agg.spend_cents + d.cents,
+                last_at = CASE WHEN hist_agg.last_at IS NULL OR d.last_at > hist_agg.last_at THEN d.last_at ELSE hist_agg.last_at END
+            FROM ({arrived}) d WHERE d.member_id = hist_agg.member_id""",  # nosec B608
+        [OrderStatus.PAID, before.end, after.end],
+    )
+    cursor.execute(
+        f"""UPDATE hist_agg SET orders_365 = hist_agg.orders_365 - d.orders, spend_cents = hist_agg.spend_cents - d.cents
+            FROM ({arrived}) d WHERE d.member_id = hist_agg.member_id""",  # nosec B608
+        [OrderStatus.PAID, before.window_start, after.window_start],
+    )
+
+
+def _step_write(cursor, bounds: Bounds, ladder, *, at: dt.datetime) -> int:
+    """The ladder over hist_agg for the members there were by the day's end,
+    pins in force that day, and a move for each member whose tier differs from
+    the previous step's. This step's tiers become the next one's hist_prev."""
+    tier_case, params = tier_case_sql(ladder, bounds, last="a.last_at", orders="a.orders_365", spend_cents="a.spend_cents")
+    cursor.execute("CREATE TEMP TABLE seg_rfm (member_id bigint PRIMARY KEY, tier_id bigint, held integer NOT NULL DEFAULT 0)")
+    cursor.execute(
+        f"""INSERT INTO seg_rfm (member_id, tier_id)
+            SELECT a.member_id, {tier_case} FROM hist_agg a WHERE a.registered_at < %s OR a.last_at IS NOT NULL""",  # nosec B608
+        [*params, bounds.end],
+    )
+    pins_apply(cursor, bounds.as_of)
+    cursor.execute(
+        f"""INSERT INTO segments_tierchange (member_id, from_tier_id, to_tier_id, at, reason, run_id, note)
+            SELECT r.member_id, p.tier_id, r.tier_id, %s, %s, NULL, ''
+            FROM seg_rfm r LEFT JOIN hist_prev p ON p.member_id = r.member_id
+            WHERE p.tier_id {distinct_sql()} r.tier_id""",  # nosec B608
+        [at, ChangeReason.REBUILD],
+    )
+    written = max(cursor.rowcount, 0)
+    # Members who were placed before the range keep their tier in hist_prev until they count again.
+    cursor.execute("INSERT INTO seg_rfm (member_id, tier_id) SELECT member_id, tier_id FROM hist_prev WHERE member_id NOT IN (SELECT member_id FROM seg_rfm)")
+    tables_drop(cursor, "hist_prev")
+    cursor.execute("ALTER TABLE seg_rfm RENAME TO hist_prev")
+    return written
