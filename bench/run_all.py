@@ -37,6 +37,7 @@ BENCHES = {
     "loyalty": ["bench/loyalty.py", "--as-of", "{as_of}"],
     "admin_latency": ["bench/admin_latency.py", "--repeat", "20"],
     "dashboard": ["bench/dashboard.py", "--repeat", "20", "--days", "3"],
+    "history": ["bench/history.py", "--weeks", "52", "--snapshots", "8"],
     "journeys": ["bench/journeys.py"],
     "load": ["bench/load.py", "--seconds", "90"],
     "api": ["bench/api.py"],
