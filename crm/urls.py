@@ -14,5 +14,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("hooks/sms/replies/", sms_replies, name="sms_replies"),
     path("api/", include("api.urls")),
+    path("leader/", include("campaigns.worklist.urls")),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
 ]

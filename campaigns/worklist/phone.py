@@ -1,0 +1,142 @@
+"""The group leader's pages for his phone (inside WeChat's browser): today's
+worklist as cards, his members with a search, and a member's short card.
+
+Same login, permissions and scoping as the admin: a page shows only what
+crm.scoping lets the user see, and an outcome needs the admin's change
+permission on worklist items. The number to call is masked everywhere; "call"
+on a worklist item reveals it to the leader that item is for, for that member
+only, audited with the item as the reason (leaders phone their own members)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from campaigns.worklist.models import WorklistItem, WorklistOutcome
+from crm.masking import mask_mobile
+from crm.models import Member
+from crm.privacy import mobile_reveal
+from crm.scoping import scope_to_user
+
+MEMBERS_PER_PAGE = 30
+LOGIN = "admin:login"
+
+
+def _needs(request, permission: str) -> None:
+    if not request.user.is_staff or not request.user.has_perm(permission):
+        raise PermissionDenied
+
+
+def _today_items(request):
+    items = scope_to_user(WorklistItem.objects.filter(day=timezone.localdate()), request.user, "member")
+    return items.select_related("member", "member__metrics__tier", "community").order_by("-priority", "id")
+
+
+def _card(member: Member) -> dict:
+    metrics = getattr(member, "metrics", None)
+    return {
+        "member": member,
+        "mobile": mask_mobile(member.mobile),
+        "tier": metrics.tier.name if metrics and metrics.tier_id else "",
+    }
+
+
+@login_required(login_url=LOGIN)
+def today(request):
+    _needs(request, "campaigns.view_worklistitem")
+    items = list(_today_items(request))
+    context = {
+        "title": _("Today's worklist"),
+        "items": [{"item": item, **_card(item.member), "can_call": _may_call(request, item)} for item in items],
+        "outcomes": WorklistOutcome.choices,
+        "done": sum(1 for item in items if item.outcome),
+        "can_mark": request.user.has_perm("campaigns.change_worklistitem"),
+        "tab": "today",
+    }
+    return TemplateResponse(request, "leader/today.html", context)
+
+
+@login_required(login_url=LOGIN)
+@require_POST
+def outcome(request, item_id: int):
+    _needs(request, "campaigns.change_worklistitem")
+    item = get_object_or_404(_today_items(request), pk=item_id)
+    value = request.POST.get("outcome", item.outcome)
+    if value not in WorklistOutcome.values and value != "":
+        value = item.outcome
+    item.outcome = value
+    item.outcome_at = timezone.now() if value else None
+    item.note = request.POST.get("note", item.note)[: WorklistItem._meta.get_field("note").max_length]
+    item.save(update_fields=["outcome", "outcome_at", "note"])
+    return HttpResponseRedirect(f"{reverse('leader:today')}#item-{item.pk}")
+
+
+def _may_call(request, item: WorklistItem) -> bool:
+    """A leader phones the members on his own list, today."""
+    return bool(item.member.mobile) and item.leader.user_id == request.user.pk and item.day == timezone.localdate()
+
+
+@login_required(login_url=LOGIN)
+@require_POST
+def call(request, item_id: int):
+    _needs(request, "campaigns.view_worklistitem")
+    item = get_object_or_404(_today_items(request).select_related("leader"), pk=item_id)
+    if not _may_call(request, item):
+        raise PermissionDenied
+    number = mobile_reveal(
+        member=item.member, actor=request.user, reason=f"worklist item {item.pk}: {item.get_kind_display()} ({item.day})", request=request
+    )
+    return member_page(request, item.member_id, revealed=number, item=item)
+
+
+@login_required(login_url=LOGIN)
+def members(request):
+    _needs(request, "crm.view_member")
+    query = request.GET.get("q", "").strip()[:40]
+    found = scope_to_user(Member.objects.filter(erased_at__isnull=True), request.user, "").select_related("metrics__tier")
+    if query:
+        condition = Q(name__contains=query) | Q(external_id=query)
+        if query.isdigit() and len(query) == 4:
+            condition |= Q(mobile__endswith=query)
+        found = found.filter(condition)
+    page = Paginator(found.order_by("name", "pk"), MEMBERS_PER_PAGE).get_page(request.GET.get("p"))
+    context = {"title": _("My members"), "query": query, "page": page, "cards": [_card(member) for member in page], "tab": "members"}
+    return TemplateResponse(request, "leader/members.html", context)
+
+
+@login_required(login_url=LOGIN)
+def member(request, member_id: int):
+    return member_page(request, member_id)
+
+
+def member_page(request, member_id: int, *, revealed: str = "", item: WorklistItem | None = None):
+    _needs(request, "crm.view_member")
+    found = get_object_or_404(
+        scope_to_user(Member.objects.filter(erased_at__isnull=True), request.user, "").select_related("metrics__tier", "community"), pk=member_id
+    )
+    metrics = getattr(found, "metrics", None)
+    balance = getattr(found, "loyalty_balance", None)
+    items = [
+        {"item": entry, "can_call": _may_call(request, entry)}
+        for entry in _today_items(request).select_related("leader").filter(member=found)
+    ]
+    context = {
+        "title": found.name or found.external_id,
+        **_card(found),
+        "metrics": metrics,
+        "points": balance.available if balance else None,
+        "revealed": revealed,
+        "called_item": item,
+        "items": items,
+        "tab": "members",
+    }
+    return TemplateResponse(request, "leader/member.html", context)

@@ -1,0 +1,107 @@
+"""The group leader's phone pages: his list, his members, his calls, and nobody else's."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.worklist.models import WorklistItem, WorklistOutcome
+from campaigns.worklist.services import worklist_build
+from crm import roles
+from crm.models import AuditAction, AuditEvent
+from segments.services import tiers_recompute
+from tests.crm.factories import CommunityFactory, GroupLeaderFactory, MemberFactory, OrderFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def leader_user(username: str, community_name: str):
+    user = UserFactory(username=username, is_staff=True)
+    user.groups.add(Group.objects.get(name=roles.LEADER))
+    community = CommunityFactory(name=community_name, leader=GroupLeaderFactory(user=user, display_name=f"{username}团长"))
+    return user, community
+
+
+@pytest.fixture
+def morning():
+    wang, mine = leader_user("wang", "幸福里1群")
+    li, theirs = leader_user("li", "阳光花园9群")
+    today = timezone.localdate()
+    birthday = MemberFactory(name="张桂兰", gender="F", age_band="55+", community=mine, birthday=today.replace(year=1962), mobile="13800138001")
+    newcomer = MemberFactory(name="王芳", gender="F", age_band="35-44", community=mine, mobile="13900139002")
+    OrderFactory(member=newcomer, ordered_at=timezone.now() - dt.timedelta(days=5), amount=Decimal("58.00"))
+    stranger = MemberFactory(name="赵强", gender="M", age_band="55+", community=theirs, birthday=today.replace(year=1960), mobile="13700137003")
+    tiers_recompute()
+    worklist_build()
+    return {"wang": wang, "li": li, "birthday": birthday, "newcomer": newcomer, "stranger": stranger}
+
+
+def test_the_leader_sees_his_own_list_as_cards_with_masked_numbers(client, morning):
+    client.force_login(morning["wang"])
+    page = client.get(reverse("leader:today"))
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert {entry["member"].name for entry in page.context["items"]} == {"张桂兰", "王芳"}
+    assert "张阿姨，生日快乐！" in text and "赵强" not in text
+    assert "13800138001" not in text and "138****8001" in text
+    assert text.count('class="copy"') == 2 and text.count('name="outcome"') == 2 * len(WorklistOutcome.choices)
+
+
+def test_one_tap_marks_the_outcome_with_the_note(client, morning):
+    client.force_login(morning["wang"])
+    item = WorklistItem.objects.get(member=morning["birthday"])
+    response = client.post(reverse("leader:outcome", args=[item.pk]), {"outcome": WorklistOutcome.CONTACTED, "note": "礼物已送到"})
+    assert response.status_code == 302 and response["Location"].endswith(f"#item-{item.pk}")
+    item.refresh_from_db()
+    assert (item.outcome, item.note) == (WorklistOutcome.CONTACTED, "礼物已送到") and item.outcome_at is not None
+    page = client.get(reverse("leader:today")).content.decode()
+    assert 'aria-pressed="true">已联系' in page or 'aria-pressed="true">contacted' in page
+
+
+def test_another_leaders_items_and_members_are_out_of_reach(client, morning):
+    client.force_login(morning["wang"])
+    theirs = WorklistItem.objects.get(member=morning["stranger"])
+    assert client.post(reverse("leader:outcome", args=[theirs.pk]), {"outcome": WorklistOutcome.CONTACTED}).status_code == 404
+    assert client.post(reverse("leader:call", args=[theirs.pk])).status_code == 404
+    assert client.get(reverse("leader:member", args=[morning["stranger"].pk])).status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.outcome == ""
+
+
+def test_call_reveals_the_number_to_the_items_leader_only_and_logs_why(client, morning, admin_user):
+    item = WorklistItem.objects.get(member=morning["birthday"])
+    client.force_login(morning["wang"])
+    page = client.post(reverse("leader:call", args=[item.pk]))
+    assert page.status_code == 200
+    assert 'href="tel:13800138001"' in page.content.decode()
+    event = AuditEvent.objects.get(action=AuditAction.REVEAL_MOBILE)
+    assert event.actor == morning["wang"] and f"worklist item {item.pk}" in event.detail["reason"]
+    assert "13900139002" not in page.content.decode()  # that member only
+
+    client.force_login(admin_user)  # sees every member, but the item is not his to call
+    assert client.post(reverse("leader:call", args=[item.pk])).status_code == 403
+    assert AuditEvent.objects.filter(action=AuditAction.REVEAL_MOBILE).count() == 1
+
+
+def test_members_search_by_name_or_the_mobiles_last_four_digits(client, morning):
+    client.force_login(morning["wang"])
+    by_digits = client.get(reverse("leader:members"), {"q": "9002"})
+    assert [card["member"] for card in by_digits.context["cards"]] == [morning["newcomer"]]
+    by_name = client.get(reverse("leader:members"), {"q": "张"})
+    assert [card["member"] for card in by_name.context["cards"]] == [morning["birthday"]]
+    everyone = client.get(reverse("leader:members"))
+    assert {card["member"].name for card in everyone.context["cards"]} == {"张桂兰", "王芳"}
+    card = client.get(reverse("leader:member", args=[morning["newcomer"].pk])).content.decode()
+    assert "139****9002" in card and "58" in card
+
+
+def test_the_pages_ask_for_the_admin_login_and_the_leaders_permissions(client, morning):
+    response = client.get(reverse("leader:today"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+    outsider = UserFactory(username="visitor", is_staff=True)
+    client.force_login(outsider)
+    assert client.get(reverse("leader:today")).status_code == 403
+    assert client.get(reverse("leader:members")).status_code == 403
