@@ -37,7 +37,7 @@ from django.utils.translation import gettext as _
 from crm.models import OrderStatus
 from segments.days import day_end, local_midnight
 from segments.models import ChangeReason, TierChange
-from segments.recompute.base import WINDOW_DAYS, Bounds, cents_sql, distinct_sql, tables_drop, vendor_sql
+from segments.recompute.base import WINDOW_DAYS, Bounds, cents_sql, distinct_sql, tables_analyze, tables_drop, vendor_sql
 from segments.recompute.rfm import pins_apply, tier_case_sql
 from segments.services import ladder_load
 
@@ -159,6 +159,7 @@ def _aggregates_create(cursor, bounds: Bounds) -> None:
             ) o ON o.member_id = m.id""",  # nosec B608 - fixed fragments; values are parameters
         [bounds.window_start, bounds.window_start, OrderStatus.PAID, bounds.end],
     )
+    tables_analyze(cursor, "hist_agg")
 
 
 def _aggregates_move(cursor, before: Bounds, after: Bounds) -> None:
@@ -189,6 +190,7 @@ def _step_write(cursor, bounds: Bounds, ladder, *, at: dt.datetime) -> int:
             SELECT a.member_id, {tier_case} FROM hist_agg a WHERE a.registered_at < %s OR a.last_at IS NOT NULL""",  # nosec B608
         [*params, bounds.end],
     )
+    tables_analyze(cursor, "seg_rfm")
     pins_apply(cursor, bounds.as_of)
     cursor.execute(
         f"""INSERT INTO segments_tierchange (member_id, from_tier_id, to_tier_id, at, reason, run_id, note)
@@ -199,7 +201,10 @@ def _step_write(cursor, bounds: Bounds, ladder, *, at: dt.datetime) -> int:
     )
     written = max(cursor.rowcount, 0)
     # Members who were placed before the range keep their tier in hist_prev until they count again.
-    cursor.execute("INSERT INTO seg_rfm (member_id, tier_id) SELECT member_id, tier_id FROM hist_prev WHERE member_id NOT IN (SELECT member_id FROM seg_rfm)")
+    cursor.execute(
+        "INSERT INTO seg_rfm (member_id, tier_id) SELECT p.member_id, p.tier_id FROM hist_prev p "
+        "WHERE NOT EXISTS (SELECT 1 FROM seg_rfm r WHERE r.member_id = p.member_id)"  # an anti-join: NOT IN was a scan per row
+    )
     tables_drop(cursor, "hist_prev")
     cursor.execute("ALTER TABLE seg_rfm RENAME TO hist_prev")
     return written
