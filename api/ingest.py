@@ -21,7 +21,8 @@ from crm.importing.engine import ImportOutcome, import_table
 from crm.importing.jobs import import_committed
 from crm.importing.specs import SPECS
 from crm.importing.values import SHANGHAI
-from crm.models import ImportJob, Order
+from crm.models import Order
+from crm.importing.models import ImportJob
 
 MAX_ITEMS = 1000
 # An order item with only these fields changes a known order (a refund): the rest is taken from it.

@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy
 from crm.importing.jobs import import_job_cancel, import_job_create, import_job_progress, import_job_start
 from crm.tasks import import_job_task
 from crm.importing.specs import SPECS
-from crm.models import ImportJob, ImportKind, ImportMode, ImportStatus
+from crm.importing.models import ImportJob, ImportKind, ImportMode, ImportStatus
 from crm.resources import neutralise_formula
 from crm.scoping import sees_all_members
 

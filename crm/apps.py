@@ -1,5 +1,7 @@
 import datetime as dt
 
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -15,6 +17,14 @@ class CrmConfig(AppConfig):
     name = "crm"
     verbose_name = _("Members and orders")
     default_auto_field = "django.db.models.BigAutoField"
+    # The import screens keep their models beside their engine; loaded after crm.models,
+    # which imports none of them (the tables keep the app's label and names).
+    part_models = ("crm.importing.models",)
+
+    def import_models(self) -> None:
+        super().import_models()
+        for name in self.part_models:
+            import_module(name)
 
     def ready(self) -> None:
         # Django's SQLite adapter writes an aware datetime with its offset

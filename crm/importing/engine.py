@@ -38,7 +38,7 @@ from django.utils.translation import gettext as _
 from crm.bulkload import ANALYZE_AFTER_ROWS, analyze
 from crm.importing.reading import FileError, open_table
 from crm.importing.values import EARLIEST_ACCEPTED, LATEST_ACCEPTED, SHANGHAI, CellError
-from crm.models import ImportKind
+from crm.importing.models import ImportKind
 
 STAGE = "import_stage"
 # Rows between progress reports; a report is one cache write.

@@ -17,7 +17,8 @@ from django.utils.translation import gettext as _
 from crm.importing.engine import ImportOutcome, run_import
 from crm.importing.specs import SPECS
 from crm.audit import audit_record
-from crm.models import AuditAction, ImportJob, ImportRowError, ImportStatus
+from crm.models import AuditAction
+from crm.importing.models import ImportJob, ImportRowError, ImportStatus
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from crm.models import AuditEvent, ImportJob, ImportStatus, Member
+from crm.models import AuditEvent, Member
+from crm.importing.models import ImportJob, ImportStatus
 from crm.resources import MemberResource, neutralise_formula
 from tests.crm.factories import MemberFactory, UserFactory
 

@@ -15,7 +15,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils.html import escape
 
-from crm.models import Consent, EngagementEvent, ImportJob, ImportStatus, Member, Order, OrderLine
+from crm.models import Consent, EngagementEvent, Member, Order, OrderLine
+from crm.importing.models import ImportJob, ImportStatus
 from tests.crm.fuzz_files import KNOWN_MEMBERS, malformed_files
 
 pytestmark = pytest.mark.django_db

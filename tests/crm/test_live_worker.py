@@ -10,7 +10,8 @@ from django.core.files.base import ContentFile
 
 from crm.importing.jobs import import_job_start
 from crm.tasks import import_job_task
-from crm.models import ImportJob, ImportMode, ImportStatus, Member
+from crm.models import Member
+from crm.importing.models import ImportJob, ImportMode, ImportStatus
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

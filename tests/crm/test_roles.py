@@ -12,7 +12,8 @@ from django.utils import timezone
 from campaigns.worklist.models import WorklistItem
 from campaigns.journeys.models import Enrolment, Journey
 from crm import roles
-from crm.models import AuditEvent, Consent, ConsentEvent, ImportJob
+from crm.models import AuditEvent, Consent, ConsentEvent
+from crm.importing.models import ImportJob
 from segments.models import Tier, TierChange, TierPin
 from segments.services import tiers_recompute
 from tests.crm.factories import (
@@ -196,7 +197,7 @@ def test_a_leader_sees_his_orders_newest_first(client, world):
 
 
 def test_an_auditor_reads_an_import_but_cannot_confirm_it(client, world):
-    from crm.models import ImportStatus
+    from crm.importing.models import ImportStatus
 
     job = ImportJob.objects.create(kind="members", original_name="m.csv", status=ImportStatus.VALIDATED, valid_rows=1, total_rows=1)
     client.force_login(user_in(roles.AUDITOR, is_staff=True))

@@ -29,7 +29,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.db import transaction as django_transaction
 
-from crm.models import AuditAction, AuditEvent, ImportJob, ImportMode, ImportStatus, Member
+from crm.models import AuditAction, AuditEvent, Member
+from crm.importing.models import ImportJob, ImportMode, ImportStatus
 from crm.tasks import import_job_task
 from segments.models import ChurnFit, CircleMembership, GroupMove, MemberMetrics, RecomputeRun, RunStatus, TierChange, TierReview
 from segments.services import tiers_recompute, tiers_recompute_nightly

@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from crm.importing.engine import run_import
 from crm.importing.jobs import audit_import, import_committed
-from crm.models import ImportJob
+from crm.importing.models import ImportJob
 from crm.importing.specs import SPECS
 
 

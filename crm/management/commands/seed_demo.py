@@ -21,7 +21,6 @@ from crm.models import (
     ConsentEvent,
     EngagementEvent,
     GroupLeader,
-    ImportJob,
     Member,
     MemberTag,
     Order,
@@ -29,6 +28,7 @@ from crm.models import (
     Product,
     Tag,
 )
+from crm.importing.models import ImportJob
 
 BIG_TABLES = ["crm_member", "crm_order", "crm_orderline", "crm_engagementevent", "crm_consent", "crm_consentevent", "crm_membertag"]
 # Above this many members a PostgreSQL load drops and rebuilds secondary indexes.
