@@ -141,13 +141,17 @@ def _previous_tiers(cursor, *, before: dt.datetime) -> None:
     )
 
 
-def _aggregates_create(cursor, bounds: Bounds) -> None:
-    """hist_agg on the first step: every member's last paid order before the day's end, and his orders and spend in the window."""
+def _aggregates_table(cursor, name: str) -> None:
     stamp = vendor_sql("timestamp with time zone", "datetime")
     cursor.execute(
-        f"""CREATE TEMP TABLE hist_agg (member_id bigint PRIMARY KEY, registered_at {stamp}, last_at {stamp},
+        f"""CREATE TEMP TABLE {name} (member_id bigint PRIMARY KEY, registered_at {stamp}, last_at {stamp},
             orders_365 bigint NOT NULL, spend_cents bigint NOT NULL)"""
     )
+
+
+def _aggregates_create(cursor, bounds: Bounds) -> None:
+    """hist_agg on the first step: every member's last paid order before the day's end, and his orders and spend in the window."""
+    _aggregates_table(cursor, "hist_agg")
     cursor.execute(
         f"""INSERT INTO hist_agg (member_id, registered_at, last_at, orders_365, spend_cents)
             SELECT m.id, m.registered_at, o.last_at, COALESCE(o.orders_365, 0), COALESCE(o.spend_cents, 0)
@@ -163,20 +167,28 @@ def _aggregates_create(cursor, bounds: Bounds) -> None:
 
 
 def _aggregates_move(cursor, before: Bounds, after: Bounds) -> None:
-    """From one step to the next: add the orders that arrived, take away those that left the window."""
-    arrived = f"""SELECT member_id, COUNT(*) AS orders, {cents_sql("amount")} AS cents, MAX(ordered_at) AS last_at
-        FROM crm_order WHERE status = %s AND ordered_at >= %s AND ordered_at < %s GROUP BY member_id"""  # nosec B608
+    """From one step to the next: add the orders that arrived, take away those that
+    left the window. Written as a new table, not updated in place: a transaction
+    cannot vacuum, and a year of weekly updates left hist_agg ten times its live
+    size (the thirtieth step took 13 s, the second 3 s)."""
+    arrived = "ordered_at >= %s"
+    delta = f"""SELECT member_id, SUM(CASE WHEN {arrived} THEN 1 ELSE -1 END) AS orders,
+            {cents_sql(f"CASE WHEN {arrived} THEN amount ELSE -amount END")} AS cents,
+            MAX(CASE WHEN {arrived} THEN ordered_at END) AS last_at
+        FROM crm_order WHERE status = %s AND ((ordered_at >= %s AND ordered_at < %s) OR (ordered_at >= %s AND ordered_at < %s))
+        GROUP BY member_id"""  # nosec B608 - fixed fragments; values are parameters
+    _aggregates_table(cursor, "hist_next")
     cursor.execute(
-        f"""UPDATE hist_agg SET orders_365 = hist_agg.orders_365 + d.orders, spend_cents = hist_agg.spend_cents + d.cents,
-                last_at = CASE WHEN hist_agg.last_at IS NULL OR d.last_at > hist_agg.last_at THEN d.last_at ELSE hist_agg.last_at END
-            FROM ({arrived}) d WHERE d.member_id = hist_agg.member_id""",  # nosec B608
-        [OrderStatus.PAID, before.end, after.end],
+        f"""INSERT INTO hist_next (member_id, registered_at, last_at, orders_365, spend_cents)
+            SELECT a.member_id, a.registered_at,
+                CASE WHEN d.last_at IS NOT NULL AND (a.last_at IS NULL OR d.last_at > a.last_at) THEN d.last_at ELSE a.last_at END,
+                a.orders_365 + COALESCE(d.orders, 0), a.spend_cents + COALESCE(d.cents, 0)
+            FROM hist_agg a LEFT JOIN ({delta}) d ON d.member_id = a.member_id""",  # nosec B608
+        [before.end] * 3 + [OrderStatus.PAID, before.end, after.end, before.window_start, after.window_start],
     )
-    cursor.execute(
-        f"""UPDATE hist_agg SET orders_365 = hist_agg.orders_365 - d.orders, spend_cents = hist_agg.spend_cents - d.cents
-            FROM ({arrived}) d WHERE d.member_id = hist_agg.member_id""",  # nosec B608
-        [OrderStatus.PAID, before.window_start, after.window_start],
-    )
+    tables_drop(cursor, "hist_agg")
+    cursor.execute("ALTER TABLE hist_next RENAME TO hist_agg")
+    tables_analyze(cursor, "hist_agg")
 
 
 def _step_write(cursor, bounds: Bounds, ladder, *, at: dt.datetime) -> int:
