@@ -20,10 +20,11 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from crm.importing import presets, shopify
 from crm.importing.jobs import import_job_cancel, import_job_create, import_job_progress, import_job_start
 from crm.tasks import import_job_task
 from crm.importing.specs import SPECS
-from crm.importing.models import ImportJob, ImportKind, ImportMode, ImportStatus
+from crm.importing.models import ImportJob, ImportKind, ImportMode, ImportPreset, ImportStatus
 from crm.resources import neutralise_formula
 from crm.scoping import sees_all_members
 
@@ -43,6 +44,29 @@ class UploadForm(forms.Form):
         label=gettext_lazy("file"),
         help_text=gettext_lazy("CSV (UTF-8 or GBK) or Excel .xlsx; row 1 holds the column headings."),
     )
+    preset = forms.ChoiceField(
+        label=gettext_lazy("headings"), required=False,
+        help_text=gettext_lazy("A file exported from your shop system as it is: pick its preset, or map its columns on the check page."),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["preset"].choices = [
+            ("", _("the import's own headings (below)")),
+            (shopify.PRESET, _("Shopify order export (orders with their lines)")),
+            *((preset.name, str(preset)) for preset in ImportPreset.objects.all()),
+        ]
+
+    def clean(self):
+        data = super().clean()
+        kind, name = data.get("kind"), data.get("preset")
+        if name == shopify.PRESET and kind != ImportKind.ORDERS:
+            self.add_error("preset", _("Shopify's order export brings in orders: choose “orders” as the data."))
+        elif name and name != shopify.PRESET:
+            preset = ImportPreset.objects.filter(name=name).first()
+            if preset is None or preset.kind != kind:
+                self.add_error("preset", _("This preset reads another kind of file."))
+        return data
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -55,6 +79,51 @@ class UploadForm(forms.Form):
         if upload.size == 0:
             raise forms.ValidationError(_("The file is empty."))
         return upload
+
+
+class ColumnMappingForm(forms.Form):
+    """One choice per field: which of the file's columns holds it; and a name to save the mapping under."""
+
+    preset_name = forms.CharField(
+        label=gettext_lazy("save as preset"), max_length=60, required=False,
+        help_text=gettext_lazy("A name (say 有赞订单) to pick this mapping next time, or to pass to import_* --preset."),
+    )
+
+    def __init__(self, *args, spec, headings: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+        choices = [("", "—"), *((heading, heading) for heading in headings if heading)]
+        for column in spec.columns:
+            self.fields[f"map_{column.name}"] = forms.ChoiceField(
+                label=f"{column.heading} ({column.name})", choices=choices, required=False,
+            )
+            self.initial[f"map_{column.name}"] = (kwargs.get("initial") or {}).get(column.name, "")
+
+    def clean_preset_name(self) -> str:
+        name = self.cleaned_data["preset_name"].strip()
+        if name == shopify.PRESET or (name and ImportPreset.objects.filter(name=name).exists()):
+            raise forms.ValidationError(_("A preset of this name exists: choose another name."))
+        return name
+
+    def clean(self):
+        data = super().clean()
+        seen: dict[str, str] = {}
+        for column in self.spec.columns:
+            heading = data.get(f"map_{column.name}", "")
+            if column.required and not heading:
+                self.add_error(f"map_{column.name}", _("required: pick the file's column that holds it"))
+            if heading and heading in seen:
+                self.add_error(f"map_{column.name}", _("the column “%(heading)s” is already %(field)s") % {"heading": heading, "field": seen[heading]})
+            elif heading:
+                seen[heading] = column.name
+        return data
+
+    def mapping(self) -> dict[str, str]:
+        return {column.name: self.cleaned_data[f"map_{column.name}"] for column in self.spec.columns if self.cleaned_data.get(f"map_{column.name}")}
+
+
+def _index(headings: list[str], heading: str | None) -> int | None:
+    return headings.index(heading) if heading and heading in headings else None
 
 
 def columns_help(kind: str) -> list[tuple[str, str, bool]]:
@@ -104,6 +173,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             path("<int:job_id>/progress/", view(self.progress_view), name="crm_importjob_progress"),
             path("<int:job_id>/errors.csv", view(self.errors_csv_view), name="crm_importjob_errors"),
             path("<int:job_id>/", view(self.detail_view), name="crm_importjob_detail"),
+            path("<int:job_id>/columns/", view(self.columns_view), name="crm_importjob_columns"),
             *super().get_urls(),
         ]
 
@@ -134,7 +204,7 @@ class ImportJobAdmin(admin.ModelAdmin):
                 if not may_import(request, kind):
                     raise PermissionDenied
                 upload = form.cleaned_data["file"]
-                job = import_job_create(kind=kind, upload=upload, user=request.user)
+                job = import_job_create(kind=kind, upload=upload, user=request.user, preset=form.cleaned_data["preset"])
                 import_job_start(job=job, mode=ImportMode.DRY_RUN, enqueue=self._enqueue(upload.size))
                 return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))
         else:
@@ -174,6 +244,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             "can_import_valid": acting and job.status == ImportStatus.VALIDATED and job.error_rows > 0 and job.valid_rows > 0,
             "can_cancel": acting and job.status == ImportStatus.VALIDATED,
             "changelist_url": reverse(f"admin:crm_{TARGET_MODELS[job.kind]}_changelist"),
+            "can_map": acting and job.status == ImportStatus.VALIDATED and job.preset != shopify.PRESET,
+            # The engine reports a missing column on row 1 under the field's name (cells' errors start at row 2).
+            "columns_missing": job.row_errors.filter(row_no=1, column__in=[column.name for column in SPECS[job.kind].columns if column.required]).exists(),
         }
         return TemplateResponse(request, "admin/crm/importjob/detail.html", context)
 
@@ -192,6 +265,44 @@ class ImportJobAdmin(admin.ModelAdmin):
                 if job.status == ImportStatus.DONE:
                     messages.success(request, _("Imported."))
         return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))
+
+    def columns_view(self, request, job_id: int):
+        """Map the file's columns to the fields (suggested from its headings), preview the
+        first rows read that way, save the mapping as a named preset, and check the file again."""
+        job = self._job(request, job_id, acting=True)
+        if job.status != ImportStatus.VALIDATED or not job.file or job.preset == shopify.PRESET:
+            messages.warning(request, _("This file is no longer waiting for confirmation."))
+            return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))
+        spec = SPECS[job.kind]
+        headings, samples = presets.file_sample(Path(job.file.path), job.original_name, spec)
+        form = ColumnMappingForm(request.POST or None, spec=spec, headings=headings, initial=presets.suggest_mapping(spec, headings, job.mapping))
+        mapping = form.initial
+        if request.method == "POST" and form.is_valid():
+            mapping = form.mapping()
+            if "save" in request.POST:
+                name = form.cleaned_data["preset_name"]
+                if name:
+                    ImportPreset.objects.create(name=name, kind=job.kind, mapping=mapping, created_by=request.user)
+                ImportJob.objects.filter(pk=job.pk).update(mapping=mapping, preset=name)
+                job.refresh_from_db()
+                import_job_start(job=job, mode=ImportMode.DRY_RUN, enqueue=self._enqueue(job.file.size))
+                messages.success(request, _("The file is checked again with these columns."))
+                return HttpResponseRedirect(reverse("admin:crm_importjob_detail", args=[job.pk]))
+        fields, rows = presets.preview_rows(spec, headings, samples, mapping)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Which column holds what"),
+            "opts": self.model._meta,
+            "job": job,
+            "form": form,
+            "rows": [(field, form[f"map_{field.name}"], [row[index] for row in samples] if (index := _index(headings, mapping.get(field.name))) is not None else [])
+                     for field in spec.columns],
+            "unused": [(heading, [row[index] for row in samples if index < len(row)]) for index, heading in enumerate(headings)
+                       if heading and heading not in mapping.values()],
+            "preview_fields": fields,
+            "preview_rows": rows,
+        }
+        return TemplateResponse(request, "admin/crm/importjob/columns.html", context)
 
     def progress_view(self, request, job_id: int):
         job = self._job(request, job_id)
@@ -221,3 +332,16 @@ class ImportJobAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="errors-{job.pk}.csv"; filename*=UTF-8\'\'{quote(name)}-errors.csv'
         return response
 
+
+
+@admin.register(ImportPreset)
+class ImportPresetAdmin(admin.ModelAdmin):
+    """Saved on the check page; here they are read, renamed or deleted."""
+
+    list_display = ("name", "kind", "created_by", "created_at")
+    list_filter = ("kind",)
+    readonly_fields = ("kind", "created_by", "created_at")
+    fields = ("name", "kind", "mapping", "created_by", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False

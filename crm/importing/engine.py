@@ -307,19 +307,21 @@ def run_import(
     mode: str = "dry_run",
     source: str = "",
     progress: Callable[[int, float], None] | None = None,
+    mapping: dict[str, str] | None = None,
 ) -> ImportOutcome:
-    """Import one file. mode: "dry_run", "all" (all or nothing) or "valid_only"."""
+    """Import one file. mode: "dry_run", "all" (all or nothing) or "valid_only".
+    mapping: field to the file's heading, for a file whose headings are not the canonical ones (a preset)."""
     if mode not in ("dry_run", "all", "valid_only"):
         raise ValueError(mode)
     original_name = original_name or path.name
     outcome = ImportOutcome(kind=spec.kind, dry_run=mode == "dry_run")
     try:
-        table = open_table(path, original_name, set(spec.headings()))
+        table = open_table(path, original_name, set(accepted_headings(spec, mapping)))
     except FileError as exc:
         outcome.errors.add(exc.row_no, exc.column, exc.message)
         return outcome
     try:
-        return import_table(spec, table, outcome, mode=mode, source=source or original_name, progress=progress)
+        return import_table(spec, table, outcome, mode=mode, source=source or original_name, progress=progress, mapping=mapping)
     finally:
         table.close()
 
@@ -332,13 +334,14 @@ def import_table(
     mode: str,
     source: str,
     progress: Callable[[int, float], None] | None = None,
+    mapping: dict[str, str] | None = None,
 ) -> ImportOutcome:
     """Import the rows of an open table (reading.open_table's, or any object with
     headings, rows of (row number, cells as text), format, encoding and position())."""
     now = timezone.now()
     LATEST_ACCEPTED.set(now + dt.timedelta(days=1))
     EARLIEST_ACCEPTED.set(dt.datetime.combine(settings.CRM_EARLIEST_DATE, dt.time.min, tzinfo=SHANGHAI))
-    accepted = spec.headings()
+    accepted = accepted_headings(spec, mapping)
     outcome.format, outcome.encoding = table.format, table.encoding
     positions = _map_headings(spec, accepted, table.headings, outcome)
     if positions is None:
@@ -379,6 +382,16 @@ def import_table(
         # over a table thought empty and ran for over ten minutes instead of 25 s.
         analyze(spec.tables)
     return outcome
+
+
+def accepted_headings(spec: Spec, mapping: dict[str, str] | None = None) -> dict[str, str]:
+    """Every heading (lower case) the import reads, to its field: the spec's own, and a preset's over them."""
+    accepted = spec.headings()
+    fields = {column.name for column in spec.columns}
+    for field_name, heading in (mapping or {}).items():
+        if heading and field_name in fields:
+            accepted[heading.strip().lower()] = field_name
+    return accepted
 
 
 def _map_headings(

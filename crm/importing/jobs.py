@@ -14,11 +14,12 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from crm.importing import shopify
 from crm.importing.engine import ImportOutcome, run_import
 from crm.importing.specs import SPECS
 from crm.audit import audit_record
 from crm.models import AuditAction
-from crm.importing.models import ImportJob, ImportRowError, ImportStatus
+from crm.importing.models import ImportJob, ImportPreset, ImportRowError, ImportStatus
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,12 @@ def import_job_progress(job_id: int) -> dict:
     return cache.get(progress_key(job_id)) or {"rows": 0, "fraction": 0.0}
 
 
-def import_job_create(*, kind: str, upload: UploadedFile, user) -> ImportJob:
-    job = ImportJob(kind=kind, original_name=upload.name[:255], uploaded_by=user)
+def import_job_create(*, kind: str, upload: UploadedFile, user, preset: str = "") -> ImportJob:
+    """A job for an uploaded file; preset: shopify, or a saved ImportPreset's name whose mapping the job reads by."""
+    mapping = {}
+    if preset and preset != shopify.PRESET:
+        mapping = ImportPreset.objects.get(name=preset).mapping
+    job = ImportJob(kind=kind, original_name=upload.name[:255], uploaded_by=user, preset=preset, mapping=mapping)
     job.file.save(upload.name, upload, save=False)
     job.save()
     return job
@@ -74,14 +79,18 @@ def import_job_run(*, job_id: int, mode: str) -> ImportJob | None:
         cache.set(progress_key(job_id), {"rows": rows, "fraction": round(fraction, 3)}, 3600)
 
     try:
-        outcome = run_import(
-            SPECS[job.kind],
-            Path(job.file.path),
-            original_name=job.original_name,
-            mode=mode,
-            source=f"{job.original_name} (#{job.pk})",
-            progress=progress,
-        )
+        if job.preset == shopify.PRESET:
+            outcome = shopify.shopify_import(Path(job.file.path), original_name=job.original_name, mode=mode, source=f"{job.original_name} (#{job.pk}, shopify)")
+        else:
+            outcome = run_import(
+                SPECS[job.kind],
+                Path(job.file.path),
+                original_name=job.original_name,
+                mode=mode,
+                source=f"{job.original_name} (#{job.pk})",
+                progress=progress,
+                mapping=job.mapping or None,
+            )
     except Exception as exc:  # noqa: BLE001 - the user sees the failure on the job page
         logger.exception("import job %s failed", job_id)
         job.status = ImportStatus.FAILED
@@ -99,7 +108,8 @@ def import_job_run(*, job_id: int, mode: str) -> ImportJob | None:
     if job.status in FINAL:
         _discard_file(job)
     if outcome.committed:
-        audit_import(actor=job.uploaded_by, kind=job.kind, file_name=job.original_name, outcome=outcome, obj=job)
+        for kind, result in getattr(outcome, "tables", {job.kind: outcome}).items():
+            audit_import(actor=job.uploaded_by, kind=kind, file_name=job.original_name, outcome=result, obj=job)
         import_committed.send(sender=ImportJob, job=job, kind=job.kind, member_ids=outcome.member_ids)
     return job
 
@@ -141,7 +151,7 @@ def _store_outcome(job: ImportJob, outcome: ImportOutcome) -> None:
         job.created_count = outcome.created
         job.updated_count = outcome.updated
         job.unchanged_count = outcome.unchanged
-        job.message = _storable(_ignored_columns_message(outcome))
+        job.message = _storable(getattr(outcome, "summary", "") or _ignored_columns_message(outcome))
         if outcome.dry_run:
             job.status = ImportStatus.VALIDATED
         elif outcome.committed:

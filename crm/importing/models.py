@@ -54,6 +54,8 @@ class ImportJob(models.Model):
     unchanged_count = models.PositiveIntegerField(_("unchanged"), default=0)
     message = models.TextField(_("message"), blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    preset = models.CharField(_("preset"), max_length=60, blank=True, help_text=_("How the file's columns were read: shopify, a saved preset, or empty."))
+    mapping = models.JSONField(_("column mapping"), default=dict, blank=True, help_text=_("Field to the file's heading, where they differ."))
 
     class Meta:
         verbose_name = _("import")
@@ -80,3 +82,22 @@ class ImportRowError(models.Model):
         verbose_name_plural = _("import errors")
         ordering = ["row_no", "id"]
         indexes = [models.Index(fields=["job", "row_no"], name="importerror_job_row_idx")]
+
+
+class ImportPreset(models.Model):
+    """The headings of a shop system's export mapped to the import's fields, saved
+    from the check page: picked on upload, or import_* FILE --preset NAME."""
+
+    name = models.CharField(_("name"), max_length=60, unique=True)
+    kind = models.CharField(_("data"), max_length=12, choices=ImportKind.choices)
+    mapping = models.JSONField(_("column mapping"), default=dict, help_text=_("Field to the file's heading."))
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("created by"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("import preset")
+        verbose_name_plural = _("import presets")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
