@@ -113,7 +113,12 @@ def tiers_history_rebuild(
     ladder = ladder_load()
     moves = 0
     with transaction.atomic(), connection.cursor() as cursor:
-        TierChange.objects.filter(reason=ChangeReason.REBUILD, at__gte=local_midnight(start), at__lte=day_end(last)).delete()
+        # One statement: the ORM's delete collects every row first for the group moves' cascade (46 s
+        # for a year's 1.7M rebuilt moves), and a rebuilt move never has a group move.
+        cursor.execute(
+            "DELETE FROM segments_tierchange WHERE reason = %s AND at >= %s AND at <= %s",
+            [ChangeReason.REBUILD, local_midnight(start), day_end(last)],
+        )
         _previous_tiers(cursor, before=local_midnight(start))
         for number, day in enumerate(days):
             bounds = Bounds(day)
