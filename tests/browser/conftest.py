@@ -60,3 +60,30 @@ def staff_login(live_server, page, django_user_model, chinese):
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
     return page
+
+
+LEADER_PASSWORD = "a-long-passphrase-42"
+
+
+@pytest.fixture
+def leader_wang():
+    """A transactional test starts from an emptied database: the shipped defaults
+    and roles put back, and group leader 王团长 (login wang) with his community 幸福里1群."""
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from crm import roles
+    from crm.roles import roles_sync
+    from tests.crm.factories import CommunityFactory, GroupLeaderFactory, UserFactory
+
+    importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
+    importlib.import_module("campaigns.migrations.0002_defaults").create(apps, None)  # forms of address
+    importlib.import_module("campaigns.migrations.0004_journey_defaults").create(apps, None)
+    roles_sync(apps)
+    user = UserFactory(username="wang", is_staff=True)
+    user.set_password(LEADER_PASSWORD)
+    user.save()
+    user.groups.add(Group.objects.get(name=roles.LEADER))
+    return CommunityFactory(name="幸福里1群", leader=GroupLeaderFactory(user=user, display_name="王团长"))

@@ -2,37 +2,23 @@
 and what to say, mark what happened."""
 
 import datetime as dt
-import importlib
 from decimal import Decimal
 
 import pytest
-from django.apps import apps
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from campaigns.worklist.models import WorklistItem, WorklistOutcome
 from campaigns.worklist.services import worklist_build
-from crm import roles
-from crm.roles import roles_sync
 from segments.services import tiers_recompute
-from tests.crm.factories import CommunityFactory, GroupLeaderFactory, MemberFactory, OrderFactory, UserFactory
+from tests.browser.conftest import LEADER_PASSWORD as PASSWORD
+from tests.crm.factories import CommunityFactory, GroupLeaderFactory, MemberFactory, OrderFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-PASSWORD = "a-long-passphrase-42"
 
 
 @pytest.fixture
-def morning_list():
-    # A transactional test starts from an emptied database: put the shipped defaults and roles back.
-    importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
-    importlib.import_module("campaigns.migrations.0002_defaults").create(apps, None)  # forms of address
-    importlib.import_module("campaigns.migrations.0004_journey_defaults").create(apps, None)
-    roles_sync(apps)
-    user = UserFactory(username="wang", is_staff=True)
-    user.set_password(PASSWORD)
-    user.save()
-    user.groups.add(Group.objects.get(name=roles.LEADER))
-    mine = CommunityFactory(name="幸福里1群", leader=GroupLeaderFactory(user=user, display_name="王团长"))
+def morning_list(leader_wang):
+    mine = leader_wang
     other = CommunityFactory(name="阳光花园9群", leader=GroupLeaderFactory(display_name="李团长"))
     today = timezone.localdate()
     MemberFactory(name="张桂兰", gender="F", age_band="55+", community=mine, birthday=today.replace(year=1962))

@@ -3,26 +3,20 @@ nothing off screen, every touch target at least 44 px, no serious accessibility
 violation (axe-core), and the work itself: copy a script, tap an outcome, call."""
 
 import datetime as dt
-import importlib
 from decimal import Decimal
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from django.apps import apps
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from campaigns.worklist.models import WorklistItem, WorklistOutcome
 from campaigns.worklist.services import worklist_build
-from crm import roles
 from crm.models import AuditAction, AuditEvent
-from crm.roles import roles_sync
 from segments.services import tiers_recompute
-from tests.browser.conftest import ARTIFACTS
-from tests.crm.factories import CommunityFactory, GroupLeaderFactory, MemberFactory, OrderFactory, UserFactory
+from tests.browser.conftest import ARTIFACTS, LEADER_PASSWORD as PASSWORD
+from tests.crm.factories import MemberFactory, OrderFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-PASSWORD = "a-long-passphrase-42"
 PHONE = {
     "viewport": {"width": 390, "height": 844},
     "device_scale_factor": 3,
@@ -48,16 +42,8 @@ SMALL_TARGETS = """() => [...document.querySelectorAll('a[href], button, input:n
 
 
 @pytest.fixture
-def morning():
-    importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
-    importlib.import_module("campaigns.migrations.0002_defaults").create(apps, None)  # forms of address
-    importlib.import_module("campaigns.migrations.0004_journey_defaults").create(apps, None)
-    roles_sync(apps)
-    user = UserFactory(username="wang", is_staff=True)
-    user.set_password(PASSWORD)
-    user.save()
-    user.groups.add(Group.objects.get(name=roles.LEADER))
-    mine = CommunityFactory(name="幸福里1群", leader=GroupLeaderFactory(user=user, display_name="王团长"))
+def morning(leader_wang):
+    mine = leader_wang
     today = timezone.localdate()
     MemberFactory(name="欧阳桂兰", gender="F", age_band="55+", community=mine, birthday=today.replace(year=1962), mobile="13800138001")
     newcomer = MemberFactory(name="王芳", gender="F", age_band="35-44", community=mine, mobile="13900139002")

@@ -100,7 +100,7 @@ def test_a_shopify_export_brings_in_orders_and_lines_for_known_and_new_customers
     assert Member.objects.count() == 4
 
     again = run(export)  # the same file twice is the same as once
-    assert "new members 0; order lines new 0, changed 0." in again and "Orders new 0, changed 0, unchanged 5" in again
+    assert "new members 0; order lines new 0, changed 0." in again and "new 0, changed 0, unchanged 5." in again
     assert Order.objects.count() == 5 and OrderLine.objects.count() == 6
 
 

@@ -37,24 +37,38 @@ class ImportCommand(BaseCommand):
         if not path.is_file():
             raise CommandError(_("No such file: %(path)s") % {"path": path})
         mode = "dry_run" if options["dry_run"] else "valid_only" if options["valid_only"] else "all"
-        mapping = None
         if options["preset"] == shopify.PRESET:
-            return self._shopify(path, mode)
-        if options["preset"]:
-            preset = ImportPreset.objects.filter(name=options["preset"]).first()
-            if preset is None:
-                known = ", ".join([shopify.PRESET, *ImportPreset.objects.values_list("name", flat=True)])
-                raise CommandError(_("No such preset: %(name)s (known: %(known)s)") % {"name": options["preset"], "known": known})
-            if preset.kind != self.kind:
-                raise CommandError(_("The preset %(name)s reads %(kind)s files.") % {"name": preset.name, "kind": preset.get_kind_display()})
-            mapping = preset.mapping
-        outcome = run_import(SPECS[self.kind], path, original_name=path.name, mode=mode, source=path.name, mapping=mapping)
+            if self.kind != "orders":
+                raise CommandError(_("The shopify preset imports orders: use import_orders."))
+            outcome = shopify.shopify_import(path, original_name=path.name, mode=mode, source=f"{path.name} (shopify)")
+        else:
+            outcome = run_import(SPECS[self.kind], path, original_name=path.name, mode=mode, source=path.name, mapping=self._mapping(options["preset"]))
+        self._report(outcome, path)
+
+    def _mapping(self, name: str) -> dict[str, str] | None:
+        """A saved preset's mapping of fields to the file's headings (None: the canonical headings)."""
+        if not name:
+            return None
+        preset = ImportPreset.objects.filter(name=name).first()
+        if preset is None:
+            known = ", ".join([shopify.PRESET, *ImportPreset.objects.values_list("name", flat=True)])
+            raise CommandError(_("No such preset: %(name)s (known: %(known)s)") % {"name": name, "known": known})
+        if preset.kind != self.kind:
+            raise CommandError(_("The preset %(name)s reads %(kind)s files.") % {"name": preset.name, "kind": preset.get_kind_display()})
+        return preset.mapping
+
+    def _report(self, outcome, path: Path) -> None:
+        """Errors, audit and signal of a committed import, the summary, the verdict (a Shopify file's tables each audited)."""
         for error in outcome.errors:
             self.stderr.write(str(error))
         if outcome.committed:
-            audit_import(actor=None, kind=self.kind, file_name=f"{path.name} (command line)", outcome=outcome)
+            for kind, result in getattr(outcome, "tables", {self.kind: outcome}).items():
+                audit_import(actor=None, kind=kind, file_name=f"{path.name} (command line)", outcome=result)
             import_committed.send(sender=ImportJob, job=None, kind=self.kind, member_ids=outcome.member_ids)
+        errors = outcome.errors.count
         outcome.errors.close()
+        if getattr(outcome, "summary", ""):
+            self.stdout.write(outcome.summary)
         if outcome.ignored_columns:
             self.stdout.write(_("Columns not used: %(columns)s") % {"columns": ", ".join(outcome.ignored_columns)})
         summary = _(
@@ -74,32 +88,5 @@ class ImportCommand(BaseCommand):
             self.stdout.write(self.style.SUCCESS(_("Imported.")))
         else:
             self.stdout.write(self.style.ERROR(_("Nothing was written: correct the rows above, or use --valid-only.")))
-        if outcome.errors.count:
-            raise CommandError(
-                _("%(count)d errors in %(file)s") % {"count": outcome.errors.count, "file": path.name}, returncode=1
-            )
-
-    def _shopify(self, path: Path, mode: str) -> None:
-        if self.kind != "orders":
-            raise CommandError(_("The shopify preset imports orders: use import_orders."))
-        outcome = shopify.shopify_import(path, original_name=path.name, mode=mode, source=f"{path.name} (shopify)")
-        for error in outcome.errors:
-            self.stderr.write(str(error))
-        if outcome.committed:
-            for kind, result in outcome.tables.items():
-                audit_import(actor=None, kind=kind, file_name=f"{path.name} (command line, shopify)", outcome=result)
-            import_committed.send(sender=ImportJob, job=None, kind="orders", member_ids=outcome.member_ids)
-        self.stdout.write(outcome.summary)
-        self.stdout.write(
-            _("Orders new %(created)d, changed %(updated)d, unchanged %(unchanged)d; %(errors)d errors.")
-            % {"created": outcome.created, "updated": outcome.updated, "unchanged": outcome.unchanged, "errors": outcome.errors.count}
-        )
-        outcome.errors.close()
-        if outcome.dry_run:
-            self.stdout.write(_("Dry run: nothing was written."))
-        elif outcome.committed:
-            self.stdout.write(self.style.SUCCESS(_("Imported.")))
-        else:
-            self.stdout.write(self.style.ERROR(_("Nothing was written: correct the rows above, or use --valid-only.")))
-        if outcome.errors.count:
-            raise CommandError(_("%(count)d errors in %(file)s") % {"count": outcome.errors.count, "file": path.name}, returncode=1)
+        if errors:
+            raise CommandError(_("%(count)d errors in %(file)s") % {"count": errors, "file": path.name}, returncode=1)
