@@ -64,6 +64,7 @@ def phone(browser, live_server, chinese, morning, request):
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_selector("[data-testid=card]")
+    page.wait_for_load_state("load")
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
@@ -71,6 +72,9 @@ def phone(browser, live_server, chinese, morning, request):
 
 
 def assert_fits_a_phone(page) -> None:
+    # The stylesheet applied: a cold first fetch of it can come after the cards are there.
+    page.wait_for_load_state("load")
+    page.wait_for_function("getComputedStyle(document.body).backgroundColor === 'rgb(243, 244, 246)'")
     layout = page.evaluate(OFF_SCREEN)
     assert layout["scroll"] <= layout["width"] and layout["wide"] == [], layout
     assert page.evaluate(SMALL_TARGETS) == []
