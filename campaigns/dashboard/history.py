@@ -25,8 +25,8 @@ from segments.models import TierChange
 
 STATE_KEY = "dashboard:history_rebuild"
 STATE_SECONDS = 24 * 3600
-OFFER_MIN_DAYS = 30
-SNAPSHOT_WORKERS = 2  # orders reaching this far before the recorded history: the import page offers a rebuild
+OFFER_MIN_DAYS = 30  # orders reaching this far before the recorded history: the import page offers a rebuild
+SNAPSHOT_WORKERS = 2  # step days' snapshots built at once on PostgreSQL
 
 
 def state() -> dict | None:
