@@ -38,7 +38,7 @@ def _needs(request, permission: str) -> None:
 
 def _today_items(request):
     items = scope_to_user(WorklistItem.objects.filter(day=timezone.localdate()), request.user, "member")
-    return items.select_related("member", "member__metrics__tier", "community").order_by("-priority", "id")
+    return items.select_related("member", "member__metrics__tier", "community", "leader").order_by("-priority", "id")
 
 
 def _card(member: Member) -> dict:
@@ -89,7 +89,7 @@ def _may_call(request, item: WorklistItem) -> bool:
 @require_POST
 def call(request, item_id: int):
     _needs(request, "campaigns.view_worklistitem")
-    item = get_object_or_404(_today_items(request).select_related("leader"), pk=item_id)
+    item = get_object_or_404(_today_items(request), pk=item_id)
     if not _may_call(request, item):
         raise PermissionDenied
     number = mobile_reveal(
@@ -127,7 +127,7 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
     balance = getattr(found, "loyalty_balance", None)
     items = [
         {"item": entry, "can_call": _may_call(request, entry)}
-        for entry in _today_items(request).select_related("leader").filter(member=found)
+        for entry in _today_items(request).filter(member=found)
     ]
     context = {
         "title": found.name or found.external_id,
