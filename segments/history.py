@@ -133,17 +133,21 @@ def tiers_history_rebuild(
     return Rebuilt(start=start, end=last, days=days, moves=moves, clipped_from=clipped_from)
 
 
-def _previous_tiers(cursor, *, before: dt.datetime) -> None:
-    """hist_prev: each member's tier just before the range (his latest move before it), the chain the first step continues."""
-    cursor.execute("CREATE TEMP TABLE hist_prev (member_id bigint PRIMARY KEY, tier_id bigint, held integer NOT NULL DEFAULT 0)")
-    cursor.execute(
-        """INSERT INTO hist_prev (member_id, tier_id)
-           SELECT c.member_id, c.to_tier_id FROM segments_tierchange c
-           WHERE c.at < %s AND NOT EXISTS (
-               SELECT 1 FROM segments_tierchange later WHERE later.member_id = c.member_id AND later.at < %s
-                   AND (later.at > c.at OR (later.at = c.at AND later.id > c.id)))""",
-        [before, before],
+def tier_as_of_sql() -> str:
+    """SELECT (member_id, to_tier_id): each member's tier at an instant (one %s
+    parameter) as the tier history says, his latest move before it; members
+    never placed by then are absent. The KPI snapshot reads a day's tiers this way."""
+    return (
+        "SELECT member_id, to_tier_id FROM ("
+        " SELECT member_id, to_tier_id, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY at DESC, id DESC) AS rn"
+        " FROM segments_tierchange WHERE at < %s) t WHERE rn = 1"
     )
+
+
+def _previous_tiers(cursor, *, before: dt.datetime) -> None:
+    """hist_prev: each member's tier just before the range, the chain the first step continues."""
+    cursor.execute("CREATE TEMP TABLE hist_prev (member_id bigint PRIMARY KEY, tier_id bigint, held integer NOT NULL DEFAULT 0)")
+    cursor.execute(f"INSERT INTO hist_prev (member_id, tier_id) {tier_as_of_sql()}", [before])  # nosec B608 - fixed SQL
 
 
 def _aggregates_table(cursor, name: str) -> None:

@@ -58,6 +58,7 @@ from campaigns.dashboard.models import KpiSettings, KpiSnapshot, SnapshotKind
 from campaigns.worklist.services import follow_up_rates
 from crm.models import GroupLeader, OrderStatus
 from loyalty.models import LoyaltySettings, RuleCode
+from segments.history import tier_as_of_sql
 from segments.models import Tier
 
 BASE = ""
@@ -74,14 +75,6 @@ def _ratio(numerator, denominator) -> float | None:
 
 def _money(value) -> float:
     return round(float(value or 0), 2)
-
-
-def _tier_as_of_sql() -> str:
-    return (
-        "SELECT member_id, to_tier_id FROM ("
-        " SELECT member_id, to_tier_id, ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY at DESC, id DESC) AS rn"
-        " FROM segments_tierchange WHERE at < %s) t WHERE rn = 1"
-    )
 
 
 def _fetch(cursor, sql: str, params: list) -> list[tuple]:
@@ -102,7 +95,7 @@ def _member_table(cursor, end: dt.datetime) -> None:
                COALESCE(g.growth, 0) AS growth, COALESCE(p.outstanding, 0) AS points_outstanding,
                COALESCE(p.issued, 0) AS points_issued, COALESCE(p.redeemed, 0) AS points_redeemed,
                COALESCE(p.expired, 0) AS points_expired
-          FROM ({_tier_as_of_sql()}) t
+          FROM ({tier_as_of_sql()}) t
           JOIN crm_member m ON m.id = t.member_id
           LEFT JOIN crm_community c ON c.id = m.community_id
           LEFT JOIN (
@@ -290,7 +283,7 @@ def _migration(cursor, end: dt.datetime, tiers: dict[int, Tier]) -> dict:
     # before goes into a table of its own first. Two window subqueries joined directly were
     # estimated at a few rows each and planned as a nested loop: 1.7M moves took over 6 minutes.
     cursor.execute("DROP TABLE IF EXISTS kpi_before")
-    cursor.execute(f"CREATE TEMP TABLE kpi_before AS {_tier_as_of_sql()}", [end - dt.timedelta(days=30)])  # nosec B608
+    cursor.execute(f"CREATE TEMP TABLE kpi_before AS {tier_as_of_sql()}", [end - dt.timedelta(days=30)])  # nosec B608
     if connection.vendor == "postgresql":
         cursor.execute("ANALYZE kpi_before")
     before = _fetch(
