@@ -1,24 +1,15 @@
-from importlib import import_module
-
-from django.apps import AppConfig
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save
 from django.utils.translation import gettext_lazy as _
 
+from crm.apps import PartModelsConfig
 
-class CampaignsConfig(AppConfig):
+
+class CampaignsConfig(PartModelsConfig):
     name = "campaigns"
     verbose_name = _("Campaigns")
     default_auto_field = "django.db.models.BigAutoField"
-    # The parts of the app keep their models in their own rooms; they are
-    # loaded here, after the outbox core's campaigns.models, which imports none
-    # of them (their tables keep the app's label and names).
-    part_models = ("campaigns.journeys.models", "campaigns.worklist.models", "campaigns.dashboard.models")
-
-    def import_models(self) -> None:
-        super().import_models()
-        for name in self.part_models:
-            import_module(name)
+    part_models = ("campaigns.journeys.models", "campaigns.worklist.models", "campaigns.dashboard.models")  # beside the outbox core's
 
     def ready(self) -> None:
         from campaigns import privacy, signals, split, tasks  # noqa: F401  tasks: registered for sending's enqueue by name

@@ -13,18 +13,24 @@ def _sqlite_datetime(value: dt.datetime) -> str:
     return value.isoformat(" ")
 
 
-class CrmConfig(AppConfig):
-    name = "crm"
-    verbose_name = _("Members and orders")
-    default_auto_field = "django.db.models.BigAutoField"
-    # The import screens keep their models beside their engine; loaded after crm.models,
-    # which imports none of them (the tables keep the app's label and names).
-    part_models = ("crm.importing.models",)
+class PartModelsConfig(AppConfig):
+    """An app whose parts keep their models in their own subpackages: Django imports
+    only <app>.models, so these load right after it. <app>.models imports none of
+    them (no ring), and their tables keep the app's label and names."""
+
+    part_models: tuple[str, ...] = ()
 
     def import_models(self) -> None:
         super().import_models()
         for name in self.part_models:
             import_module(name)
+
+
+class CrmConfig(PartModelsConfig):
+    name = "crm"
+    verbose_name = _("Members and orders")
+    default_auto_field = "django.db.models.BigAutoField"
+    part_models = ("crm.importing.models",)  # the import screens' models, beside their engine
 
     def ready(self) -> None:
         # Django's SQLite adapter writes an aware datetime with its offset

@@ -1,6 +1,6 @@
 """What the import screens keep: an uploaded file's job (checked, then imported on
 confirmation) and the errors of its rows. Loaded with crm's models
-(CrmConfig.import_models); the engine that fills them is crm.importing.engine."""
+(crm.apps.PartModelsConfig); the engine that fills them is crm.importing.engine."""
 
 from __future__ import annotations
 
