@@ -108,10 +108,16 @@ def import_job_run(*, job_id: int, mode: str) -> ImportJob | None:
     if job.status in FINAL:
         _discard_file(job)
     if outcome.committed:
-        for kind, result in getattr(outcome, "tables", {job.kind: outcome}).items():
-            audit_import(actor=job.uploaded_by, kind=kind, file_name=job.original_name, outcome=result, obj=job)
-        import_committed.send(sender=ImportJob, job=job, kind=job.kind, member_ids=outcome.member_ids)
+        import_announce(outcome, kind=job.kind, actor=job.uploaded_by, file_name=job.original_name, job=job)
     return job
+
+
+def import_announce(outcome, *, kind: str, actor, file_name: str, job: ImportJob | None = None) -> None:
+    """After a committed import: the audit line of each table it wrote (a Shopify file
+    writes three), and import_committed for tiers, circles, points and coupons to follow."""
+    for table_kind, result in getattr(outcome, "tables", {kind: outcome}).items():
+        audit_import(actor=actor, kind=table_kind, file_name=file_name, outcome=result, obj=job)
+    import_committed.send(sender=ImportJob, job=job, kind=kind, member_ids=outcome.member_ids)
 
 
 def audit_import(*, actor, kind: str, file_name: str, outcome: ImportOutcome, obj=None) -> None:

@@ -9,8 +9,8 @@ from django.utils.translation import gettext as _
 
 from crm.importing import shopify
 from crm.importing.engine import run_import
-from crm.importing.jobs import audit_import, import_committed
-from crm.importing.models import ImportJob, ImportPreset
+from crm.importing.jobs import import_announce
+from crm.importing.models import ImportPreset
 from crm.importing.specs import SPECS
 
 
@@ -62,9 +62,7 @@ class ImportCommand(BaseCommand):
         for error in outcome.errors:
             self.stderr.write(str(error))
         if outcome.committed:
-            for kind, result in getattr(outcome, "tables", {self.kind: outcome}).items():
-                audit_import(actor=None, kind=kind, file_name=f"{path.name} (command line)", outcome=result)
-            import_committed.send(sender=ImportJob, job=None, kind=self.kind, member_ids=outcome.member_ids)
+            import_announce(outcome, kind=self.kind, actor=None, file_name=f"{path.name} (command line)")
         errors = outcome.errors.count
         outcome.errors.close()
         if getattr(outcome, "summary", ""):
