@@ -33,6 +33,20 @@ def english(settings):
 
 
 @pytest.fixture
+def shipped_defaults(transactional_db):
+    """The ladder, circles, rights and earning rules the migrations ship: a transactional test before may have flushed them."""
+    import importlib
+
+    from django.apps import apps
+
+    from segments.models import Tier
+
+    if not Tier.objects.exists():
+        importlib.import_module("segments.migrations.0002_defaults").create(apps, None)
+        importlib.import_module("loyalty.migrations.0002_defaults").create(apps, None)
+
+
+@pytest.fixture
 def chinese(settings):
     from django.utils import translation
 
