@@ -192,8 +192,11 @@ class RecomputeRun(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
         verbose_name=_("requested by"),
     )
-    # The PostgreSQL session doing the run: a run whose session is gone was interrupted.
-    backend_pid = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # When a worker took the run up (a queued run has none). While it works or waits, its
+    # transaction holds the run's own advisory lock (segments.services.RUN_LOCK_CLASS); a run
+    # taken up whose lock is free was interrupted. A lock, not a session id: behind a pooler
+    # in transaction pooling the session is not the server connection.
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ("-started_at",)

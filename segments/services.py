@@ -76,6 +76,12 @@ from segments.recompute.write import STAGED, metrics_write
 logger = logging.getLogger(__name__)
 STAGES = ("scope", "rfm_tiers", "lines", "habits", "v_score", "churn", "write", "circles")
 LOCK_KEY = 0x5E6_7135  # pg_advisory_xact_lock key of the recompute
+RUN_LOCK_CLASS = 0x5E6_7136  # pg_advisory_xact_lock(class, run) held by each run's transaction
+
+
+def run_lock_id(pk: int) -> int:
+    """The run's key in its lock class (an int4; ids past 2^31 wrap, harmlessly rarely)."""
+    return pk % 2**31
 PROGRESS_MIN_MEMBERS = 1_000  # smaller runs end within a second: no one watches their steps
 
 
@@ -106,9 +112,12 @@ def ladder_load() -> list[Rung]:
     return ladder_validate(rung_from_tier(tier) for tier in Tier.objects.all())
 
 
-def _lock(cursor) -> None:
-    """Take the recompute's lock and give its transaction the memory its sorts and hashes need."""
+def _lock(cursor, run: RecomputeRun) -> None:
+    """Take the run's own lock (held while its transaction waits and works: it is
+    alive), then the recompute's lock, and give the transaction the memory its
+    sorts and hashes need."""
     if connection.vendor == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [RUN_LOCK_CLASS, run_lock_id(run.pk)])
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
         cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{settings.SEGMENTS_RECOMPUTE_WORK_MEM_MB}MB"])
 
@@ -137,14 +146,11 @@ def tiers_recompute(
         member_ids = nightly.members
     full = member_ids is None
     stored = nightly is not None  # some members keep stored values: the stages copy them
-    backend_pid = None
-    if connection.vendor == "postgresql":  # recorded before the transaction, so that later runs can see it
-        connection.ensure_connection()
-        backend_pid = connection.connection.info.backend_pid
+    claimed_at = timezone.now()  # recorded before the transaction, so that later runs can see it
     if run is None:
-        run = RecomputeRun.objects.create(as_of=as_of, reason=reason, full=full, requested_by=requested_by, backend_pid=backend_pid)
-    elif backend_pid is not None:
-        RecomputeRun.objects.filter(pk=run.pk).update(backend_pid=backend_pid)
+        run = RecomputeRun.objects.create(as_of=as_of, reason=reason, full=full, requested_by=requested_by, claimed_at=claimed_at)
+    else:
+        RecomputeRun.objects.filter(pk=run.pk).update(claimed_at=claimed_at)
     timings: dict = {}
     now = timezone.now()
     at = moves_at(as_of, now)  # a past day's moves are recorded at its end, where that day's tiers are read
@@ -160,7 +166,7 @@ def tiers_recompute(
 
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            _lock(cursor)
+            _lock(cursor, run)
             _interrupted_runs_close(cursor, current=run)
             ladder = ladder_load()
             config = SegmentSettings.current()
@@ -218,19 +224,22 @@ def tiers_recompute(
 def _interrupted_runs_close(cursor, *, current: RecomputeRun) -> int:
     """Close the runs still shown as running whose worker died (killed, out of
     memory): their transaction was rolled back, and the next run covers their
-    members. Holding the recompute's lock, no other run is at work: a run whose
-    session is not waiting for the lock is dead (a killed worker's session can
-    linger a while after its lock is gone, so "is the session there" is not
-    the question)."""
+    members. Holding the recompute's lock, no other run is at work: a run taken
+    up whose own lock nobody holds is dead (its transaction, waiting for the
+    recompute's lock or not yet there, would hold it). A killed worker's
+    session can linger a while after its locks are gone, so "is the session
+    there" is not the question."""
     stuck = RecomputeRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=current.pk)
     if not stuck.exists():  # the usual case, in one short query
         return 0
     if connection.vendor == "postgresql":
         cursor.execute(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 0 AND objid = %s AND objsubid = 1",
-            [LOCK_KEY],
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objsubid = 2",
+            [RUN_LOCK_CLASS],
         )
-        stuck = stuck.filter(backend_pid__isnull=False).exclude(backend_pid__in=[row[0] for row in cursor.fetchall()])
+        alive = {row[0] for row in cursor.fetchall()}
+        stuck_ids = [pk for pk in stuck.filter(claimed_at__isnull=False).values_list("pk", flat=True) if run_lock_id(pk) not in alive]
+        stuck = stuck.filter(pk__in=stuck_ids)
     else:  # no sessions to ask: a run that started half a day ago is not coming back
         stuck = stuck.filter(started_at__lt=timezone.now() - dt.timedelta(hours=12))
     return stuck.update(

@@ -144,26 +144,29 @@ def test_a_worker_killed_in_a_large_import_writes_it_exactly_once(processes, fau
 
 
 def test_a_run_waiting_for_the_lock_is_not_taken_for_a_dead_one(fault_broker):  # fault_broker: PostgreSQL only
-    """Holding the recompute's lock, only the runs whose session is not waiting for it are closed as interrupted."""
+    """Holding the recompute's lock, only the runs taken up whose own lock nobody holds are closed as interrupted."""
     import threading
 
-    from segments.services import LOCK_KEY, _interrupted_runs_close
+    from segments.services import LOCK_KEY, RUN_LOCK_CLASS, _interrupted_runs_close, run_lock_id
     from tests.conftest import _database_url
 
     waiter = psycopg.connect(_database_url(), autocommit=True)
     with django_transaction.atomic(), connection.cursor() as cursor:
+        now = dt.datetime.now(dt.UTC)
+        current = RecomputeRun.objects.create(as_of=FIRST, reason="order", claimed_at=now)
+        waiting = RecomputeRun.objects.create(as_of=FIRST, reason="order", claimed_at=now)
+        dead = RecomputeRun.objects.create(as_of=FIRST, reason="nightly", claimed_at=now)  # taken up, its worker gone
+        not_started = RecomputeRun.objects.create(as_of=FIRST, reason="manual")  # queued for a worker: not taken up yet
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [RUN_LOCK_CLASS, run_lock_id(current.pk)])
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
-        queued = threading.Thread(target=waiter.execute, args=("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY]))
+        # The waiting run's transaction: its own lock, then in the queue for the recompute's.
+        queued = threading.Thread(
+            target=waiter.execute,
+            args=("SELECT pg_advisory_xact_lock(%s, %s), pg_advisory_xact_lock(%s)", [RUN_LOCK_CLASS, run_lock_id(waiting.pk), LOCK_KEY]),
+        )
         queued.start()
         wait_until(lambda: backend_waiting_on_lock("pg_advisory_xact_lock"), seconds=30, what="the second session to wait for the lock")
-        cursor.execute("SELECT pg_backend_pid()")
-        current = RecomputeRun.objects.create(as_of=FIRST, reason="order", backend_pid=cursor.fetchone()[0])
-        waiting = RecomputeRun.objects.create(as_of=FIRST, reason="order", backend_pid=waiter.info.backend_pid)
-        dead = RecomputeRun.objects.create(as_of=FIRST, reason="nightly", backend_pid=waiter.info.backend_pid + 100_000)  # no such session
-        not_started = RecomputeRun.objects.create(as_of=FIRST, reason="manual")  # queued for a worker: no session yet
 
         assert _interrupted_runs_close(cursor, current=current) == 1
         statuses = dict(RecomputeRun.objects.values_list("pk", "status"))
-    queued.join(timeout=30)
-    waiter.close()
     assert statuses == {current.pk: RunStatus.RUNNING, waiting.pk: RunStatus.RUNNING, dead.pk: RunStatus.FAILED, not_started.pk: RunStatus.RUNNING}
