@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -322,10 +323,17 @@ class ImportJobAdmin(admin.ModelAdmin):
         def rows():
             yield "\ufeff"  # so that Excel reads the Chinese text as UTF-8
             yield writer.writerow([_("row"), _("column"), _("reason"), _("value")])
-            for error in job.row_errors.order_by("row_no", "id").iterator(chunk_size=2000):
-                yield writer.writerow(
-                    [error.row_no, error.column, error.message, neutralise_formula(error.value)]
+            # Keyset pages, not .iterator(): a server-side cursor held open while the file streams
+            # cannot live behind a pooler in transaction pooling, and without one a million errors
+            # would be read into memory at once.
+            after, batch = (-1, 0), True
+            while batch:
+                batch = list(
+                    job.row_errors.filter(Q(row_no__gt=after[0]) | Q(row_no=after[0], id__gt=after[1])).order_by("row_no", "id")[:2000]
                 )
+                for error in batch:
+                    yield writer.writerow([error.row_no, error.column, error.message, neutralise_formula(error.value)])
+                    after = (error.row_no, error.id)
 
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
         name = Path(job.original_name).stem or "import"

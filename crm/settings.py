@@ -139,7 +139,16 @@ else:
             "NAME": SQLITE_PATH,
         }
     }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool("PG_JIT", False):
+# Behind a connection pooler in transaction pooling (PgBouncer): each transaction
+# may run on another server connection, so nothing may outlive one. No named
+# (server-side) cursors for .iterator(), no prepared statements, and no startup
+# options (PgBouncer 1.18 refuses them): the pooler sets jit=off on its server
+# connections instead (scripts/pgbouncer's connect_query).
+DATABASE_TRANSACTION_POOLING = env_bool("DATABASE_TRANSACTION_POOLING", False)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_TRANSACTION_POOLING:
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool("PG_JIT", False):
     # PostgreSQL's JIT compiles any statement its planner costs above 100,000, which
     # here means a batch of a thousand ids or an admin count: 0.4–1 s of compiling
     # for a query that runs in 50 ms. The set-based recompute gains under 1% from it.

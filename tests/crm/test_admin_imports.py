@@ -109,6 +109,25 @@ def test_the_error_list_downloads_with_formulas_neutralised(admin_client):
     assert "'=cmd" in body and "\n3," not in body and ",=cmd" not in body
 
 
+def test_the_error_list_downloads_every_error_in_row_order(admin_client):
+    """Thousands of errors, two on some rows, stream out whole and in order (read a page at a time)."""
+    from crm.importing.models import ImportRowError
+
+    job, _ = upload(admin_client, "external_id,name,mobile,gender\nM1,张丽,=cmd,F\n")
+    job.row_errors.all().delete()
+    # Written out of order; rows 3..2503, and rows divisible by 7 have a second error on another column.
+    rows = list(range(2503, 2, -1))
+    ImportRowError.objects.bulk_create(
+        [ImportRowError(job=job, row_no=row, column="mobile", message="bad", value=str(row)) for row in rows]
+        + [ImportRowError(job=job, row_no=row, column="gender", message="bad", value=f"g{row}") for row in rows if row % 7 == 0]
+    )
+    response = admin_client.get(reverse("admin:crm_importjob_errors", args=[job.pk]))
+    lines = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()[1:]
+    listed = [(int(line.split(",")[0]), line.split(",")[1]) for line in lines]
+    expected = sorted([(row, "mobile") for row in rows] + [(row, "gender") for row in rows if row % 7 == 0], key=lambda pair: (pair[0], pair[1] != "mobile"))
+    assert listed == expected
+
+
 def test_staff_without_the_right_cannot_import(client):
     user = UserFactory()
     user.user_permissions.add(Permission.objects.get(codename="view_member"))
