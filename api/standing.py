@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from api.models import Offer
 from campaigns.models import Coupon
+from crm.replica import read_connection
 from loyalty.models import Right
 from loyalty.services import rights_at
 from segments.ladder import RFM, LadderError, Rung, gap_to_next, ladder_validate, recency_days, tier_for
@@ -102,7 +102,8 @@ _MEMBER = """
 
 
 def member_row(external_id: str) -> tuple | None:
-    with connection.cursor() as cursor:
+    """The member's standing row (from the replica inside stale_reads(), when there is one)."""
+    with read_connection().cursor() as cursor:
         cursor.execute(_MEMBER, [external_id])
         return cursor.fetchone()
 

@@ -23,6 +23,7 @@ from api.standing import coupon_out, member_row, standing_of
 from campaigns.checkout import BasketLine, coupon_check, coupon_redeem
 from campaigns.rewards import right_redeem
 from crm.models import Member
+from crm.replica import stale_reads
 from loyalty.models import Right
 from loyalty.services import RedemptionError, balance_of
 
@@ -183,11 +184,13 @@ def events_in(request, batch: schemas.EventBatch, options: Query[IngestOptions])
 
 @api.get("/members/{external_id}/standing", auth=KeyAuth(Scope.STANDING), response={200: schemas.StandingOut, **REFUSALS}, url_name="standing", tags=["out"])
 def standing(request, external_id: schemas.PathText):
-    """Tier, what the next tier needs, rights, growth value, points, open coupons and the offers of the tier."""
-    row = member_row(external_id)
-    if row is None:
-        raise _unknown_member()
-    return standing_of(row)
+    """Tier, what the next tier needs, rights, growth value, points, open coupons and the offers of the tier.
+    May be a few seconds stale: read from the replica when there is one."""
+    with stale_reads():
+        row = member_row(external_id)
+        if row is None:
+            raise _unknown_member()
+        return standing_of(row)
 
 
 def _basket(lines) -> list[BasketLine] | None:

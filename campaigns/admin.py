@@ -41,6 +41,7 @@ from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.masking import mask_mobile
 from crm.models import AuditAction, Member
+from crm.replica import stale_ok
 from crm.scoping import sees_all_members
 from segments.models import MemberMetrics, Tier
 from segments.scoping import operated_tier_ids
@@ -339,6 +340,7 @@ class CampaignAdmin(admin.ModelAdmin):
             self.message_user(request, str(exc) or _("You may not do this."), messages.ERROR)
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
 
+    @stale_ok
     def funnel_view(self, request, campaign_id: int):
         """The dry run: the funnel of counts, and the message as a few real members would get it."""
         campaign = self._campaign(request, campaign_id)
@@ -363,6 +365,7 @@ class CampaignAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/campaigns/campaign/funnel.html", context)
 
+    @stale_ok
     def report_view(self, request, campaign_id: int):
         campaign = self._campaign(request, campaign_id)
         report = reports.campaign_report(campaign)

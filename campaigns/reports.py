@@ -17,6 +17,7 @@ from django.db.models import Count
 from campaigns.models import PENDING, Campaign, Delivery, DeliveryStatus, SkipReason
 from campaigns.services import coupon_totals
 from crm.models import OrderStatus
+from crm.replica import read_connection
 
 
 def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float] | None:
@@ -54,7 +55,7 @@ def conversions(campaign: Campaign) -> dict[tuple[int | None, str], tuple[int, i
     """  # nosec B608 - fixed fragments; values are parameters
     params = [OrderStatus.PAID, campaign.conversion_days, campaign.pk, DeliveryStatus.SENT, DeliveryStatus.CONTROL, DeliveryStatus.SENT]
     totals: dict[tuple[int | None, str], tuple[int, int, Decimal]] = {}
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(sql, params)
         for variant, status, members, orders, revenue in cursor.fetchall():
             key = (None if status == DeliveryStatus.CONTROL else variant, status)  # the control group is one group

@@ -4,7 +4,8 @@ Django's admin runs COUNT(*) for every changelist page (ticket #8408). On
 PostgreSQL an unfiltered list takes the planner's row estimate (pg_class.
 reltuples), and a filtered one is counted exactly only if that finishes
 within COUNT_TIMEOUT_MS; otherwise the planner's estimate for the filtered
-query is shown, marked as approximate.
+query is shown, marked as approximate. Counts come from the read replica when
+there is one (crm.replica).
 
 A deep page (page 200 of the members) is read in two steps: the ids of the
 page first, which the database skips to through an index without joining
@@ -19,6 +20,8 @@ from django.core.paginator import Paginator
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
+
+from crm.replica import read_alias, stale_reads
 
 COUNT_TIMEOUT_MS = 50
 # A table with fewer rows than this is always counted exactly.
@@ -47,6 +50,11 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
+        if isinstance(queryset, QuerySet):
+            with stale_reads():  # a count a few seconds old is fine: from the replica when there is one
+                alias = read_alias()
+            if alias != queryset.db:
+                queryset = queryset.using(alias)
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":
             return queryset.count()

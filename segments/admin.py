@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, ScopedAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.models import AuditAction, Member
+from crm.replica import stale_ok
 from segments import services
 from segments.circles import RulesError, rules_describe, rules_from_cleaned
 from segments.forms import RULE_PREFIX, CircleForm, TierForm, candidate_ladder
@@ -96,6 +97,7 @@ class TierAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @stale_ok
     def preview_view(self, request, tier_id: int | None = None):
         """How many members the edited tier would move, before saving (JSON for the change form)."""
         tier = get_object_or_404(Tier, pk=tier_id) if tier_id else None
@@ -185,6 +187,7 @@ class CircleAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @stale_ok
     def preview_view(self, request, circle_id: int | None = None):
         """The live count of the rules on the form, before saving (JSON)."""
         circle = get_object_or_404(Circle, pk=circle_id) if circle_id else None

@@ -19,6 +19,7 @@ from campaigns.dashboard.models import KpiSettings, KpiSnapshot, KpiThreshold
 from crm.admin_base import ReadOnlyAdmin, SingletonAdmin
 from crm.audit import audit_record
 from crm.models import AuditAction
+from crm.replica import stale_ok
 from segments.history import RebuildError, rebuild_range
 
 admin.site.index_template = "admin/crm_index.html"
@@ -63,6 +64,7 @@ class KpiSnapshotAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
+    @stale_ok
     def leaders_view(self, request):
         """The whole leaders' board of the latest snapshot (a leader: his own line)."""
         if not request.user.has_perm("campaigns.view_kpisnapshot"):

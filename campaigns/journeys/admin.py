@@ -19,6 +19,7 @@ from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason, Jo
 from crm.admin_base import BigTableAdmin, ReadOnlyAdmin
 from crm.audit import audit_record
 from crm.models import AuditAction
+from crm.replica import stale_ok
 
 class JourneyStepInline(admin.TabularInline):
     model = JourneyStep
@@ -78,6 +79,7 @@ class JourneyAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @stale_ok
     def report_view(self, request, journey_id: int):
         journey = get_object_or_404(self.get_queryset(request), pk=journey_id)
         if not self.has_view_permission(request, journey):

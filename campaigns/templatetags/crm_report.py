@@ -28,9 +28,13 @@ def percent_points(value) -> str:
 def dashboard(context):
     """The admin home's dashboard, for what the user may see (campaigns.dashboard.home)."""
     from campaigns.dashboard.home import dashboard_context
+    from crm.replica import stale_reads
 
     request = context.get("request")
-    return {**dashboard_context(request.user), "request": request} if request is not None else {}
+    if request is None:
+        return {}
+    with stale_reads():
+        return {**dashboard_context(request.user), "request": request}
 
 
 @register.inclusion_tag("admin/campaigns/_history_offer.html", takes_context=True)
