@@ -91,10 +91,15 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
                 AND ({" OR ".join(f"segments_membermetrics.{name} {distinct} x.{name}" for name in columns)})""",  # nosec B608
         [at, now, *params],
     )
-    missing = (
-        f"r.member_id NOT IN (SELECT member_id FROM {STORED})"  # nosec B608 - names from code
-        if stored else "NOT EXISTS (SELECT 1 FROM segments_membermetrics m WHERE m.member_id = r.member_id)"
-    )
+    if stored:
+        missing = f"r.member_id NOT IN (SELECT member_id FROM {STORED})"  # nosec B608 - names from code
+    elif not _has_rows(cursor, "segments_membermetrics"):
+        # The first run: everyone is missing. Asked as NOT EXISTS of a table analysed while
+        # empty, PostgreSQL planned a scan of it per row while filling it (a million members:
+        # cancelled after 10 minutes, for a run that takes three).
+        missing = "TRUE"
+    else:
+        missing = "NOT EXISTS (SELECT 1 FROM segments_membermetrics m WHERE m.member_id = r.member_id)"
     inserted = execute_count(
         cursor,
         f"""INSERT INTO segments_membermetrics (member_id, {", ".join(columns)}, tier_since, computed_at)
@@ -102,3 +107,8 @@ def metrics_write(cursor, *, now: dt.datetime, trend_ratio: float, as_of: dt.dat
         [at, now, *params],
     )
     return updated + inserted
+
+
+def _has_rows(cursor, table: str) -> bool:
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {table})")  # nosec B608 - names from code
+    return bool(cursor.fetchone()[0])
