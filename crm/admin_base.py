@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from import_export.admin import ExportMixin
@@ -93,6 +96,12 @@ class BigTableAdmin(FilterSetMediaMixin, ScopedAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
 
+    def action_checkbox(self, obj):
+        """Django's row checkbox, the same markup written directly: rendered through the
+        form widget templates it cost 0.2–0.4 ms a row, a tenth of a list page's CPU."""
+        label = format_html(_("Select this object for an action - {}"), str(obj))
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">', ACTION_CHECKBOX_NAME, obj.pk, label)
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Records that are proof (consent history, audit log): viewable, never edited."""
@@ -111,7 +120,9 @@ class SingletonAdmin(admin.ModelAdmin):
     """The one row of a SingletonRow model: the menu entry opens it, nobody adds or deletes."""
 
     def has_add_permission(self, request) -> bool:
-        return not self.model.objects.exists() and super().has_add_permission(request)
+        # Never added here: opening it makes the row (current()). Asking whether it exists
+        # cost every admin page a query per singleton, for its menu.
+        return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
