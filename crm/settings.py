@@ -259,6 +259,9 @@ CELERY_RESULT_EXTENDED = True
 # them by Django's rule instead (CONN_MAX_AGE, broken connections).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 CELERY_TIMEZONE = TIME_ZONE
+# Workers lower their own OS priority to this niceness (0–19; 0 leaves it): on a machine
+# shared with the web server, staff's pages take the CPU before sends and recomputes do.
+CELERY_WORKER_NICE = env_int("CELERY_WORKER_NICE", 10)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
