@@ -39,7 +39,7 @@ BENCHES = {
     "dashboard": ["bench/dashboard.py", "--repeat", "20", "--days", "3"],
     "history": ["bench/history.py", "--weeks", "52", "--snapshots", "8"],
     "journeys": ["bench/journeys.py"],
-    "load": ["bench/load.py", "--seconds", "90"],
+    "load": ["bench/load.py", "--seconds", "90", "--as-of", "{as_of}"],
     "api": ["bench/api.py"],
     "fanout": ["bench/fanout.py"],
 }
