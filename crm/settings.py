@@ -176,7 +176,8 @@ if REPLICA_DATABASE_URL:
     if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("REPLICA_DATABASE_URL needs DATABASE_URL to be a PostgreSQL primary")
     DATABASES["replica"] = dj_database_url.parse(REPLICA_DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
-    DATABASES["replica"]["OPTIONS"] = dict(DATABASES["default"].get("OPTIONS", {}))
+    # A replica that does not answer costs one request at most this long per REPLICA_CHECK_SECONDS.
+    DATABASES["replica"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "connect_timeout": env_int("REPLICA_CONNECT_TIMEOUT", 2)}
     DATABASES["replica"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASES["default"].get("DISABLE_SERVER_SIDE_CURSORS", False)
     # Tests: the replica replicates the primary's test database (same name), it makes none of its own.
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
