@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.utils.translation import gettext_lazy as _
 
 
@@ -17,6 +17,7 @@ class LoyaltyConfig(AppConfig):
 
         post_save.connect(signals.member_saved, sender=Member, dispatch_uid="loyalty.member_saved")
         post_save.connect(signals.order_saved, sender=Order, dispatch_uid="loyalty.order_saved")
+        post_delete.connect(signals.order_saved, sender=Order, dispatch_uid="loyalty.order_deleted")
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_saved")
         import_committed.connect(signals.import_committed, dispatch_uid="loyalty.import_committed")
         register(METRICS_COLUMNS)

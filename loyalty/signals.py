@@ -12,7 +12,7 @@ def member_saved(sender, instance, created: bool = False, **kwargs) -> None:
 
 
 def order_saved(sender, instance, **kwargs) -> None:
-    ledgers_settle_enqueue([instance.member_id])
+    ledgers_settle_enqueue(instance.members_concerned())
 
 
 def engagement_saved(sender, instance, **kwargs) -> None:

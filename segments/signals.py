@@ -8,7 +8,7 @@ from segments.tasks import recompute_members_enqueue
 
 
 def order_saved(sender, instance, **kwargs) -> None:
-    recompute_members_enqueue([instance.member_id], ChangeReason.ORDER)
+    recompute_members_enqueue(instance.members_concerned(), ChangeReason.ORDER)
 
 
 def engagement_saved(sender, instance, **kwargs) -> None:

@@ -161,6 +161,7 @@ class Context:
         self.now = now
         self.source = source
         self.postgres = connection.vendor == "postgresql"
+        self.departed_members: list[int] = []  # members a merge took rows away from (an order moved): recomputed too
 
     def distinct(self, left: str, right: str) -> str:
         return f"{left} IS DISTINCT FROM {right}" if self.postgres else f"{left} IS NOT {right}"
@@ -364,7 +365,7 @@ def import_table(
                     outcome.created, outcome.updated = spec.merge(ctx)
                     if mode != "dry_run":
                         cursor.execute(f"SELECT DISTINCT member_id FROM ({spec.touched_members_sql()}) touched")  # nosec B608
-                        outcome.member_ids = [row[0] for row in cursor.fetchall()]
+                        outcome.member_ids = sorted({row[0] for row in cursor.fetchall()} | set(ctx.departed_members))
                 cursor.execute(f"DROP TABLE {STAGE}")
                 if mode == "dry_run":
                     raise Rejected

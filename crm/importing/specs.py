@@ -247,6 +247,12 @@ class OrderSpec(Spec):
         return f"SELECT m.id AS member_id FROM {STAGE} s JOIN crm_member m ON m.external_id = s.member_external_id"  # nosec B608
 
     def merge(self, ctx: Context) -> tuple[int, int]:
+        # An order moved to another member leaves the old one's figures behind: his are recomputed too.
+        ctx.cursor.execute(
+            f"SELECT DISTINCT o.member_id FROM {STAGE} s JOIN crm_order o ON o.order_no = s.order_no "  # nosec B608
+            "JOIN crm_member m ON m.external_id = s.member_external_id WHERE o.member_id <> m.id"
+        )
+        ctx.departed_members = [row[0] for row in ctx.cursor.fetchall()]
         values = {
             "order_no": "s.order_no",
             "member_id": "m.id",
