@@ -67,6 +67,7 @@ class AuditedExportMixin(ExportMixin):
         return super().export_action(request)
 
     def export_admin_action(self, request, queryset):
+        request.crm_reads_only = True  # a POST that writes only its audit line: no pin to the primary after it
         with stale_reads():
             return super().export_admin_action(request, queryset.using(read_alias()))
 
