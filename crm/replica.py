@@ -56,13 +56,17 @@ def configured() -> bool:
 
 
 @contextmanager
-def stale_reads():
-    """Inside it, reads may come from the replica (see the module's rules)."""
-    token = _stale_ok.set(True)
+def _holding(flag: ContextVar[bool]):
+    token = flag.set(True)
     try:
         yield
     finally:
-        _stale_ok.reset(token)
+        flag.reset(token)
+
+
+def stale_reads():
+    """Inside it, reads may come from the replica (see the module's rules)."""
+    return _holding(_stale_ok)
 
 
 def stale_ok(view):
@@ -79,13 +83,9 @@ def stale_ok(view):
     return wrapped
 
 
-@contextmanager
 def pinned_to_primary():
-    token = _pinned.set(True)
-    try:
-        yield
-    finally:
-        _pinned.reset(token)
+    """Inside it, every read goes to the primary."""
+    return _holding(_pinned)
 
 
 def replica_lag() -> float | None:

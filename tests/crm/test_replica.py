@@ -36,19 +36,29 @@ if not replica.configured():
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "replica"])
 
 
-def caught_up(seconds: float = 30) -> None:
-    """Wait until the replica has replayed everything the primary has written."""
+def replica_at_primary(position: str, what: str, seconds: float = 30) -> None:
+    """Wait until the replica's WAL position (received or replayed) reaches the primary's current one."""
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT pg_current_wal_lsn()")
         target = cursor.fetchone()[0]
     deadline = time.monotonic() + seconds
     with connections["replica"].cursor() as cursor:
         while True:
-            cursor.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target])
+            cursor.execute(f"SELECT {position}() >= %s::pg_lsn", [target])
             if cursor.fetchone()[0]:
                 return
-            assert time.monotonic() < deadline, "the replica did not catch up"
+            assert time.monotonic() < deadline, f"the replica did not {what}"
             time.sleep(0.05)
+
+
+def caught_up() -> None:
+    """Wait until the replica has replayed everything the primary has written."""
+    replica_at_primary("pg_last_wal_replay_lsn", "catch up")
+
+
+def received() -> None:
+    """Wait until the (paused) replica has received what the primary wrote: from then on it lags."""
+    replica_at_primary("pg_last_wal_receive_lsn", "receive the primary's writes")
 
 
 @contextmanager
@@ -62,21 +72,6 @@ def replay_paused():
         with connections["replica"].cursor() as cursor:
             cursor.execute("SELECT pg_wal_replay_resume()")
         replica.replica_forget()
-
-
-def received(seconds: float = 30) -> None:
-    """Wait until the (paused) replica has received what the primary wrote: from then on it lags."""
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_lsn()")
-        target = cursor.fetchone()[0]
-    deadline = time.monotonic() + seconds
-    with connections["replica"].cursor() as cursor:
-        while True:
-            cursor.execute("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", [target])
-            if cursor.fetchone()[0]:
-                return
-            assert time.monotonic() < deadline, "the replica did not receive the primary's writes"
-            time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
