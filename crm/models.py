@@ -254,18 +254,6 @@ class OrderStatus(models.TextChoices):
 
 
 class Order(models.Model):
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        order = super().from_db(db, field_names, values)
-        order.member_id_read = order.__dict__.get("member_id")  # who it belonged to when read (members_concerned)
-        return order
-
-    def members_concerned(self) -> list[int]:
-        """Whose figures a save or delete of this order changes: its member, and the one it
-        was read with when the save moved it to another."""
-        read = getattr(self, "member_id_read", None)
-        return [self.member_id, *([read] if read is not None and read != self.member_id else [])]
-
     # Unique by a constraint, not unique=True, which on PostgreSQL adds a second
     # (LIKE) index that costs seconds per million imported rows.
     order_no = models.CharField(_("order no."), max_length=64)
@@ -305,6 +293,18 @@ class Order(models.Model):
             models.UniqueConstraint(fields=["order_no"], name="order_no_unique"),
             models.CheckConstraint(condition=models.Q(amount__gte=0), name="order_amount_not_negative"),
         ]
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        order = super().from_db(db, field_names, values)
+        order.member_id_read = order.__dict__.get("member_id")  # who it belonged to when read (members_concerned)
+        return order
+
+    def members_concerned(self) -> list[int]:
+        """Whose figures a save or delete of this order changes: its member, and the one it
+        was read with when the save moved it to another."""
+        read = getattr(self, "member_id_read", None)
+        return [self.member_id, *([read] if read is not None and read != self.member_id else [])]
 
     def __str__(self) -> str:
         return self.order_no

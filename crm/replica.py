@@ -17,7 +17,7 @@ ReplicaRouter sends a read there only when all of these hold:
   answers, and nothing fails.
 
 Everything else, writes included, uses "default". Without a replica nothing
-changes. Raw SQL that may read stale takes its connection from read_alias()."""
+changes. Raw SQL that may read stale takes its connection from read_connection()."""
 
 from __future__ import annotations
 

@@ -78,11 +78,12 @@ STAGES = ("scope", "rfm_tiers", "lines", "habits", "v_score", "churn", "write", 
 LOCK_KEY = 0x5E6_7135  # pg_advisory_xact_lock key of the recompute
 RUN_LOCK_CLASS = 0x5E6_7136  # pg_advisory_xact_lock(class, run) held by each run's transaction
 
+PROGRESS_MIN_MEMBERS = 1_000  # smaller runs end within a second: no one watches their steps
+
 
 def run_lock_id(pk: int) -> int:
     """The run's key in its lock class (an int4; ids past 2^31 wrap, harmlessly rarely)."""
     return pk % 2**31
-PROGRESS_MIN_MEMBERS = 1_000  # smaller runs end within a second: no one watches their steps
 
 
 def progress_key(run_id: int) -> str:
