@@ -105,6 +105,11 @@ class EngagementEventAdmin(ImportButtonMixin, AuditedExportMixin, BigTableAdmin)
     raw_id_fields = ("member",)
     ordering = ("-occurred_at",)
 
+    def get_readonly_fields(self, request, obj=None):
+        # An event stays with its member (the member is part of its natural key, and what it
+        # earned stays his): one recorded for the wrong member is deleted and added again.
+        return ("member",) if obj is not None else ()
+
 
 @admin.register(Community)
 class CommunityAdmin(admin.ModelAdmin):

@@ -136,6 +136,17 @@ def test_order_list_and_page(admin_client, django_assert_max_num_queries):
     assert "64.25" in html
 
 
+def test_an_events_member_cannot_be_changed_in_its_page(admin_client):
+    event = EngagementEventFactory(kind="share", count=2)
+    other = MemberFactory()
+    url = reverse("admin:crm_engagementevent_change", args=[event.pk])
+    assert 'name="member"' not in admin_client.get(url).content.decode()
+    response = admin_client.post(url, {"member": other.pk, "kind": "share", "occurred_at_0": "2026-11-01", "occurred_at_1": "09:00:00", "count": 3})
+    assert response.status_code == 302
+    event.refresh_from_db()
+    assert event.count == 3 and event.member_id != other.pk  # the rest of the page saved, the member kept
+
+
 @pytest.mark.parametrize("name", ["community", "grouplead", "category", "product", "tag", "engagementevent", "orderline", "consentevent", "importjob"])
 def test_every_other_list_opens(admin_client, name):
     OrderLineFactory()
