@@ -14,12 +14,20 @@ and appends the difference as one new entry with the next sequence number:
   with the orders as they stand, and pending and expiring points net out;
 - a source whose held amount differs from its target only because a rule's
   amount was changed is left alone: history is never rewritten silently.
-  reprice=True (the re-award, previewed first) writes those differences too.
+  reprice=True (the re-award, previewed first) writes those differences too;
+- an order moved to another member (a corrected import, an edit in the
+  admin) is first reversed for the member who holds it (moves_reverse), and
+  then awarded to its new member as any source with nothing held. What a
+  source holds is the sum over all members; the member it is held by is the
+  one of its latest entry (a move writes the old holder's reversal before the
+  new member's award).
 
 Settles take turns (loyalty.services holds a lock), so each reads what the
 one before wrote and a settle that repeats finds nothing to write. The unique
 (rule, source, seq) key is the proof: a second award of a source could not
-slip in, it would fail loudly. Plain INSERTs: a first award writes tens of
+slip in, it would fail loudly. So a scoped settle reads every entry of its
+sources: moved orders are changed orders (Order.changed_at), and the members
+who held a changed order of the scope before join the scope (moves_reverse). Plain INSERTs: a first award writes tens of
 millions of rows, and ON CONFLICT's speculative insertion costs each of them.
 One transaction holds the entries and the balances they change (balances.py).
 
@@ -189,6 +197,59 @@ class Moves:
 
 
 TABLES = {Ledger.GROWTH: "loyalty_growthentry", Ledger.POINTS: "loyalty_pointsentry"}
+# The member of a source's latest entry, in one aggregate: MAX(seq * PACK + member_id) % PACK
+# (member ids stay below 2^40).
+PACK = 1 << 40
+ORDER_RULES = {Ledger.GROWTH: [RuleCode.FIRST_ORDER, RuleCode.REPEAT_ORDER], Ledger.POINTS: [RuleCode.ORDER_POINTS]}
+
+
+def _changed_orders(scoped: bool) -> str:
+    """(id, member_id) of the orders ever changed (a move is a change), of the members in scope or of all."""
+    in_scope = f" AND o.member_id IN (SELECT member_id FROM {SCOPE})" if scoped else ""  # nosec B608 - a fixed table name
+    return f"SELECT o.id, o.member_id FROM crm_order o WHERE o.changed_at IS NOT NULL{in_scope}"  # nosec B608
+
+
+def _held_elsewhere(ledger: str, scoped: bool) -> tuple[str, list]:
+    """FROM item: the entries of the changed orders (in scope) that sit with a member other than the order's."""
+    rules = ORDER_RULES[ledger]
+    sql = f"""({_changed_orders(scoped)}) o
+              JOIN {TABLES[ledger]} e ON e.rule IN ({", ".join(["%s"] * len(rules))}) AND e.source_kind = %s
+                                     AND e.source_id = o.id AND e.member_id <> o.member_id"""  # nosec B608
+    return sql, [*rules, SourceKind.ORDER]
+
+
+def moves_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
+    """Reverse what members still hold of orders that moved away from them; return the entries written.
+
+    Scoped, the members who ever held a changed order of a member in scope join the scope first:
+    their balances change, and the settle must read all of a source's entries (its next sequence
+    number, what it holds). Found through the changed orders (a partial index), never a scan of
+    the ledgers; few orders ever change."""
+    if scoped:
+        for ledger in TABLES:
+            held, params = _held_elsewhere(ledger, scoped)
+            cursor.execute(
+                f"""INSERT INTO {SCOPE} (member_id) SELECT DISTINCT e.member_id FROM {held}
+                     WHERE NOT EXISTS (SELECT 1 FROM {SCOPE} s WHERE s.member_id = e.member_id)""",  # nosec B608
+                params,
+            )
+    written = 0
+    for ledger, table in TABLES.items():
+        held, params = _held_elsewhere(ledger, scoped)
+        dates = ", MIN(e.available_at), MIN(e.expires_at)" if ledger == Ledger.POINTS else ""
+        cursor.execute(
+            f"""INSERT INTO {table} ({_columns(ledger)})
+                SELECT e.member_id, -SUM(e.amount), e.rule, e.source_kind, e.source_id,
+                       (SELECT MAX(x.seq) FROM {table} x WHERE x.rule = e.rule AND x.source_kind = e.source_kind
+                                                           AND x.source_id = e.source_id) + 1,
+                       MIN(e.occurred_at), %s{dates}
+                  FROM {held}
+                 GROUP BY e.rule, e.source_kind, e.source_id, e.member_id
+                HAVING SUM(e.amount) <> 0""",  # nosec B608
+            [now, *params],
+        )
+        written += max(cursor.rowcount, 0)
+    return written
 
 
 def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.datetime) -> tuple[str, list]:
@@ -206,8 +267,8 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
     sql = f"""
         WITH targets AS ({targets}),
         held AS (
-            SELECT e.rule, e.source_kind, e.source_id, MAX(e.member_id) AS member_id, SUM(e.amount) AS total,
-                   MAX(e.seq) AS seq, MIN(e.occurred_at) AS occurred_at{dates_held}
+            SELECT e.rule, e.source_kind, e.source_id, MAX(e.seq * {PACK} + e.member_id) %% {PACK} AS member_id,
+                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MIN(e.occurred_at) AS occurred_at{dates_held}
               FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
              GROUP BY e.rule, e.source_kind, e.source_id
         )

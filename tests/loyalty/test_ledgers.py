@@ -103,6 +103,56 @@ def test_the_nightly_settle_reverses_an_old_order_refunded_whose_task_was_lost(f
     assert_ledgers_agree()
 
 
+def move(order, to):
+    """The order given to another member, as the admin's form saves it (its per-member task never runs here)."""
+    order.refresh_from_db()
+    order.member = to
+    order.save()
+
+
+def test_the_nightly_settle_moves_an_orders_awards_to_its_new_member_whose_task_was_lost(frozen):
+    first, second = MemberFactory(), MemberFactory()
+    order = OrderFactory(member=first, ordered_at=at(2026, 3, 1, 9), amount=Decimal("30"))
+    services.ledgers_settle()
+    move(order, second)
+    services.ledgers_settle_nightly()  # its scope: the changed order's new member alone
+    assert (balance(first).growth, balance(first).points) == (10, 0)
+    assert (balance(second).growth, balance(second).points) == (10 + 50, 30)
+    services.ledgers_settle()  # and a full run after it finds nothing left to write
+    assert (balance(first).growth, balance(second).growth) == (10, 60)
+    assert_ledgers_agree()
+
+
+def test_a_moved_order_refunded_later_is_reversed_for_the_member_who_holds_it(frozen):
+    second, first = MemberFactory(), MemberFactory()  # the order moves to the member with the smaller id
+    order = OrderFactory(member=first, ordered_at=at(2026, 3, 1, 9), amount=Decimal("30"))
+    services.ledgers_settle()
+    move(order, second)
+    services.ledgers_settle(member_ids=[second.pk])  # a batch of the import's settle without the old member
+    order.status = OrderStatus.REFUNDED
+    order.save()
+    services.ledgers_settle(member_ids=[second.pk])
+    assert [(b.member_id, b.growth, b.points) for b in Balance.objects.order_by("member_id")] == [(second.pk, 10, 0), (first.pk, 10, 0)]
+    assert_ledgers_agree()
+
+
+def test_an_order_moved_while_refunded_and_paid_again_is_awarded_once_to_its_new_member(frozen):
+    first, second, third = MemberFactory(), MemberFactory(), MemberFactory()
+    order = OrderFactory(member=first, ordered_at=at(2026, 3, 1, 9), amount=Decimal("30"))
+    services.ledgers_settle()
+    order.status = OrderStatus.REFUNDED
+    order.save()
+    services.ledgers_settle_nightly()
+    move(order, second)
+    move(order, third)
+    order.status = OrderStatus.PAID
+    order.save()
+    services.ledgers_settle_nightly()
+    assert [Balance.objects.get(member=m).growth for m in (first, second, third)] == [10, 10, 60]
+    assert GrowthEntry.objects.filter(source_kind="order", source_id=order.pk, amount__gt=0).count() == 2  # March, and now
+    assert_ledgers_agree()
+
+
 def test_points_are_pending_for_the_return_window_and_expire_at_the_end_of_the_next_year(frozen):
     member = MemberFactory()
     OrderFactory(member=member, ordered_at=at(2026, 11, 15, 23, 30), amount=Decimal("99.99"))  # local date 15 Nov

@@ -67,9 +67,6 @@ def test_a_deleted_order_takes_back_its_growth_value(django_capture_on_commit_ca
     assert (paid_orders(member), growth(member)) == (0, registered)
 
 
-@pytest.mark.xfail(strict=True, reason="known: the ledgers match an award to its source (the order), not to the member, so a "
-                   "moved order's growth value stays with the old member; and a settle of the new member alone fails on the "
-                   "award's unique key (found in the ninth session, left for issue 23)")
 def test_a_moved_orders_growth_value_moves_with_it(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         first, second = MemberFactory(), MemberFactory()
