@@ -43,12 +43,12 @@ def _fresh_usage_counts():
 
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
-    """Clients and the standing's ladder, rights and offers are kept per process for seconds; each test starts without."""
-    from api.keys import clients_forget
+    """Clients, their rate counts and the standing's ladder, rights and offers are kept per process; each test starts without."""
+    from api.keys import clients_forget, rates_forget
     from api.standing import static_forget
 
-    clients_forget()
-    static_forget()
+    for forget in (clients_forget, rates_forget, static_forget):
+        forget()
     yield
-    clients_forget()
-    static_forget()
+    for forget in (clients_forget, rates_forget, static_forget):
+        forget()

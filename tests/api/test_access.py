@@ -54,6 +54,21 @@ def test_over_the_rate_is_429_with_retry_after(call, make_key):
     assert 1 <= int(answer["Retry-After"]) <= 60
 
 
+def test_the_rate_counts_every_server_process_and_this_ones_calls_exactly(make_key):
+    from api.keys import rate_limited
+
+    cache.clear()
+    client, _key = make_key("busy", scopes=["standing"], rate_per_minute=2000)  # added to the shared count 10 at a time
+    at = 1_800_000_000.0 + 5  # 5 s into a minute
+    assert [rate_limited(client, now=at + n / 1000) for n in range(1995)] == [0] * 1995
+    cache.set(f"api:rate:{client.pk}:{int(at // 60)}", 1995 + 30)  # meanwhile another process served 30
+    allowed = 0
+    while rate_limited(client, now=at + 2) == 0:
+        allowed += 1
+    assert allowed < 10  # found out within one batch, not a minute later
+    assert rate_limited(client, now=at + 60) == 0  # the next minute starts afresh
+
+
 def test_a_client_that_must_sign_is_refused_without_a_fresh_signature(call, make_key):
     client, key = make_key("signed", scopes=["ingest"], require_signature=True)
     raw = b'{"items": [{"external_id": "M1"}]}'
