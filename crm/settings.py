@@ -229,6 +229,12 @@ CRM_IMPORT_RUN_INLINE = env_bool("CRM_IMPORT_RUN_INLINE", False)
 # Memory for each sort and hash of a recompute on PostgreSQL (SET LOCAL work_mem in its
 # transaction): at the server's default 4 MB a nightly run's joins of 150k members spilled to disk.
 SEGMENTS_RECOMPUTE_WORK_MEM_MB = env_int("SEGMENTS_RECOMPUTE_WORK_MEM_MB", 64)
+# A circle's count before saving (the form's button) is estimated from a sample of about
+# SEGMENTS_PREVIEW_SAMPLE_ROWS members once the base is larger than SEGMENTS_PREVIEW_EXACT_UP_TO
+# (PostgreSQL; rules over the metrics only): a fixed cost instead of counting a million rows.
+# Saving counts exactly.
+SEGMENTS_PREVIEW_EXACT_UP_TO = env_int("SEGMENTS_PREVIEW_EXACT_UP_TO", 200_000)
+SEGMENTS_PREVIEW_SAMPLE_ROWS = env_int("SEGMENTS_PREVIEW_SAMPLE_ROWS", 50_000)
 
 # Celery: the embedded default is kombu's filesystem transport under DATA_DIR.
 CELERY_DATA_DIR = DATA_DIR / "celery"

@@ -202,11 +202,15 @@ class CircleAdmin(admin.ModelAdmin):
             return JsonResponse({"errors": errors}, status=400)
         rules = rules_from_cleaned(filterset.form.cleaned_data)
         try:
+            estimate = services.circle_estimate(rules)
+            if estimate is not None:
+                note = _("estimated from a %(percent)s%% sample; saving counts exactly") % {"percent": estimate.sampled_percent}
+                return JsonResponse({"members": estimate.members, "share": estimate.share, "estimated": True, "note": note})
             count = services.circle_count(rules)
         except RulesError as error:
             return JsonResponse({"errors": error.errors}, status=400)
         total = Member.objects.filter(erased_at__isnull=True).count()
-        return JsonResponse({"members": count, "share": round(100 * count / total, 1) if total else 0})
+        return JsonResponse({"members": count, "share": round(100 * count / total, 1) if total else 0, "estimated": False})
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 from decimal import Decimal
 
 import django_filters
 from django import forms
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import AgeBand, Category, Community, Gender, Member
+from crm.replica import read_connection
 from segments.days import local_midnight
 from segments.models import Circle, MemberMetrics, RecomputeRun, RiskBand, RunStatus, Tier, Trend
 
@@ -213,10 +216,59 @@ def circle_count(rules: dict, *, as_of: dt.date | None = None) -> int:
     return circle_queryset(rules, as_of=as_of).count()
 
 
+def _metrics_matching(rules: dict, as_of: dt.date | None) -> QuerySet:
+    erased = Member.objects.filter(pk=OuterRef("member_id"), erased_at__isnull=False)
+    return _filtered(MetricsCircleFilter(rules, queryset=MemberMetrics.objects.all(), as_of=as_of)).filter(~Exists(erased))
+
+
 def _metrics_count(rules: dict, as_of: dt.date | None) -> int:
     """Members with a metrics row whose rules match, counted on the metrics table."""
-    erased = Member.objects.filter(pk=OuterRef("member_id"), erased_at__isnull=False)
-    return _filtered(MetricsCircleFilter(rules, queryset=MemberMetrics.objects.all(), as_of=as_of)).filter(~Exists(erased)).count()
+    return _metrics_matching(rules, as_of).count()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    members: int  # rounded to three significant digits
+    share: float  # percent of the members with metrics
+    sampled_percent: float
+
+
+def circle_estimate(rules: dict, *, as_of: dt.date | None = None) -> Estimate | None:
+    """The preview's count from a sample of the metrics table's pages (TABLESAMPLE SYSTEM,
+    REPEATABLE: the same rules give the same figure), or None where it counts exactly: not
+    PostgreSQL, a base of at most SEGMENTS_PREVIEW_EXACT_UP_TO, rules on the members table.
+
+    About SEGMENTS_PREVIEW_SAMPLE_ROWS rows are read whatever the base: counting a million
+    rows took 270 ms of the database's CPU, the one admin page whose cost grew with the base."""
+    rules = rules or {}
+    if not rules or MEMBER_RULES & set(rules) or str(rules.get("has_ordered", "true")).lower() not in ("true", "2"):
+        return None
+    reading = read_connection()
+    if reading.vendor != "postgresql":
+        return None
+    table = MemberMetrics._meta.db_table
+    with reading.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+        rows = float(cursor.fetchone()[0])
+        if rows <= settings.SEGMENTS_PREVIEW_EXACT_UP_TO:
+            return None
+        percent = min(100.0, 100.0 * settings.SEGMENTS_PREVIEW_SAMPLE_ROWS / rows)
+        sql, params = _metrics_matching(rules, as_of).order_by().values("member_id").query.sql_with_params()
+        marker = f'FROM "{table}"'
+        if sql.count(marker) != 1:
+            return None
+        sample = f"{marker} TABLESAMPLE SYSTEM ({percent:.6f}) REPEATABLE (7)"
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM ({sql.replace(marker, sample)}) s), (SELECT COUNT(*) {sample})",  # nosec B608 - the ORM's SQL, a number
+            params,
+        )
+        matched, sampled = cursor.fetchone()
+    if not sampled:
+        return None
+    share = matched / sampled
+    members = round(share * rows)
+    digits = max(0, len(str(members)) - 3)
+    return Estimate(members=round(members, -digits), share=round(100 * share, 1), sampled_percent=round(percent, 1))
 
 
 def rules_from_cleaned(cleaned: dict) -> dict:

@@ -378,6 +378,13 @@ def circle_count(rules: dict, *, as_of: dt.date | None = None) -> int:
     return count(rules, as_of=as_of)
 
 
+def circle_estimate(rules: dict, *, as_of: dt.date | None = None):
+    """The live count from a sample on a large base (segments.circles.Estimate), or None: count exactly."""
+    from segments.circles import circle_estimate as estimate
+
+    return estimate(rules, as_of=as_of)
+
+
 def circle_materialise(circle: Circle, *, as_of: dt.date | None = None) -> int:
     """Rebuild one circle's membership for everyone (after its rules were edited)."""
     now = timezone.now()

@@ -4,6 +4,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from segments.models import Circle, Tier, TierReview
@@ -64,7 +65,7 @@ def test_a_circle_shows_its_live_count_and_saves_its_rules(admin_client):
     tiers_recompute()
     form = {"name": "大单会员", "kind": "circle", "active": "on", "description": "", "rule_spend_365_min": "5000"}
     preview = admin_client.post(reverse("admin:segments_circle_preview"), form).json()
-    assert preview == {"members": 1, "share": 50.0}
+    assert preview == {"members": 1, "share": 50.0, "estimated": False}
     response = admin_client.post(reverse("admin:segments_circle_add"), form)
     assert response.status_code == 302
     circle = Circle.objects.get(name="大单会员")
@@ -72,6 +73,28 @@ def test_a_circle_shows_its_live_count_and_saves_its_rules(admin_client):
     assert list(circle.memberships.values_list("member", flat=True)) == [big.pk]
     page = admin_client.get(reverse("admin:segments_circle_change", args=[circle.pk])).content.decode()
     assert 'name="rule_spend_365_min"' in page and 'value="5000"' in page
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the sample is PostgreSQL's TABLESAMPLE")
+def test_on_a_large_base_the_circle_preview_is_an_estimate_from_a_sample_and_says_so(admin_client, settings, chinese):
+    MemberFactory.create_batch(3000)
+    for member in MemberFactory.create_batch(1000):
+        buy(member, ["3000", "3000"])
+    tiers_recompute()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE segments_membermetrics")
+    form = {"name": "大单会员", "kind": "circle", "active": "on", "description": "", "rule_spend_365_min": "5000"}
+    settings.SEGMENTS_PREVIEW_EXACT_UP_TO = 10_000
+    assert admin_client.post(reverse("admin:segments_circle_preview"), form).json()["members"] == 1000  # a small base: exact
+
+    settings.SEGMENTS_PREVIEW_EXACT_UP_TO = 100
+    settings.SEGMENTS_PREVIEW_SAMPLE_ROWS = 100_000  # the whole table: the estimate is the count
+    whole = admin_client.post(reverse("admin:segments_circle_preview"), form).json()
+    assert (whole["members"], whole["share"], whole["estimated"]) == (1000, 25.0, True)
+    settings.SEGMENTS_PREVIEW_SAMPLE_ROWS = 2000  # half the pages
+    half = admin_client.post(reverse("admin:segments_circle_preview"), form).json()
+    assert half["estimated"] and 600 <= half["members"] <= 1400 and "抽样" in half["note"]
+    assert admin_client.post(reverse("admin:segments_circle_preview"), form).json() == half  # the same sample each time
 
 
 def test_a_bad_circle_rule_is_explained_next_to_its_field(admin_client):

@@ -29,7 +29,8 @@
         }
         result.className = "crm-preview-result";
         if (button.dataset.kind === "circle") {
-          result.textContent = payload.members.toLocaleString() + " " + button.dataset.unit + " (" + payload.share + "%)";
+          result.textContent = (payload.estimated ? "≈ " : "") + payload.members.toLocaleString() + " " + button.dataset.unit +
+            " (" + payload.share + "%)" + (payload.note ? " · " + payload.note : "");
           result.setAttribute("data-members", payload.members);
           return;
         }
