@@ -147,6 +147,20 @@ def test_an_events_member_cannot_be_changed_in_its_page(admin_client):
     assert event.count == 3 and event.member_id != other.pk  # the rest of the page saved, the member kept
 
 
+def test_the_menu_follows_a_change_of_permissions_at_once(client):
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user("menu", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_member"))
+    client.force_login(user)
+    orders = reverse("admin:crm_order_changelist")
+    assert orders not in client.get(reverse("admin:index")).content.decode()
+    user.user_permissions.add(Permission.objects.get(codename="view_order"))
+    assert orders in client.get(reverse("admin:index")).content.decode()
+    user.user_permissions.remove(Permission.objects.get(codename="view_order"))
+    assert orders not in client.get(reverse("admin:crm_member_changelist")).content.decode()
+
+
 @pytest.mark.parametrize("name", ["community", "grouplead", "category", "product", "tag", "engagementevent", "orderline", "consentevent", "importjob"])
 def test_every_other_list_opens(admin_client, name):
     OrderLineFactory()
