@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.db import connection
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTS = (
     "import os, django; django.setup(); from crm.celery import _yield_to_people; "
@@ -29,3 +32,20 @@ def test_a_worker_lowers_its_priority_to_the_setting():
 
 def test_a_worker_started_lower_stays_lower():
     assert niceness(nice="10", started_at=15) == min(BASE + 15, 19)
+
+
+BACKEND = (
+    "import os, django; django.setup(); from crm.celery import _yield_to_people; from django.db import connection; "
+    "_yield_to_people(); cursor = connection.cursor(); cursor.execute('SELECT pg_backend_pid()'); pid = cursor.fetchone()[0]; "
+    "print(os.getpriority(os.PRIO_PROCESS, pid))"
+)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL backend on this machine")
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing the server's process needs root, its user or CAP_SYS_NICE")
+def test_a_workers_database_backend_yields_with_it():
+    """The recompute's and the send's work is SQL: the backend doing it takes the worker's priority."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "CELERY_WORKER_NICE": "10"}
+    env.pop("DATABASE_TRANSACTION_POOLING", None)
+    backend = subprocess.run([sys.executable, "-c", BACKEND], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert int(backend.stdout.split()[-1]) == max(BASE, 10)
