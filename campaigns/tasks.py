@@ -32,8 +32,8 @@ def campaign_launch_task(campaign_id: int) -> int:
 
 
 @shared_task(acks_late=True)
-def coupons_redeem_task(order_ids: list[int] | None = None) -> int:
-    return services.coupons_redeem(order_ids=order_ids)
+def coupons_redeem_task(order_ids: list[int] | None = None, member_ids: list[int] | None = None) -> int:
+    return services.coupons_redeem(order_ids=order_ids, member_ids=member_ids)
 
 
 # The parts' beat tasks live in their rooms (names kept: beat rows hold them).

@@ -88,6 +88,28 @@ def test_coupons_are_issued_once_and_redeemed_once_within_validity(frozen, outbo
     assert services.coupons_redeem() == 0
 
 
+def test_an_order_import_redeems_its_members_coupons_and_the_nightly_sweep_the_rest(frozen, tmp_path, django_capture_on_commit_callbacks):
+    from django_celery_beat.models import PeriodicTask
+
+    from campaigns.tasks import coupons_redeem_task
+
+    buyer, other = MemberFactory(external_id="M-BUYER"), MemberFactory()
+    valid = {"kind": "amount", "value": 5, "valid_from": NOW, "valid_until": NOW + dt.timedelta(days=7)}
+    mine, theirs = Coupon.objects.create(code="QBUYER2345", member=buyer, **valid), Coupon.objects.create(code="QOTHER2345", member=other, **valid)
+    # Another member's order whose own task was lost (written without signals).
+    Order.objects.bulk_create([Order(order_no="SO-LOST", member=other, ordered_at=NOW + dt.timedelta(hours=1), amount=30, coupon_code=theirs.code)])
+    path = tmp_path / "orders.csv"
+    path.write_text(f"order_no,member_external_id,ordered_at,amount,coupon_code\nSO-1,M-BUYER,2026-11-20 12:00,88,{mine.code}\n", encoding="utf-8")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("import_orders", str(path), stdout=StringIO(), stderr=StringIO())
+    mine.refresh_from_db(), theirs.refresh_from_db()
+    assert mine.order.order_no == "SO-1" and theirs.order is None  # the import matched its own members' orders only
+    assert PeriodicTask.objects.get(task="campaigns.tasks.coupons_redeem_task").enabled
+    coupons_redeem_task()  # the nightly sweep
+    theirs.refresh_from_db()
+    assert theirs.order.order_no == "SO-LOST"
+
+
 def test_coupon_codes_are_unambiguous_and_a_code_drawn_twice_is_drawn_again(frozen, outbox, monkeypatch, django_capture_on_commit_callbacks):
     """Codes are Q and nine letters without 0/O/1/I; when a drawn code already
     exists, that member's coupon gets a fresh one, and nobody's message goes without."""
