@@ -129,10 +129,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--server-workers", type=int, default=4)
+    parser.add_argument("--server-threads", type=int, default=1, help="above 1: gunicorn's gthread workers (keep-alive) with this many threads each")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batches", type=int, default=30, help="ingestion batches of 1,000 orders")
     parser.add_argument("--celery-workers", type=int, default=2)
     parser.add_argument("--posters", type=int, default=2, help="shop processes posting batches at once")
+    parser.add_argument("--standing-only", action="store_true", help="the lookups only (to compare server settings)")
     args = parser.parse_args()
     require_postgres_and_redis()
     django_setup()
@@ -158,7 +160,8 @@ def main() -> None:
     by_external = dict(sample)
     port = free_port()
     server = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "crm.wsgi", "-w", str(args.server_workers), "-b", f"127.0.0.1:{port}", "--timeout", "300"],
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "crm.wsgi", "-w", str(args.server_workers), "-b", f"127.0.0.1:{port}", "--timeout", "300",
+         *(["-k", "gthread", "--threads", str(args.server_threads)] if args.server_threads > 1 else [])],
         cwd=ROOT, env={**os.environ, "DEBUG": "0", "SECRET_KEY": "bench", "ALLOWED_HOSTS": "127.0.0.1", "CELERY_TASK_ALWAYS_EAGER": "0"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -174,12 +177,16 @@ def main() -> None:
         rate, latencies, server_times, errors = standing_load(port, key, ids, args.seconds, args.clients)
         p50, p95 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.95) * 1000
         server_p95 = percentile(server_times, 0.95) * 1000
-        rows.append(("standing: lookups a second", f"{rate:,.0f}/s", f"target >= {STANDING_RATE:,}; {args.clients} clients, {args.server_workers} gunicorn workers, {errors} errors"))
+        rows.append(("standing: lookups a second", f"{rate:,.0f}/s", f"target >= {STANDING_RATE:,}; {args.clients} clients, {args.server_workers} gunicorn workers"
+                     + (f" x {args.server_threads} threads" if args.server_threads > 1 else " (sync)") + f", {errors} errors"))
         rows.append(("standing: p95 at the server (Server-Timing)", f"{server_p95:.1f} ms", f"target < {STANDING_P95_MS} ms"))
         rows.append(("standing: p50 / p95 at the client", f"{p50:.1f} / {p95:.1f} ms", "gunicorn's queue and loopback included"))
         record("standing lookups a second", f"{rate:,.0f}/s", target=f">= {STANDING_RATE:,}/s", met=rate >= STANDING_RATE)
         record("standing p95 at the server", f"{server_p95:.1f} ms", target=f"< {STANDING_P95_MS} ms", met=server_p95 < STANDING_P95_MS)
 
+        if args.standing_only:
+            print_rows(rows)
+            return
         # Ingestion with the workers keeping the members current.
         with send_workers(args.celery_workers, name="bench-api"):
             serial = [0]
