@@ -3,9 +3,9 @@ rights, growth value, points, open coupons and the offers of his tier.
 Composed from every app (api/ may).
 
 It is read at every page load of the shop, a thousand times a second on two
-cores: one query reads the member with his metrics and balance, one his open
-coupons (both plain SQL: building the ORM's query took a third of a lookup's
-time); the ladder, the rights and the offers (rows staff edit a few times a
+cores: one plain SQL query reads the member with his metrics, balance and open
+coupons (the ORM's query building took a third of a lookup's time, a second
+round trip a sixth); the ladder, the rights and the offers (rows staff edit a few times a
 month) are kept in each server process for STATIC_SECONDS."""
 
 from __future__ import annotations
@@ -94,22 +94,21 @@ def static_forget() -> None:
         _static.clear()
 
 
-_MEMBER = """
+# The member, his metrics and balance, and his open coupons soonest ending first (a row each, or
+# one row without a coupon).
+_STANDING = """
     SELECT m.id, m.external_id, mm.tier_id, mm.last_order_at, mm.orders_365, mm.spend_365,
-           b.growth, b.points, b.pending, b.expiring
+           b.growth, b.points, b.pending, b.expiring,
+           c.code, c.kind, c.value, c.threshold, c.percent, c.category_id, cat.name, c.valid_from, c.valid_until
     FROM crm_member m
     LEFT JOIN segments_membermetrics mm ON mm.member_id = m.id
     LEFT JOIN loyalty_balance b ON b.member_id = m.id
-    WHERE m.external_id = %s AND m.erased_at IS NULL"""
-
-
-_COUPONS = """
-    SELECT c.code, c.kind, c.value, c.threshold, c.percent, c.category_id, cat.name, c.valid_from, c.valid_until
-    FROM campaigns_coupon c
+    LEFT JOIN campaigns_coupon c ON c.member_id = m.id AND c.valid_until >= %s AND c.redeemed_at IS NULL
     LEFT JOIN crm_category cat ON cat.id = c.category_id
-    WHERE c.member_id = %s AND c.valid_until >= %s AND c.redeemed_at IS NULL
-    ORDER BY c.valid_until
-    LIMIT 50"""
+    WHERE m.external_id = %s AND m.erased_at IS NULL
+    ORDER BY c.valid_until"""
+MEMBER_COLUMNS = 10
+COUPONS_SHOWN = 50
 
 
 def _aware(value):
@@ -121,34 +120,37 @@ def _aware(value):
     return value
 
 
-def open_coupons(member_id: int, now: dt.datetime) -> list[dict]:
-    """The member's coupons not used and not past, soonest ending first (50 at most)."""
+def _coupon(code, kind, value, threshold, percent, category_id, category_name, valid_from, valid_until) -> dict:
+    coupon = Coupon(code=code, kind=kind, value=value, threshold=threshold, percent=percent,
+                    valid_from=_aware(valid_from), valid_until=_aware(valid_until))
+    if category_id is not None:
+        coupon.category = Category(pk=category_id, name=category_name)
+    return coupon_out(coupon)
+
+
+@dataclass(frozen=True)
+class MemberRead:
+    row: tuple  # id, external id, tier id, last order, orders and spend in 365 days, growth, points, pending, expiring
+    coupons: list[dict]
+
+
+def member_row(external_id: str, *, now: dt.datetime | None = None) -> MemberRead | None:
+    """What the standing needs of one member, or None (unknown or erased); from the replica inside
+    stale_reads(), when there is one."""
     reading = read_connection()
     with reading.cursor() as cursor:
-        cursor.execute(_COUPONS, [member_id, reading.ops.adapt_datetimefield_value(now)])
-        rows = cursor.fetchall()
-    coupons = []
-    for code, kind, value, threshold, percent, category_id, category_name, valid_from, valid_until in rows:
-        coupon = Coupon(code=code, kind=kind, value=value, threshold=threshold, percent=percent,
-                        valid_from=_aware(valid_from), valid_until=_aware(valid_until))
-        if category_id is not None:
-            coupon.category = Category(pk=category_id, name=category_name)
-        coupons.append(coupon_out(coupon))
-    return coupons
+        cursor.execute(_STANDING, [reading.ops.adapt_datetimefield_value(now or timezone.now()), external_id])
+        rows = cursor.fetchmany(COUPONS_SHOWN)
+    if not rows:
+        return None
+    coupons = [_coupon(*row[MEMBER_COLUMNS:]) for row in rows if row[MEMBER_COLUMNS] is not None]
+    return MemberRead(rows[0][:MEMBER_COLUMNS], coupons)
 
 
-def member_row(external_id: str) -> tuple | None:
-    """The member's standing row (from the replica inside stale_reads(), when there is one)."""
-    with read_connection().cursor() as cursor:
-        cursor.execute(_MEMBER, [external_id])
-        return cursor.fetchone()
-
-
-def standing_of(row: tuple, *, now: dt.datetime | None = None) -> dict:
-    """row: member_row()'s."""
+def standing_of(read: MemberRead, *, now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
     today = timezone.localdate(now)
-    member_id, external_id, tier_id, last_order_at, orders_365, spend_365, growth, points, pending, expiring = row
+    _member_id, external_id, tier_id, last_order_at, orders_365, spend_365, growth, points, pending, expiring = read.row
     static = static_for(today)
     tier = static.tiers.get(tier_id) or static.catch_all
     spend_365 = Decimal(str(spend_365 or 0))
@@ -176,7 +178,7 @@ def standing_of(row: tuple, *, now: dt.datetime | None = None) -> dict:
         "next_tier_rights": next_adds,
         "growth_value": growth or 0,
         "points": {"available": points - pending, "pending": pending, "expiring_30d": expiring or 0},
-        "coupons": open_coupons(member_id, now),
+        "coupons": read.coupons,
         "offers": static.offers.get(tier.pk, []) if tier else [],
     }
 

@@ -188,12 +188,12 @@ def standing(request, external_id: schemas.PathText):
     """Tier, what the next tier needs, rights, growth value, points, open coupons and the offers of the tier.
     May be a few seconds stale: read from the replica when there is one."""
     with stale_reads():
-        row = member_row(external_id)
-        if row is None:
+        read = member_row(external_id)
+        if read is None:
             raise _unknown_member()
         # Built to StandingOut by standing_of (schemathesis checks it in CI); answered as is, not validated
         # through pydantic again on every one of a thousand lookups a second.
-        return JsonResponse(standing_of(row))
+        return JsonResponse(standing_of(read))
 
 
 def _basket(lines) -> list[BasketLine] | None:
