@@ -27,8 +27,9 @@ one before wrote and a settle that repeats finds nothing to write. The unique
 (rule, source, seq) key is the proof: a second award of a source could not
 slip in, it would fail loudly. So a scoped settle reads every entry of its
 sources: moved orders are changed orders (Order.changed_at), and the members
-who held a changed order of the scope before join the scope (moves_reverse). Plain INSERTs: a first award writes tens of
-millions of rows, and ON CONFLICT's speculative insertion costs each of them.
+who held a changed order of the scope before join the scope (moves_reverse).
+Plain INSERTs: a first award writes tens of millions of rows, and ON
+CONFLICT's speculative insertion costs each of them.
 One transaction holds the entries and the balances they change (balances.py).
 
 Points of an order: floor(amount) x points per yuan x the multiplier of the
