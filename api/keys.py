@@ -8,6 +8,7 @@ import hmac
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db import transaction
@@ -91,7 +92,19 @@ def client_revoke(client: ApiClient) -> None:
 # the rate, and at least every RATE_SYNC_SECONDS: a round trip to Redis was a fifth of a standing
 # lookup's time. A client gets past its rate by at most (server processes x batch) calls a minute.
 RATE_SYNC_SECONDS = 1.0
-_rates: dict[int, list] = {}  # client id -> [minute, calls not yet added, shared count when last added, added at]
+
+
+@dataclass
+class _Window:
+    """One client's current minute as this process counts it."""
+
+    minute: int
+    unsent: int = 0  # calls not yet added to the shared count
+    shared: int = 0  # the shared count when this process last added to it
+    sent_at: float = 0.0
+
+
+_rates: dict[int, _Window] = {}  # by client id
 _rates_lock = threading.Lock()
 
 
@@ -103,16 +116,16 @@ def rate_limited(client: ApiClient, *, now: float | None = None) -> int:
     limit = client.rate_per_minute
     batch = max(1, limit // 200)
     with _rates_lock:
-        state = _rates.get(client.pk)
-        if state is None or state[0] != minute:
+        window = _rates.get(client.pk)
+        if window is None or window.minute != minute:
             if len(_rates) > 1000:
                 _rates.clear()
-            state = _rates[client.pk] = [minute, 0, 0, 0.0]
-        state[1] += 1
-        calls = state[2] + state[1]
+            window = _rates[client.pk] = _Window(minute)
+        window.unsent += 1
+        calls = window.shared + window.unsent
         unsent = 0
-        if state[1] >= batch or calls > limit - 2 * batch or now - state[3] >= RATE_SYNC_SECONDS:
-            unsent, state[1], state[3] = state[1], 0, now
+        if window.unsent >= batch or calls > limit - 2 * batch or now - window.sent_at >= RATE_SYNC_SECONDS:
+            unsent, window.unsent, window.sent_at = window.unsent, 0, now
     if unsent:
         name = f"api:rate:{client.pk}:{minute}"
         try:
@@ -120,9 +133,8 @@ def rate_limited(client: ApiClient, *, now: float | None = None) -> int:
         except ValueError:  # the minute's first
             calls = unsent if cache.add(name, unsent, timeout=120) else cache.incr(name, unsent)
         with _rates_lock:
-            if state[0] == minute:
-                state[2] = max(state[2], calls)
-            calls = max(calls, state[2] + state[1])
+            window.shared = max(window.shared, calls)
+            calls = max(calls, window.shared + window.unsent)
     if calls <= limit:
         return 0
     return max(1, 60 - int(now % 60))

@@ -134,7 +134,7 @@ class MemberRead:
     coupons: list[dict]
 
 
-def member_row(external_id: str, *, now: dt.datetime | None = None) -> MemberRead | None:
+def member_read(external_id: str, *, now: dt.datetime | None = None) -> MemberRead | None:
     """What the standing needs of one member, or None (unknown or erased); from the replica inside
     stale_reads(), when there is one."""
     reading = read_connection()

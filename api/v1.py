@@ -20,7 +20,7 @@ from api.ingest import ingest
 from api.keys import client_for_key, rate_limited, signed
 from api.models import IdempotentAnswer, Scope
 from api.problems import Problem, problem_response, pydantic_errors
-from api.standing import coupon_out, member_row, standing_of
+from api.standing import coupon_out, member_read, standing_of
 from campaigns.checkout import BasketLine, coupon_check, coupon_redeem
 from campaigns.rewards import right_redeem
 from crm.models import Member
@@ -188,7 +188,7 @@ def standing(request, external_id: schemas.PathText):
     """Tier, what the next tier needs, rights, growth value, points, open coupons and the offers of the tier.
     May be a few seconds stale: read from the replica when there is one."""
     with stale_reads():
-        read = member_row(external_id)
+        read = member_read(external_id)
         if read is None:
             raise _unknown_member()
         # Built to StandingOut by standing_of (schemathesis checks it in CI); answered as is, not validated

@@ -10,7 +10,7 @@ crm_bench when it exists and --reuse is given), made with seed_demo and a first
 recompute, then vacuumed. Per size it runs bench/recompute.py (full run,
 nightly after a 2% day, one member after an order, circle counts),
 bench/admin_latency.py (the 17 admin pages one at a time), bench/fanout.py
-(a campaign to every member, end to end) and a standing lookup (member_row +
+(a campaign to every member, end to end) and a standing lookup (member_read +
 standing_of, in-process, 200 random members), reading their figures from
 BENCH_FIGURES. Prints one table and writes it with an SVG chart to
 data/bench/scale.md and data/bench/scale.svg. Needs PostgreSQL (BENCH_PG) and
@@ -61,7 +61,7 @@ def standing_only() -> None:
     django_setup()
     import random
 
-    from api.standing import member_row, standing_of
+    from api.standing import member_read, standing_of
     from crm.models import Member
 
     highest = Member.objects.order_by("-id").values_list("id", flat=True).first()
@@ -73,9 +73,9 @@ def standing_only() -> None:
         if pk not in external:
             continue
         started = time.perf_counter()
-        row = member_row(external[pk])
-        if row is not None:
-            standing_of(row)
+        read = member_read(external[pk])
+        if read is not None:
+            standing_of(read)
         if n >= 20:  # the first ones warm the process's caches
             times.append((time.perf_counter() - started) * 1000)
     times.sort()
