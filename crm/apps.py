@@ -41,3 +41,10 @@ class CrmConfig(PartModelsConfig):
         import django.db.backends.sqlite3.base  # noqa: F401 - its adapter first, then ours over it
 
         sqlite3.register_adapter(dt.datetime, _sqlite_datetime)
+
+        from django.db.models.signals import post_delete
+
+        from crm.models import EngagementEvent, Order, row_deleted
+
+        post_delete.connect(row_deleted, sender=Order, dispatch_uid="crm.order_deleted")
+        post_delete.connect(row_deleted, sender=EngagementEvent, dispatch_uid="crm.event_deleted")

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -318,7 +318,46 @@ class Order(models.Model):
             self.changed_at = timezone.now()
             if kwargs.get("update_fields") is not None:
                 kwargs["update_fields"] = {*kwargs["update_fields"], "changed_at"}
-        super().save(*args, **kwargs)
+        read = getattr(self, "member_id_read", None)
+        if read is None or read == self.member_id:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic(savepoint=False):  # moved: the order and its departure, or neither
+            super().save(*args, **kwargs)
+            Departure.objects.create(kind=Departure.Kind.ORDER, source_id=self.pk, member_id=read, at=self.changed_at, moved=True)
+        self.member_id_read = self.member_id
+
+
+class Departure(models.Model):
+    """A row that left a member: an order moved to another (a corrected import, an edit in
+    the admin, the API) or deleted, an event deleted. The member's stored figures and
+    ledgers still count it, and only this row knows: the nightly recompute and settle
+    read the members of departures since their last run again, the net under a lost
+    per-member task (an order's new member is found through Order.changed_at). Append-only,
+    written in the transaction that moves or deletes the row."""
+
+    class Kind(models.TextChoices):
+        ORDER = "order", _("order")
+        EVENT = "event", _("engagement event")
+
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    source_id = models.BigIntegerField(_("source id"))  # not a key: a deleted row leaves its departure behind
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+", verbose_name=_("member"), db_index=False)
+    at = models.DateTimeField(_("at"), db_index=True)
+    moved = models.BooleanField(_("moved"), help_text=_("moved to another member; otherwise deleted"))
+
+    class Meta:
+        verbose_name = _("departure")
+        verbose_name_plural = _("departures")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.source_id}"
+
+
+def row_deleted(sender, instance: Order | EngagementEvent, **kwargs) -> None:
+    """post_delete of an order or an event (one, or a queryset's): its member keeps a departure."""
+    kind = Departure.Kind.ORDER if isinstance(instance, Order) else Departure.Kind.EVENT
+    Departure.objects.create(kind=kind, source_id=instance.pk, member_id=instance.member_id, at=timezone.now(), moved=False)
 
 
 class OrderLine(models.Model):

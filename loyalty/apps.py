@@ -19,6 +19,7 @@ class LoyaltyConfig(AppConfig):
         post_save.connect(signals.order_saved, sender=Order, dispatch_uid="loyalty.order_saved")
         post_delete.connect(signals.order_saved, sender=Order, dispatch_uid="loyalty.order_deleted")
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_saved")
+        post_delete.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_deleted")
         import_committed.connect(signals.import_committed, dispatch_uid="loyalty.import_committed")
         register(METRICS_COLUMNS)
         privacy.register()

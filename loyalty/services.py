@@ -136,7 +136,8 @@ def ledgers_settle(*, member_ids: Sequence[int] | None = None, now: dt.datetime 
 def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
     """What the night can have changed since the last run.
 
-    Settled: the members with new members, orders or events since then, and those
+    Settled: the members with new members, orders or events since then, those an
+    order or event left since (moved away or deleted: crm.Departure), and those
     with an order changed since (a refund or an edit, by file, API or admin, is
     settled by its own per-member task too: this is the net under a lost one).
     Only their balances refreshed: the members whose points became available since
@@ -157,8 +158,9 @@ def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
             select="""SELECT id AS member_id FROM crm_member WHERE id > %s AND id <= %s
                       UNION SELECT member_id FROM crm_order WHERE id > %s AND id <= %s
                       UNION SELECT member_id FROM crm_order WHERE changed_at >= %s
+                      UNION SELECT member_id FROM crm_departure WHERE at >= %s
                       UNION SELECT member_id FROM crm_engagementevent WHERE id > %s AND id <= %s""",
-            params=[last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.started_at,
+            params=[last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.started_at, last.started_at,
                     last.max_event_id, run.max_event_id],
         )
         stages.done("scope")

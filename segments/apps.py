@@ -16,6 +16,7 @@ class SegmentsConfig(AppConfig):
         post_save.connect(signals.order_saved, sender=Order, dispatch_uid="segments.order_saved")
         post_delete.connect(signals.order_saved, sender=Order, dispatch_uid="segments.order_deleted")
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="segments.engagement_saved")
+        post_delete.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="segments.engagement_deleted")
         import_committed.connect(signals.import_committed, dispatch_uid="segments.import_committed")
         privacy.register()
         from crm.scoping import SCOPE_EXTENSIONS

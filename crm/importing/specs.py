@@ -33,7 +33,7 @@ from crm.importing.values import (
     parse_positive_int,
     text_parser,
 )
-from crm.models import AgeBand, Channel, EngagementKind, OrderStatus
+from crm.models import AgeBand, Channel, Departure, EngagementKind, OrderStatus
 
 CONSENT_COLUMNS = {
     "consent_sms": Channel.SMS,
@@ -248,11 +248,17 @@ class OrderSpec(Spec):
 
     def merge(self, ctx: Context) -> tuple[int, int]:
         # An order moved to another member leaves the old one's figures behind: his are recomputed too.
+        # Each move is kept (Departure): the nightly run's net under a lost task.
         ctx.cursor.execute(
-            f"SELECT DISTINCT o.member_id FROM {STAGE} s JOIN crm_order o ON o.order_no = s.order_no "  # nosec B608
+            f"SELECT o.id, o.member_id FROM {STAGE} s JOIN crm_order o ON o.order_no = s.order_no "  # nosec B608
             "JOIN crm_member m ON m.external_id = s.member_external_id WHERE o.member_id <> m.id"
         )
-        ctx.departed_members = [row[0] for row in ctx.cursor.fetchall()]
+        departures = [
+            Departure(kind=Departure.Kind.ORDER, source_id=order_id, member_id=member_id, at=ctx.now, moved=True)
+            for order_id, member_id in ctx.cursor.fetchall()
+        ]
+        Departure.objects.bulk_create(departures, batch_size=1_000)
+        ctx.departed_members = sorted({departure.member_id for departure in departures})
         values = {
             "order_no": "s.order_no",
             "member_id": "m.id",

@@ -9,7 +9,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
-from crm.models import AuditAction, EngagementEvent, Member, Order
+from crm.models import AuditAction, Departure, EngagementEvent, Member, Order
 from segments import churn
 from segments.days import local_midnight
 from segments.models import (
@@ -31,8 +31,9 @@ from segments.recompute.scores import BANDS, churn_inputs, churn_scores
 
 def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     """Members whose tier or circle inputs can have changed since the last
-    successful run: new and changed orders and new events (a safety net for
-    lost per-order tasks), members whose recency crossed a rule's day count, orders, events
+    successful run: new and changed orders, orders that left a member (moved
+    or deleted), new and deleted events (a safety net for lost per-member
+    tasks), members whose recency crossed a rule's day count, orders, events
     and registrations leaving a window, pins starting or ending, and churn
     bands whose stored move day has come. With them, what the run reads
     again: the order aggregates of the members with new orders or an order
@@ -60,6 +61,9 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     lines: set[int] = set(Order.objects.filter(id__gt=base.max_order_id).values_list("member_id", flat=True))
     # Orders changed since (a refund or an edit of an old order, by file, API or admin): their members are read whole.
     whole: set[int] = set(Order.objects.filter(changed_at__gte=base.started_at).values_list("member_id", flat=True))
+    # And the members an order left since (moved to another, deleted): their stored figures still count it.
+    departed = Departure.objects.filter(at__gte=base.started_at)
+    whole.update(departed.filter(kind=Departure.Kind.ORDER).values_list("member_id", flat=True))
     lines |= whole
 
     def crossing(days: int) -> tuple[dt.datetime, dt.datetime]:
@@ -78,6 +82,7 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
         trend.update(Order.objects.filter(ordered_at__gte=getattr(before, window), ordered_at__lt=getattr(after, window)).values_list("member_id", flat=True))
     trend -= lines
     events: set[int] = set(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
+    events.update(departed.filter(kind=Departure.Kind.EVENT).values_list("member_id", flat=True))  # an event deleted
     events.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
     events.update(
         EngagementEvent.objects.filter(occurred_at__gte=before.end, occurred_at__lt=after.end, id__lte=base.max_event_id).values_list("member_id", flat=True)

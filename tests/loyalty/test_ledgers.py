@@ -11,7 +11,7 @@ import time_machine
 from django.core.management import call_command
 from django.db import connection
 
-from crm.models import EngagementEvent, OrderStatus
+from crm.models import EngagementEvent, Order, OrderStatus
 from loyalty import services
 from loyalty.balances import balances_differing
 from loyalty.models import Balance, EarningRule, GrowthEntry, PointsEntry, Right, TierPoints
@@ -99,6 +99,19 @@ def test_the_nightly_settle_reverses_an_old_order_refunded_whose_task_was_lost(f
     first.save()  # its per-member task runs after the commit, which this test never makes: lost
     assert balance(member).points == 70
     services.ledgers_settle_nightly()
+    assert (balance(member).growth, balance(member).points) == (10 + 50, 40)
+    assert_ledgers_agree()
+
+
+def test_the_nightly_settle_takes_back_what_a_deleted_order_earned_whose_task_was_lost(frozen):
+    member = MemberFactory()
+    OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("30"))
+    kept = OrderFactory(member=member, ordered_at=at(2026, 4, 1, 9), amount=Decimal("40"))
+    services.ledgers_settle()
+    Order.objects.filter(member=member).exclude(pk=kept.pk).delete()  # the admin's bulk delete; its task lost
+    assert balance(member).points == 70
+    services.ledgers_settle_nightly()
+    # The remaining order takes over the first-order award, and the deleted one's points are gone.
     assert (balance(member).growth, balance(member).points) == (10 + 50, 40)
     assert_ledgers_agree()
 

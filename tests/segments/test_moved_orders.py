@@ -1,6 +1,7 @@
 """An order that moves from one member to another (a corrected import, an edit
-in the admin) or is deleted changes both members' figures once the transaction
-commits."""
+in the admin) or is deleted, and an event deleted, change the members' figures
+once the transaction commits, and, when that task is lost, in the next nightly
+runs."""
 
 import datetime as dt
 from decimal import Decimal
@@ -78,3 +79,71 @@ def test_a_moved_orders_growth_value_moves_with_it(django_capture_on_commit_call
         order.member = second
         order.save()
     assert growth(first) == registered and growth(second) > registered
+
+
+def test_orders_moved_or_deleted_whose_tasks_were_lost_reach_the_next_nightly_run(tmp_path):
+    """The per-member tasks of a move in the admin, a move by a corrected file and a
+    delete never run (a worker lost them): the next nightly run takes each order out of
+    the figures of the member it left, as a full run would."""
+    from crm.importing.engine import run_import
+    from crm.importing.specs import SPECS
+    from segments.services import tiers_recompute, tiers_recompute_nightly
+
+    edited, by_file, deleting, receiving = (MemberFactory() for _ in range(4))
+    in_admin = OrderFactory(member=edited, amount=Decimal("300"), ordered_at=TWO_DAYS_AGO)
+    in_file = OrderFactory(member=by_file, amount=Decimal("200"), ordered_at=TWO_DAYS_AGO)
+    gone = OrderFactory(member=deleting, amount=Decimal("100"), ordered_at=TWO_DAYS_AGO)
+    tiers_recompute()
+    assert [paid_orders(m) for m in (edited, by_file, deleting, receiving)] == [1, 1, 1, 0]
+
+    order = Order.objects.get(pk=in_admin.pk)  # as the admin's form reads it; no on-commit task runs in this test
+    order.member = receiving
+    order.save()
+    path = tmp_path / "moved.csv"
+    path.write_text(f"order_no,member_external_id,ordered_at,amount\n{in_file.order_no},{receiving.external_id},"
+                    f"{TWO_DAYS_AGO:%Y-%m-%d %H:%M:%S},200\n", encoding="utf-8")
+    assert run_import(SPECS["orders"], path, mode="all").updated == 1  # the engine alone: no task scheduled
+    Order.objects.filter(pk=gone.pk).delete()  # the admin's bulk delete
+    assert [paid_orders(m) for m in (edited, by_file, deleting)] == [1, 1, 1]  # the stored figures still count them
+
+    tiers_recompute_nightly()
+    assert [paid_orders(m) for m in (edited, by_file, deleting, receiving)] == [0, 0, 0, 2]
+    fields = ["member_id", "orders_365", "spend_365", "tier_id", "last_order_at"]
+    nightly = sorted(MemberMetrics.objects.values_list(*fields))
+    tiers_recompute()
+    assert nightly == sorted(MemberMetrics.objects.values_list(*fields))
+
+
+def v_score(member) -> float:
+    return MemberMetrics.objects.get(member=member).v_score
+
+
+def test_a_deleted_event_takes_back_its_v_score_and_growth_value(django_capture_on_commit_callbacks):
+    from crm.models import EngagementEvent
+
+    with django_capture_on_commit_callbacks(execute=True):
+        member = MemberFactory()
+    registered = growth(member)
+    with django_capture_on_commit_callbacks(execute=True):
+        event = EngagementEvent.objects.create(member=member, kind="share", occurred_at=TWO_DAYS_AGO, count=3)
+    assert v_score(member) > 0 and growth(member) == registered + 3 * 30
+    with django_capture_on_commit_callbacks(execute=True):
+        event.delete()  # recorded by mistake: the admin deletes it
+    assert (v_score(member), growth(member)) == (0, registered)
+
+
+def test_events_deleted_whose_tasks_were_lost_reach_the_next_nightly_runs():
+    from crm.models import EngagementEvent
+    from loyalty.services import ledgers_settle, ledgers_settle_nightly
+    from segments.services import tiers_recompute, tiers_recompute_nightly
+
+    member = MemberFactory()
+    EngagementEvent.objects.create(member=member, kind="share", occurred_at=TWO_DAYS_AGO, count=3)
+    tiers_recompute()
+    ledgers_settle()
+    registered_and_shared = growth(member)
+    assert v_score(member) > 0
+    EngagementEvent.objects.filter(member=member).delete()  # no on-commit task runs in this test: lost
+    tiers_recompute_nightly()
+    ledgers_settle_nightly()
+    assert (v_score(member), growth(member)) == (0, registered_and_shared - 3 * 30)
