@@ -91,6 +91,27 @@ class OrderLineAdmin(ImportButtonMixin, AuditedExportMixin, BigTableAdmin):
     autocomplete_fields = ("product",)
     ordering = ("-id",)
 
+    # A line added, edited or deleted here changes its order: the order is saved as changed, which
+    # schedules its member's recompute and brings him into the next nightly run (Order.changed_at).
+    # The order's own page saves the order with its lines already.
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        self._orders_touch([obj.order_id])
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        self._orders_touch([obj.order_id])
+
+    def delete_queryset(self, request, queryset) -> None:
+        order_ids = list(queryset.values_list("order_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        self._orders_touch(order_ids)
+
+    @staticmethod
+    def _orders_touch(order_ids: list[int]) -> None:
+        for order in Order.objects.filter(pk__in=order_ids):
+            order.save(update_fields=["changed_at"])
+
 
 @admin.register(EngagementEvent)
 class EngagementEventAdmin(ImportButtonMixin, AuditedExportMixin, BigTableAdmin):

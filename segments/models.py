@@ -184,6 +184,10 @@ class RecomputeRun(models.Model):
     reviews = models.PositiveIntegerField(_("sent to review"), default=0)
     max_order_id = models.BigIntegerField(default=0)
     max_event_id = models.BigIntegerField(default=0)
+    # The highest order line id when the run began: lines above it that belong to an order the run
+    # had read (a lines file a day after its orders, a line added in the admin) make the next nightly
+    # run read that member again whole.
+    max_line_id = models.BigIntegerField(default=0)
     # A full run's highest member id: every member up to it has a metrics row since (circles.circle_count).
     max_member_id = models.BigIntegerField(null=True, blank=True)
     timings = models.JSONField(_("timings (s)"), default=dict, blank=True)

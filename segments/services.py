@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.audit import audit_record
-from crm.models import AuditAction, EngagementEvent, Member, Order, OrderStatus
+from crm.models import AuditAction, EngagementEvent, Member, Order, OrderLine, OrderStatus
 from segments.circles import v_score_threshold_forget
 from segments.days import moves_at
 from segments.ladder import (
@@ -175,6 +175,7 @@ def tiers_recompute(
             watermarks = {
                 "max_order_id": Order.objects.aggregate(value=Max("id"))["value"] or 0,
                 "max_event_id": EngagementEvent.objects.aggregate(value=Max("id"))["value"] or 0,
+                "max_line_id": OrderLine.objects.aggregate(value=Max("id"))["value"] or 0,
             }
             with stage("scope"):
                 scope_create(cursor, member_ids, nightly, until=bounds.end if as_of < timezone.localdate(now) else None)

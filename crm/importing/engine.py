@@ -155,13 +155,10 @@ class Context:
     """What a spec's set-based steps need: the cursor, the dialect and the file's columns."""
 
     def __init__(self, cursor, present: set[str], errors: ErrorSink, now: dt.datetime, source: str) -> None:
-        self.cursor = cursor
-        self.present = present
-        self.errors = errors
-        self.now = now
-        self.source = source
+        self.cursor, self.present, self.errors, self.now, self.source = cursor, present, errors, now, source
         self.postgres = connection.vendor == "postgresql"
         self.departed_members: list[int] = []  # members a merge took rows away from (an order moved): recomputed too
+        self.updated_values: list[Any] = []  # upsert(returning=...): that column of the rows it changed
 
     def distinct(self, left: str, right: str) -> str:
         return f"{left} IS DISTINCT FROM {right}" if self.postgres else f"{left} IS NOT {right}"
@@ -210,15 +207,16 @@ class Context:
         changed_when: Sequence[str] | None = None,
         update_only_where: str = "",
         on_update: dict[str, str] | None = None,
+        returning: str = "",
     ) -> tuple[int, int]:
         """Update the rows whose values differ, then insert the new ones; returns (created, updated).
 
-        values maps every column to insert to its SQL expression over source_sql;
-        update lists the columns a re-import may change, and changed_when those
-        whose difference makes a row count as changed (default: all of update).
-        update_only_where limits which existing rows may change (SQL over t);
-        on_update adds assignments made only when a row changes (say, its change time).
-        Two statements instead of INSERT … ON CONFLICT: measured 25% faster on
+        values maps every column to insert to its SQL expression over source_sql; update lists
+        the columns a re-import may change, and changed_when those whose difference makes a row
+        count as changed (default: all of update). update_only_where limits which existing rows
+        may change (SQL over t); on_update adds assignments made only when a row changes (its
+        change time); returning names a column of table: its values in the changed rows go to
+        updated_values. Two statements instead of INSERT … ON CONFLICT: measured 25% faster on
         PostgreSQL for a million new orders, as no row is inserted speculatively."""
         params = params or {}
         match_key = " AND ".join(f"t.{column} = {values[column]}" for column in key)
@@ -229,10 +227,12 @@ class Context:
             differs = " OR ".join(self.distinct(f"t.{column}", values[column]) for column in triggers)
             only = f" AND ({update_only_where})" if update_only_where else ""
             self.cursor.execute(
-                f"UPDATE {table} AS t SET {assignments} FROM {source_sql} WHERE {match_key} AND ({differs}){only}",  # nosec B608
+                f"UPDATE {table} AS t SET {assignments} FROM {source_sql} WHERE {match_key} AND ({differs}){only}"  # nosec B608
+                + (f" RETURNING {returning}" if returning else ""),
                 params,
             )
-            updated = self.cursor.rowcount
+            self.updated_values = [row[0] for row in self.cursor.fetchall()] if returning else []
+            updated = len(self.updated_values) if returning else self.cursor.rowcount
         columns = list(values)
         # Inserting in key order keeps the unique index's pages warm.
         order_by = ", ".join(values[column] for column in key if not values[column].startswith("'"))

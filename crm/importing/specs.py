@@ -346,13 +346,24 @@ class OrderLineSpec(Spec):
             "is_promo": "s.is_promo" if "is_promo" in ctx.present else "false",
         }
         update = ["quantity", "unit_price", *(["is_promo"] if "is_promo" in ctx.present else [])]
-        return ctx.upsert(
+        counts = ctx.upsert(
             table="crm_orderline",
             key=["order_id", "product_id"],
             values=values,
             update=update,
             source_sql=f"{STAGE} s JOIN crm_order o ON o.order_no = s.order_no JOIN crm_product p ON p.sku = s.sku",
+            returning="order_id",
         )
+        # A line whose values changed changes its order: the nightly runs read the orders changed
+        # since (a line new to an order they had read, they find by the lines' key).
+        changed = sorted(set(ctx.updated_values))
+        for start in range(0, len(changed), 5_000):
+            part = changed[start : start + 5_000]
+            cursor.execute(
+                f"UPDATE crm_order SET changed_at = %s WHERE id IN ({', '.join(['%s'] * len(part))})",  # nosec B608
+                [ctx.now_param(), *part],
+            )
+        return counts
 
 
 _EVENT_KINDS = {

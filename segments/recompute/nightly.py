@@ -9,7 +9,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
-from crm.models import AuditAction, Departure, EngagementEvent, Member, Order
+from crm.models import AuditAction, Departure, EngagementEvent, Member, Order, OrderLine
 from segments import churn
 from segments.days import local_midnight
 from segments.models import (
@@ -64,6 +64,11 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     # And the members an order left since (moved to another, deleted): their stored figures still count it.
     departed = Departure.objects.filter(at__gte=base.started_at)
     whole.update(departed.filter(kind=Departure.Kind.ORDER).values_list("member_id", flat=True))
+    # Lines that came to an order a run had read already (a lines file a day after its orders, a
+    # line added in the admin): that member's stored line sums lack them. Through the lines' key.
+    whole.update(
+        OrderLine.objects.filter(id__gt=base.max_line_id, order_id__lte=base.max_order_id).values_list("order__member_id", flat=True)
+    )
     lines |= whole
 
     def crossing(days: int) -> tuple[dt.datetime, dt.datetime]:

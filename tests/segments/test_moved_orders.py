@@ -147,3 +147,35 @@ def test_events_deleted_whose_tasks_were_lost_reach_the_next_nightly_runs():
     tiers_recompute_nightly()
     ledgers_settle_nightly()
     assert (v_score(member), growth(member)) == (0, registered_and_shared - 3 * 30)
+
+
+def favourite(member):
+    return MemberMetrics.objects.get(member=member).favourite_category_id
+
+
+def test_a_line_edited_or_deleted_on_the_lines_page_moves_its_members_figures(admin_client, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    from tests.crm.factories import CategoryFactory, OrderLineFactory, ProductFactory
+
+    fruit, eggs = (ProductFactory(category=CategoryFactory(name=name)) for name in ("水果", "蛋品"))
+    with django_capture_on_commit_callbacks(execute=True):
+        member = MemberFactory()
+        order = OrderFactory(member=member, amount=Decimal("300"), ordered_at=TWO_DAYS_AGO)
+        OrderLineFactory(order=order, product=eggs, unit_price=Decimal("100"))
+        line = OrderLineFactory(order=order, product=fruit, unit_price=Decimal("200"))
+    assert favourite(member) == fruit.category_id
+    data = {"order": order.pk, "product": fruit.pk, "quantity": 1, "unit_price": "50.00"}  # mistyped: it was ¥50
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:crm_orderline_change", args=[line.pk]), data)
+    assert response.status_code == 302
+    order.refresh_from_db()
+    assert order.changed_at is not None  # the next nightly run reads the member again too
+    assert favourite(member) == eggs.category_id
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:crm_orderline_changelist"),
+            {"action": "delete_selected", "_selected_action": [order.lines.get(product=eggs).pk], "post": "yes"},
+        )
+    assert response.status_code == 302
+    assert favourite(member) == fruit.category_id

@@ -718,6 +718,41 @@ def test_an_old_order_refunded_without_its_task_reaches_the_next_nightly_run(tmp
     assert nightly == sorted(MemberMetrics.objects.values_list(*fields))
 
 
+def test_lines_that_come_or_change_after_a_run_read_their_order_reach_the_next_nightly_run(tmp_path):
+    """Order lines whose import task was lost: a lines file a day after its orders (lines new to
+    an order the last run read) and a corrected lines file (a line's values change). The nightly
+    run reads those members again whole, as a full run would."""
+    from crm.importing.engine import run_import
+    from crm.importing.specs import SPECS
+    from tests.crm.factories import CategoryFactory, ProductFactory
+
+    fruit, eggs = (ProductFactory(category=CategoryFactory(name=name)) for name in ("水果", "蛋品"))
+    late, corrected = MemberFactory(), MemberFactory()
+    _basket(corrected, 10, {fruit: "100"})
+    _basket(corrected, 12, {eggs: "60"})
+    bare = _basket(late, 5, {}, order_amount="300")  # its lines come the next day
+    _basket(late, 20, {eggs: "40"})
+    tiers_recompute(as_of=AS_OF)
+    assert MemberMetrics.objects.get(member=late).favourite_category_id == eggs.category_id
+    assert MemberMetrics.objects.get(member=corrected).favourite_category_id == fruit.category_id
+
+    path = tmp_path / "lines.csv"
+    fix = Order.objects.get(member=corrected, ordered_at__date__lt=AS_OF - dt.timedelta(days=11))
+    path.write_text(f"order_no,sku,quantity,unit_price\n{bare.order_no},{fruit.sku},1,300\n{fix.order_no},{eggs.sku},3,60\n", encoding="utf-8")
+    outcome = run_import(SPECS["order_lines"], path, mode="all")  # the engine alone: no task scheduled
+    assert (outcome.created, outcome.updated) == (1, 1)
+    next_day = AS_OF + dt.timedelta(days=1)
+    assert {late.pk, corrected.pk} <= nightly_scope(next_day).whole
+    tiers_recompute_nightly(as_of=next_day)
+    assert MemberMetrics.objects.get(member=late).favourite_category_id == fruit.category_id
+    assert MemberMetrics.objects.get(member=corrected).favourite_category_id == eggs.category_id
+    nightly = sorted(MemberMetrics.objects.values_list(*LINE_FIELDS))
+    tiers_recompute(as_of=next_day)
+    assert nightly == sorted(MemberMetrics.objects.values_list(*LINE_FIELDS))
+    run_import(SPECS["order_lines"], path, mode="all")  # the same file again changes nothing
+    assert nightly_scope(next_day + dt.timedelta(days=1)).whole == set()
+
+
 def test_an_order_saved_again_records_its_change_a_new_one_does_not():
     order = OrderFactory()
     assert order.changed_at is None
