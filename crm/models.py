@@ -406,6 +406,8 @@ class EngagementEvent(models.Model):
     kind = models.CharField(_("kind"), max_length=20, choices=EngagementKind.choices)
     occurred_at = models.DateTimeField(_("occurred at"))
     count = models.PositiveIntegerField(_("count"), default=1)
+    # When a known event last changed (its count corrected by file or admin), as Order.changed_at.
+    changed_at = models.DateTimeField(_("changed at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("engagement event")
@@ -414,10 +416,20 @@ class EngagementEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["member", "kind", "occurred_at"], name="engagement_natural_key"),
         ]
-        indexes = [models.Index(fields=["occurred_at"], name="engagement_time_idx")]
+        indexes = [
+            models.Index(fields=["occurred_at"], name="engagement_time_idx"),
+            models.Index(fields=["changed_at"], name="engagement_changed_idx", condition=models.Q(changed_at__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} × {self.count}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            self.changed_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "changed_at"}
+        super().save(*args, **kwargs)
 
 
 class AuditAction(models.TextChoices):

@@ -12,8 +12,11 @@ and appends the difference as one new entry with the next sequence number:
   reversed to zero. The reversal carries the award's business time (and, for
   points, its availability and expiry), so that a sum "as of day D" agrees
   with the orders as they stand, and pending and expiring points net out;
-- a source whose held amount differs from its target only because a rule's
-  amount was changed is left alone: history is never rewritten silently.
+- a source changed since its latest entry (an order's amount or an event's
+  count corrected by file, API or admin: Order/EngagementEvent.changed_at)
+  whose target differs from what it holds gets the difference;
+- any other source whose held amount differs from its target (a rule's
+  amount edited in place) is left alone: history is never rewritten silently.
   reprice=True (the re-award, previewed first) writes those differences too;
 - an order moved to another member (a corrected import, an edit in the
   admin) is first reversed for the member who holds it (moves_reverse), and
@@ -253,6 +256,15 @@ def moves_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
     return written
 
 
+def _changed_since_held() -> str:
+    """Whether source t changed (Order/EngagementEvent.changed_at) after its latest entry h was recorded:
+    then its target differs because the source does (a corrected amount or count), not a rule."""
+    return f"""(EXISTS (SELECT 1 FROM crm_order o WHERE t.source_kind = '{SourceKind.ORDER}' AND o.id = t.source_id
+                                                  AND o.changed_at > h.recorded_at)
+                OR EXISTS (SELECT 1 FROM crm_engagementevent v WHERE t.source_kind = '{SourceKind.EVENT}'
+                                                             AND v.id = t.source_id AND v.changed_at > h.recorded_at))"""  # nosec B608
+
+
 def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.datetime) -> tuple[str, list]:
     """The entries to append: awards, reversals and (reprice) differences.
 
@@ -264,12 +276,14 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
     points = ledger == Ledger.POINTS
     dates_held = ", MIN(e.available_at) AS available_at, MIN(e.expires_at) AS expires_at" if points else ""
     dates = ", COALESCE(t.available_at, h.available_at), COALESCE(t.expires_at, h.expires_at)" if points else ""
-    award = "t.amount <> COALESCE(h.total, 0)" if reprice else "COALESCE(h.total, 0) = 0 AND t.amount > 0"
+    award = "t.amount <> COALESCE(h.total, 0)" if reprice else f"""(COALESCE(h.total, 0) = 0 AND t.amount > 0)
+            OR (h.total <> 0 AND t.amount <> h.total AND {_changed_since_held()})"""
     sql = f"""
         WITH targets AS ({targets}),
         held AS (
             SELECT e.rule, e.source_kind, e.source_id, MAX(e.seq * {PACK} + e.member_id) %% {PACK} AS member_id,
-                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MIN(e.occurred_at) AS occurred_at{dates_held}
+                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MIN(e.occurred_at) AS occurred_at,
+                   MAX(e.recorded_at) AS recorded_at{dates_held}
               FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
              GROUP BY e.rule, e.source_kind, e.source_id
         )

@@ -138,7 +138,7 @@ def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
 
     Settled: the members with new members, orders or events since then, those an
     order or event left since (moved away or deleted: crm.Departure), and those
-    with an order changed since (a refund or an edit, by file, API or admin, is
+    with an order or event changed since (a refund or an edit, by file, API or admin, is
     settled by its own per-member task too: this is the net under a lost one).
     Only their balances refreshed: the members whose points became available since
     then (found through the orders' time index: an order dated D is available from
@@ -159,9 +159,10 @@ def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
                       UNION SELECT member_id FROM crm_order WHERE id > %s AND id <= %s
                       UNION SELECT member_id FROM crm_order WHERE changed_at >= %s
                       UNION SELECT member_id FROM crm_departure WHERE at >= %s
-                      UNION SELECT member_id FROM crm_engagementevent WHERE id > %s AND id <= %s""",
+                      UNION SELECT member_id FROM crm_engagementevent WHERE id > %s AND id <= %s
+                      UNION SELECT member_id FROM crm_engagementevent WHERE changed_at >= %s""",
             params=[last.max_member_id, run.max_member_id, last.max_order_id, run.max_order_id, last.started_at, last.started_at,
-                    last.max_event_id, run.max_event_id],
+                    last.max_event_id, run.max_event_id, last.started_at],
         )
         stages.done("scope")
         written = _settle_ledgers(cursor, scoped=True, now=now, stages=stages)

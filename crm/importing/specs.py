@@ -415,6 +415,8 @@ class EventSpec(Spec):
             values={"member_id": "m.id", "kind": "s.kind", "occurred_at": "s.occurred_at", "count": "s.count"},
             update=["count"] if "count" in ctx.present else [],
             source_sql=f"{STAGE} s JOIN crm_member m ON m.external_id = s.member_external_id",
+            params={"now": ctx.now_param()},
+            on_update={"changed_at": "%(now)s"},
         )
 
 

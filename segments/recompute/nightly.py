@@ -32,7 +32,7 @@ from segments.recompute.scores import BANDS, churn_inputs, churn_scores
 def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     """Members whose tier or circle inputs can have changed since the last
     successful run: new and changed orders, orders that left a member (moved
-    or deleted), new and deleted events (a safety net for lost per-member
+    or deleted), new, changed and deleted events (a safety net for lost per-member
     tasks), members whose recency crossed a rule's day count, orders, events
     and registrations leaving a window, pins starting or ending, and churn
     bands whose stored move day has come. With them, what the run reads
@@ -88,6 +88,7 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     trend -= lines
     events: set[int] = set(EngagementEvent.objects.filter(id__gt=base.max_event_id).values_list("member_id", flat=True))
     events.update(departed.filter(kind=Departure.Kind.EVENT).values_list("member_id", flat=True))  # an event deleted
+    events.update(EngagementEvent.objects.filter(changed_at__gte=base.started_at).values_list("member_id", flat=True))  # or its count corrected
     events.update(EngagementEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list("member_id", flat=True))
     events.update(
         EngagementEvent.objects.filter(occurred_at__gte=before.end, occurred_at__lt=after.end, id__lte=base.max_event_id).values_list("member_id", flat=True)

@@ -239,6 +239,34 @@ def test_a_rule_change_applies_from_its_date_and_a_reaward_is_explicit(frozen):
     assert_ledgers_agree()
 
 
+def test_a_corrected_order_amount_or_event_count_moves_its_points_and_growth_value_by_the_difference(frozen):
+    """A re-import or an edit that corrects what an order cost or how often a member shared:
+    the source is evaluated anew and the ledger records the difference (a rule edited in
+    place still rewrites nothing by itself, above)."""
+    member = MemberFactory()
+    order = OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("300"))
+    event = EngagementEvent.objects.create(member=member, kind="share", occurred_at=at(2026, 3, 2, 9), count=2)
+    services.ledgers_settle()
+    assert (balance(member).growth, balance(member).points) == (10 + 50 + 2 * 30, 300)
+    frozen.shift(dt.timedelta(hours=1))
+    order.refresh_from_db()
+    order.amount = Decimal("250.50")  # a partial refund booked as a corrected amount
+    order.save()
+    event.count = 3
+    event.save()
+    frozen.shift(dt.timedelta(seconds=1))  # the settle task runs after the commit
+    services.ledgers_settle(member_ids=[member.pk])
+    assert (balance(member).growth, balance(member).points) == (10 + 50 + 3 * 30, 250)
+    assert list(PointsEntry.objects.filter(source_id=order.pk).order_by("seq").values_list("amount", flat=True)) == [300, -50]
+    services.ledgers_settle()  # nothing left to write
+    assert PointsEntry.objects.filter(source_id=order.pk).count() == 2
+    frozen.shift(dt.timedelta(hours=1))
+    EarningRule.objects.filter(code="share").update(amount=40)  # an edit in place: history stays
+    services.ledgers_settle(member_ids=[member.pk])
+    assert balance(member).growth == 10 + 50 + 3 * 30
+    assert_ledgers_agree()
+
+
 def test_loyalty_check_names_a_member_whose_balance_differs(frozen, capsys):
     member, other = MemberFactory(external_id="M-OK"), MemberFactory(external_id="M-BAD")
     OrderFactory(member=member, amount=Decimal("10"))

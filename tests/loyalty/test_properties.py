@@ -1,5 +1,5 @@
 """Any interleaving of orders, refunds, re-imports, orders moved to the other
-member, events, retried settles (of both members or of one) and redemptions leaves every balance equal to its ledgers, no source awarded more
+member, corrected amounts and event counts, events, retried settles (of both members or of one) and redemptions leaves every balance equal to its ledgers, no source awarded more
 than once, and growth value equal to what a plain reading of DOMAIN.md section
 8 gives for the orders and events as they stand (the oracle below)."""
 
@@ -29,6 +29,8 @@ operation = st.one_of(
     st.tuples(st.just("repay"), st.integers(0, 9)),
     st.tuples(st.just("reimport"), st.integers(0, 9)),
     st.tuples(st.just("move"), st.integers(0, 9)),
+    st.tuples(st.just("amend"), st.integers(0, 9), st.integers(0, 900)),  # an amount corrected
+    st.tuples(st.just("recount"), st.integers(0, 9), st.integers(1, 4)),  # an event's count corrected
     st.tuples(st.just("event"), st.integers(0, 1), st.sampled_from(["share", "ugc", "invite"]), st.integers(1, 3)),
     st.tuples(st.just("settle"), st.sampled_from(["members", "all", "nightly", "twice", "first", "second"])),
     st.tuples(st.just("redeem"), st.integers(0, 1), st.integers(0, 3)),
@@ -64,6 +66,7 @@ def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
     with transaction.atomic():
         members = [MemberFactory(), MemberFactory()]
         orders: list[Order] = []
+        events: list[EngagementEvent] = []
         redeemable = list(Right.objects.filter(points_cost__isnull=False, tier__code="C"))
         for n, step in enumerate(steps):
             kind = step[0]
@@ -80,9 +83,18 @@ def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
                 order = orders[step[1] % len(orders)]
                 order.member = members[1] if order.member_id == members[0].pk else members[0]
                 order.save()
+            elif kind == "amend" and orders:
+                order = orders[step[1] % len(orders)]
+                order.amount = Decimal(step[2]) + Decimal("0.49")
+                order.save()
             elif kind == "event":
                 _kind, who, event_kind, count = step
-                EngagementEvent.objects.create(member=members[who], kind=event_kind, occurred_at=START + dt.timedelta(hours=n), count=count)
+                events.append(EngagementEvent.objects.create(
+                    member=members[who], kind=event_kind, occurred_at=START + dt.timedelta(hours=n), count=count))
+            elif kind == "recount" and events:
+                event = events[step[1] % len(events)]
+                event.count = step[2]
+                event.save()
             elif kind == "settle":
                 how = step[1]
                 if how == "all":

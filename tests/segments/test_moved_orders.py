@@ -132,21 +132,30 @@ def test_a_deleted_event_takes_back_its_v_score_and_growth_value(django_capture_
     assert (v_score(member), growth(member)) == (0, registered)
 
 
-def test_events_deleted_whose_tasks_were_lost_reach_the_next_nightly_runs():
+def test_events_deleted_or_corrected_whose_tasks_were_lost_reach_the_next_nightly_runs(tmp_path):
+    from crm.importing.engine import run_import
+    from crm.importing.specs import SPECS
     from crm.models import EngagementEvent
     from loyalty.services import ledgers_settle, ledgers_settle_nightly
     from segments.services import tiers_recompute, tiers_recompute_nightly
 
-    member = MemberFactory()
-    EngagementEvent.objects.create(member=member, kind="share", occurred_at=TWO_DAYS_AGO, count=3)
+    deleting, correcting = MemberFactory(), MemberFactory()
+    shared_at = TWO_DAYS_AGO.replace(microsecond=0)
+    for member in (deleting, correcting):
+        EngagementEvent.objects.create(member=member, kind="share", occurred_at=shared_at, count=3)
     tiers_recompute()
     ledgers_settle()
-    registered_and_shared = growth(member)
-    assert v_score(member) > 0
-    EngagementEvent.objects.filter(member=member).delete()  # no on-commit task runs in this test: lost
+    registered_and_shared = growth(deleting)
+    shared_thrice = v_score(correcting)
+    assert shared_thrice > 0
+    EngagementEvent.objects.filter(member=deleting).delete()  # no on-commit task runs in this test: lost
+    path = tmp_path / "events.csv"
+    path.write_text(f"member_external_id,kind,occurred_at,count\n{correcting.external_id},share,{shared_at:%Y-%m-%d %H:%M:%S},1\n", encoding="utf-8")
+    assert run_import(SPECS["events"], path, mode="all").updated == 1  # the engine alone: no task scheduled
     tiers_recompute_nightly()
     ledgers_settle_nightly()
-    assert (v_score(member), growth(member)) == (0, registered_and_shared - 3 * 30)
+    assert (v_score(deleting), growth(deleting)) == (0, registered_and_shared - 3 * 30)
+    assert 0 < v_score(correcting) < shared_thrice and growth(correcting) == registered_and_shared - 2 * 30
 
 
 def favourite(member):
