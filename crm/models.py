@@ -252,6 +252,14 @@ class Product(models.Model):
         return f"{self.name} ({self.sku})"
 
 
+def change_stamp(row: models.Model, save_kwargs: dict) -> None:
+    """A known row saved again records when (its changed_at): the nightly runs and the settle read it again."""
+    if not row._state.adding:
+        row.changed_at = timezone.now()
+        if save_kwargs.get("update_fields") is not None:
+            save_kwargs["update_fields"] = {*save_kwargs["update_fields"], "changed_at"}
+
+
 class OrderStatus(models.TextChoices):
     PAID = "paid", _("paid")
     REFUNDED = "refunded", _("refunded")
@@ -314,10 +322,7 @@ class Order(models.Model):
         return self.order_no
 
     def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            self.changed_at = timezone.now()
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "changed_at"}
+        change_stamp(self, kwargs)
         read = getattr(self, "member_id_read", None)
         if read is None or read == self.member_id:
             super().save(*args, **kwargs)
@@ -425,10 +430,7 @@ class EngagementEvent(models.Model):
         return f"{self.get_kind_display()} × {self.count}"
 
     def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            self.changed_at = timezone.now()
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "changed_at"}
+        change_stamp(self, kwargs)
         super().save(*args, **kwargs)
 
 
