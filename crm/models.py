@@ -359,8 +359,16 @@ class Departure(models.Model):
         return f"{self.kind} {self.source_id}"
 
 
-def row_deleted(sender, instance: Order | EngagementEvent, **kwargs) -> None:
+def deleted_with_member(origin) -> bool:
+    """Whether a post_delete's origin is the deletion of members (their events go with them):
+    nobody's figures keep those rows, and there is nobody to recompute."""
+    return isinstance(origin, Member) or getattr(origin, "model", None) is Member
+
+
+def row_deleted(sender, instance: Order | EngagementEvent, origin=None, **kwargs) -> None:
     """post_delete of an order or an event (one, or a queryset's): its member keeps a departure."""
+    if deleted_with_member(origin):
+        return
     kind = Departure.Kind.ORDER if isinstance(instance, Order) else Departure.Kind.EVENT
     Departure.objects.create(kind=kind, source_id=instance.pk, member_id=instance.member_id, at=timezone.now(), moved=False)
 

@@ -188,3 +188,14 @@ def test_a_line_edited_or_deleted_on_the_lines_page_moves_its_members_figures(ad
         )
     assert response.status_code == 302
     assert favourite(member) == fruit.category_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_member_deleted_with_his_events_leaves_no_departure_behind():
+    """Deleted from the shell (the admin offers no delete of members): his events go with him."""
+    from crm.models import Departure, EngagementEvent, Member
+
+    member = MemberFactory()
+    EngagementEvent.objects.create(member=member, kind="share", occurred_at=TWO_DAYS_AGO, count=3)
+    member.delete()
+    assert not Member.objects.filter(pk=member.pk).exists() and not Departure.objects.exists()
