@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import betaln, gammaln, hyp2f1
+
+# SciPy is imported where it is used: at module level it came with the admin's autodiscovery into
+# every process (web workers, imports: 53 MB of RSS for scipy.optimize alone), most of which never
+# rate a member.
 
 BGNBD = "bgnbd"
 MBGNBD = "mbgnbd"
@@ -44,6 +46,8 @@ class FitError(ValueError):
 
 def log_likelihood(model: str, params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:  # noqa: N803 - the literature's names
     """Per-member log-likelihood."""
+    from scipy.special import betaln, gammaln
+
     r, alpha, a, b = params
     common = gammaln(r + x) - gammaln(r) + r * np.log(alpha) - (r + x) * np.log(alpha + T)
     if model == MBGNBD:
@@ -65,6 +69,8 @@ def log_likelihood(model: str, params: np.ndarray, x: np.ndarray, t_x: np.ndarra
 def fit(model: str, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> Fit:  # noqa: N803
     """Maximum-likelihood parameters (r, alpha, a, b). Identical (x, t_x, T)
     rows are folded into weights."""
+    from scipy.optimize import minimize
+
     if model not in MODELS:
         raise FitError(f"unknown model {model!r}")
     x = np.asarray(x, dtype=float)
@@ -130,6 +136,8 @@ def p_alive_below_after(model: str, params: tuple[float, float, float, float], x
 
 def expected_purchases(model: str, params: tuple[float, float, float, float], t: float, x, t_x, T) -> np.ndarray:  # noqa: N803
     """Expected number of purchases in the next t time units, given the history."""
+    from scipy.special import hyp2f1
+
     r, alpha, a, b = params
     x = np.asarray(x, dtype=float)
     t_x = np.asarray(t_x, dtype=float)
