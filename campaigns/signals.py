@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from campaigns.models import Coupon
 from campaigns.tasks import coupons_redeem_task
-from segments.tasks import MEMBERS_PER_TASK
+from crm.tasks import member_batches
 
 
 def order_saved(sender, instance, created: bool = False, **kwargs) -> None:
@@ -21,6 +21,5 @@ def import_committed(sender, kind: str, member_ids: list[int] | None = None, **k
     if member_ids is None:
         coupons_redeem_task.delay_on_commit(None)
         return
-    ordered = sorted(set(member_ids))
-    for start in range(0, len(ordered), MEMBERS_PER_TASK):
-        coupons_redeem_task.delay_on_commit(None, ordered[start : start + MEMBERS_PER_TASK])
+    for part in member_batches(member_ids):
+        coupons_redeem_task.delay_on_commit(None, part)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from crm.tasks import member_batches
 from loyalty import services
-
-# One task carries at most this many members, as the tier recompute does.
-MEMBERS_PER_TASK = 5_000
 
 
 @shared_task(acks_late=True)
@@ -27,6 +25,5 @@ def points_expire_task() -> int:
 
 def ledgers_settle_enqueue(member_ids: list[int]) -> None:
     """Settle these members' ledgers after the current transaction commits, in batches."""
-    ordered = sorted(set(member_ids))
-    for start in range(0, len(ordered), MEMBERS_PER_TASK):
-        ledgers_settle_members_task.delay_on_commit(ordered[start : start + MEMBERS_PER_TASK])
+    for part in member_batches(member_ids):
+        ledgers_settle_members_task.delay_on_commit(part)

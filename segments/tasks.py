@@ -7,15 +7,12 @@ import logging
 
 from celery import shared_task
 
+from crm.tasks import member_batches
 from segments import services
 from segments.ladder import LadderError
 from segments.models import ChangeReason, RecomputeRun
 
 logger = logging.getLogger(__name__)
-
-# One task carries at most this many members (an import of a million rows
-# enqueues a few hundred tasks, never one per row).
-MEMBERS_PER_TASK = 5_000
 
 
 def _ladder_ready() -> bool:
@@ -49,9 +46,8 @@ def recompute_all_task(run_id: int) -> int:
 
 def recompute_members_enqueue(member_ids: list[int], reason: str) -> None:
     """Schedule the recompute of these members after the current transaction commits, in batches."""
-    ordered = sorted(set(member_ids))
-    for start in range(0, len(ordered), MEMBERS_PER_TASK):
-        recompute_members_task.delay_on_commit(ordered[start : start + MEMBERS_PER_TASK], reason)
+    for part in member_batches(member_ids):
+        recompute_members_task.delay_on_commit(part, reason)
 
 
 @shared_task(acks_late=True)
