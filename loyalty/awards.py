@@ -19,18 +19,20 @@ and appends the difference as one new entry with the next sequence number:
   amount edited in place) is left alone: history is never rewritten silently.
   reprice=True (the re-award, previewed first) writes those differences too;
 - an order moved to another member (a corrected import, an edit in the
-  admin) is first reversed for the member who holds it (moves_reverse), and
-  then awarded to its new member as any source with nothing held. What a
-  source holds is the sum over all members; the member it is held by is the
-  one of its latest entry (a move writes the old holder's reversal before the
-  new member's award).
+  admin) is first reversed for the member who holds it, and a source whose
+  business time was corrected (an order's date, an event's time, a
+  registration time filled in) is first reversed at its old time
+  (misplaced_reverse); either is then awarded as any source with nothing
+  held, to its member at its time. What a source holds is the sum over all
+  members; the member it is held by is the one of its latest entry, and its
+  business time the one at which its entries do not net to zero.
 
 Settles take turns (loyalty.services holds a lock), so each reads what the
 one before wrote and a settle that repeats finds nothing to write. The unique
 (rule, source, seq) key is the proof: a second award of a source could not
 slip in, it would fail loudly. So a scoped settle reads every entry of its
 sources: moved orders are changed orders (Order.changed_at), and the members
-who held a changed order of the scope before join the scope (moves_reverse).
+who held a changed order of the scope before join the scope (misplaced_reverse).
 Plain INSERTs: a first award writes tens of millions of rows, and ON
 CONFLICT's speculative insertion costs each of them.
 One transaction holds the entries and the balances they change (balances.py).
@@ -207,23 +209,49 @@ PACK = 1 << 40
 ORDER_RULES = {Ledger.GROWTH: [RuleCode.FIRST_ORDER, RuleCode.REPEAT_ORDER], Ledger.POINTS: [RuleCode.ORDER_POINTS]}
 
 
-def _changed_orders(scoped: bool) -> str:
-    """(id, member_id) of the orders ever changed (a move is a change), of the members in scope or of all."""
-    in_scope = f" AND o.member_id IN (SELECT member_id FROM {SCOPE})" if scoped else ""  # nosec B608 - a fixed table name
-    return f"SELECT o.id, o.member_id FROM crm_order o WHERE o.changed_at IS NOT NULL{in_scope}"  # nosec B608
+def _sources_now(ledger: str, scoped: bool, moved_only: bool) -> list[tuple[str, list[str], str]]:
+    """(source kind, its rules, a SELECT of (id, member_id, at)): where the sources that may have moved
+    or been re-dated stand now, of the members in scope or of all. The orders ever changed (a move or
+    an edit is a change) and, for growth value, the events ever changed and every registration (a
+    registration time filled in or corrected leaves no mark). Events and registrations never move."""
+    def select(table: str, member: str, at: str, where: str) -> str:
+        in_scope = f" AND {member} IN (SELECT member_id FROM {SCOPE})" if scoped else ""  # nosec B608 - a fixed table name
+        return f"SELECT x.id, {member} AS member_id, {at} AS at FROM {table} x WHERE {where}{in_scope}"  # nosec B608 - fixed fragments
+
+    sources = [(SourceKind.ORDER, ORDER_RULES[ledger], select("crm_order", "x.member_id", "x.ordered_at", "x.changed_at IS NOT NULL"))]
+    if ledger == Ledger.GROWTH and not moved_only:
+        sources += [
+            (SourceKind.EVENT, [RuleCode.SHARE, RuleCode.UGC],
+             select("crm_engagementevent", "x.member_id", "x.occurred_at", "x.changed_at IS NOT NULL")),
+            (SourceKind.REGISTRATION, [RuleCode.REGISTER], select("crm_member", "x.id", "COALESCE(x.registered_at, x.created_at)", "1 = 1")),
+        ]
+    return sources
 
 
-def _held_elsewhere(ledger: str, scoped: bool) -> tuple[str, list]:
-    """FROM item: the entries of the changed orders (in scope) that sit with a member other than the order's."""
-    rules = ORDER_RULES[ledger]
-    sql = f"""({_changed_orders(scoped)}) o
-              JOIN {TABLES[ledger]} e ON e.rule IN ({", ".join(["%s"] * len(rules))}) AND e.source_kind = %s
-                                     AND e.source_id = o.id AND e.member_id <> o.member_id"""  # nosec B608
-    return sql, [*rules, SourceKind.ORDER]
+def _misplaced(ledger: str, scoped: bool, *, moved_only: bool = False) -> tuple[str, list]:
+    """FROM item (e): the entries of those sources that sit where the source no longer is: with a
+    member other than its own (an order moved) or, unless moved_only, at a business time other than
+    its own (an order's or event's time corrected, a registration time filled in)."""
+    misplaced = "e.member_id <> s.member_id" if moved_only else "(e.member_id <> s.member_id OR e.occurred_at <> s.at)"
+    parts, params = [], []
+    for kind, rules, select in _sources_now(ledger, scoped, moved_only):
+        parts.append(f"""SELECT e.* FROM ({select}) s
+                           JOIN {TABLES[ledger]} e ON e.rule IN ({", ".join(["%s"] * len(rules))}) AND e.source_kind = %s
+                                                  AND e.source_id = s.id
+                          WHERE {misplaced}""")  # nosec B608 - fixed fragments
+        params += [*rules, kind]
+    return f"({' UNION ALL '.join(parts)}) e", params
 
 
-def moves_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
-    """Reverse what members still hold of orders that moved away from them; return the entries written.
+def misplaced_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
+    """Reverse what is held of a source where it no longer is; return the entries written.
+
+    Moved away (an order moved to another member): the old holder's share is reversed, and the
+    settle then awards the new member as any source with nothing held. Re-dated: the award at
+    the old business time is reversed (with, for points, its old availability and expiry), and
+    the settle awards again at the new one, so that a sum "as of day D" and a lot's expiry follow
+    the source as it stands. Each (member, business time) a source is held at is reversed by one
+    entry carrying that time.
 
     Scoped, the members who ever held a changed order of a member in scope join the scope first:
     their balances change, and the settle must read all of a source's entries (its next sequence
@@ -231,7 +259,7 @@ def moves_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
     the ledgers; few orders ever change."""
     if scoped:
         for ledger in TABLES:
-            held, params = _held_elsewhere(ledger, scoped)
+            held, params = _misplaced(ledger, scoped, moved_only=True)
             cursor.execute(
                 f"""INSERT INTO {SCOPE} (member_id) SELECT DISTINCT e.member_id FROM {held}
                      WHERE NOT EXISTS (SELECT 1 FROM {SCOPE} s WHERE s.member_id = e.member_id)""",  # nosec B608
@@ -239,16 +267,17 @@ def moves_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
             )
     written = 0
     for ledger, table in TABLES.items():
-        held, params = _held_elsewhere(ledger, scoped)
+        held, params = _misplaced(ledger, scoped)
         dates = ", MIN(e.available_at), MIN(e.expires_at)" if ledger == Ledger.POINTS else ""
         cursor.execute(
             f"""INSERT INTO {table} ({_columns(ledger)})
                 SELECT e.member_id, -SUM(e.amount), e.rule, e.source_kind, e.source_id,
                        (SELECT MAX(x.seq) FROM {table} x WHERE x.rule = e.rule AND x.source_kind = e.source_kind
-                                                           AND x.source_id = e.source_id) + 1,
-                       MIN(e.occurred_at), %s{dates}
+                                                           AND x.source_id = e.source_id)
+                       + ROW_NUMBER() OVER (PARTITION BY e.rule, e.source_kind, e.source_id ORDER BY e.member_id, e.occurred_at),
+                       e.occurred_at, %s{dates}
                   FROM {held}
-                 GROUP BY e.rule, e.source_kind, e.source_id, e.member_id
+                 GROUP BY e.rule, e.source_kind, e.source_id, e.member_id, e.occurred_at
                 HAVING SUM(e.amount) <> 0""",  # nosec B608
             [now, *params],
         )
@@ -265,6 +294,15 @@ def _changed_since_held() -> str:
                                                              AND v.id = t.source_id AND v.changed_at > h.recorded_at))"""  # nosec B608
 
 
+def _held_at(table: str, column: str) -> str:
+    """The business time (or availability, expiry) of what source h still holds: that of its entries
+    at the one business time whose sum is not zero (a source re-dated holds nothing at its old
+    time). Looked up only for a reversal (COALESCE stops at a target's own)."""
+    return f"""(SELECT MIN(x.{column}) FROM {table} x
+                 WHERE x.rule = h.rule AND x.source_kind = h.source_kind AND x.source_id = h.source_id
+                 GROUP BY x.occurred_at HAVING SUM(x.amount) <> 0 ORDER BY x.occurred_at LIMIT 1)"""  # nosec B608
+
+
 def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.datetime) -> tuple[str, list]:
     """The entries to append: awards, reversals and (reprice) differences.
 
@@ -274,23 +312,21 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
     table = TABLES[ledger]
     rules = [code for code, owner in RULE_LEDGER.items() if owner == ledger]
     points = ledger == Ledger.POINTS
-    dates_held = ", MIN(e.available_at) AS available_at, MIN(e.expires_at) AS expires_at" if points else ""
-    dates = ", COALESCE(t.available_at, h.available_at), COALESCE(t.expires_at, h.expires_at)" if points else ""
+    dates = f", COALESCE(t.available_at, {_held_at(table, 'available_at')}), COALESCE(t.expires_at, {_held_at(table, 'expires_at')})" if points else ""
     award = "t.amount <> COALESCE(h.total, 0)" if reprice else f"""(COALESCE(h.total, 0) = 0 AND t.amount > 0)
             OR (h.total <> 0 AND t.amount <> h.total AND {_changed_since_held()})"""
     sql = f"""
         WITH targets AS ({targets}),
         held AS (
             SELECT e.rule, e.source_kind, e.source_id, MAX(e.seq * {PACK} + e.member_id) %% {PACK} AS member_id,
-                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MIN(e.occurred_at) AS occurred_at,
-                   MAX(e.recorded_at) AS recorded_at{dates_held}
+                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MAX(e.recorded_at) AS recorded_at
               FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
              GROUP BY e.rule, e.source_kind, e.source_id
         )
         SELECT COALESCE(t.member_id, h.member_id) AS member_id, COALESCE(t.amount, 0) - COALESCE(h.total, 0) AS amount,
                COALESCE(t.rule, h.rule) AS rule, COALESCE(t.source_kind, h.source_kind) AS source_kind,
                COALESCE(t.source_id, h.source_id) AS source_id, COALESCE(h.seq + 1, 0) AS seq,
-               COALESCE(t.occurred_at, h.occurred_at) AS occurred_at, %s AS recorded_at{dates}
+               COALESCE(t.occurred_at, {_held_at(table, 'occurred_at')}) AS occurred_at, %s AS recorded_at{dates}
           FROM targets t
           FULL JOIN held h ON h.rule = t.rule AND h.source_kind = t.source_kind AND h.source_id = t.source_id
          WHERE (t.rule IS NOT NULL AND {award})   -- an award (or, repriced, a difference)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.models import EngagementEvent, Member, Order, OrderStatus
-from loyalty.awards import SCOPE, Moves, ledger_settle, moves_reverse
+from loyalty.awards import SCOPE, Moves, ledger_settle, misplaced_reverse
 from loyalty.balances import EXPIRING_DAYS, balances_refresh
 from loyalty.models import (
     Adjustment,
@@ -67,7 +67,7 @@ class _Stages:
 
 
 def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages, reprice: bool = False) -> Moves:
-    written = Moves(entries=moves_reverse(cursor, scoped=scoped, now=now))
+    written = Moves(entries=misplaced_reverse(cursor, scoped=scoped, now=now))
     stages.done("moves")
     for ledger in (Ledger.GROWTH, Ledger.POINTS):
         written += ledger_settle(cursor, ledger, scoped=scoped, reprice=reprice, now=now)

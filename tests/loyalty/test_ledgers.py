@@ -10,6 +10,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Sum
 
 from crm.models import EngagementEvent, Order, OrderStatus
 from loyalty import services
@@ -309,3 +310,61 @@ def test_the_metrics_export_gives_growth_and_points_as_of_its_day(frozen, tmp_pa
     # The 2025 points are gone on 1 January 2027, whether or not the expiry has run yet.
     assert exported("2026-12-31")["points_available"] == "130"
     assert exported("2027-01-01")["points_available"] == "50"
+
+
+def test_a_corrected_order_or_event_time_moves_its_awards_to_the_new_day(frozen, tmp_path):
+    """An order re-imported with its date corrected (or an event's time fixed in the admin)
+    earns on its new day: the ledger reverses the award at the old business time and awards
+    again at the new one, so points are pending and expire by the new date, and a sum "as of
+    day D" follows the order as it stands. A registration time filled in later moves its award too."""
+    import csv
+
+    from segments.services import tiers_recompute
+
+    member = MemberFactory(external_id="M-DATE", registered_at=None)
+    order = OrderFactory(member=member, ordered_at=at(2025, 12, 30, 9), amount=Decimal("100"))
+    event = EngagementEvent.objects.create(member=member, kind="share", occurred_at=at(2025, 12, 30, 10), count=1)
+    services.ledgers_settle()
+    assert PointsEntry.objects.get(source_id=order.pk).expires_at == at(2027, 1, 1, 0)
+
+    frozen.shift(dt.timedelta(hours=1))
+    order.refresh_from_db()
+    order.ordered_at = at(2026, 11, 18, 9)  # the shop's clock was wrong: the order is recent, and pending
+    order.save()
+    event.occurred_at = at(2026, 11, 18, 10)
+    event.save()
+    member.registered_at = at(2025, 6, 1, 9)
+    member.save()
+    frozen.shift(dt.timedelta(seconds=1))
+    services.ledgers_settle(member_ids=[member.pk])
+
+    held = PointsEntry.objects.filter(source_id=order.pk, rule="order_points")
+    assert held.filter(expires_at=at(2028, 1, 1, 0)).aggregate(s=Sum("amount"))["s"] == 100
+    assert held.filter(expires_at=at(2027, 1, 1, 0)).aggregate(s=Sum("amount"))["s"] == 0
+    assert (balance(member).points, balance(member).pending) == (100, 100)  # available from 25 Nov
+    assert balance(member).growth == 10 + 50 + 30
+
+    def exported(day: str) -> dict:
+        path = tmp_path / f"{day}.csv"
+        call_command("export_member_metrics", "--as-of", day, str(path))
+        return next(row for row in csv.DictReader(path.open(encoding="utf-8")) if row["external_id"] == "M-DATE")
+
+    tiers_recompute()
+
+    row = exported("2026-01-15")  # registered, but the order and the share come later now
+    assert (row["growth_value"], row["points_available"], row["points_pending"]) == ("10", "0", "0")
+    row = exported("2026-11-19")
+    assert (row["growth_value"], row["points_available"], row["points_pending"]) == ("90", "0", "100")
+
+    entries = PointsEntry.objects.count() + GrowthEntry.objects.count()
+    order.refresh_from_db()
+    order.status = OrderStatus.REFUNDED  # a refund after the correction reverses on the new day
+    order.save()
+    frozen.shift(dt.timedelta(seconds=1))
+    services.ledgers_settle(member_ids=[member.pk])
+    assert PointsEntry.objects.count() + GrowthEntry.objects.count() == entries + 2
+    assert held.filter(occurred_at=order.ordered_at).aggregate(s=Sum("amount"))["s"] == 0
+    assert (balance(member).points, balance(member).growth) == (0, 10 + 30)
+    services.ledgers_settle()  # nothing left to write
+    assert PointsEntry.objects.count() + GrowthEntry.objects.count() == entries + 2
+    assert_ledgers_agree()

@@ -1,7 +1,8 @@
 """Any interleaving of orders, refunds, re-imports, orders moved to the other
-member, corrected amounts and event counts, events, retried settles (of both members or of one) and redemptions leaves every balance equal to its ledgers, no source awarded more
+member, corrected amounts, dates and event counts, events, retried settles (of both members or of one) and redemptions leaves every balance equal to its ledgers, no source awarded more
 than once, and growth value equal to what a plain reading of DOMAIN.md section
-8 gives for the orders and events as they stand (the oracle below)."""
+8 gives for the orders and events as they stand (the oracle below), held at
+each source's business time as it stands."""
 
 import datetime as dt
 from collections import defaultdict
@@ -10,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 from django.db.models import Sum
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from crm.models import EngagementEvent, Order, OrderStatus
 from loyalty import services
@@ -30,6 +31,7 @@ operation = st.one_of(
     st.tuples(st.just("reimport"), st.integers(0, 9)),
     st.tuples(st.just("move"), st.integers(0, 9)),
     st.tuples(st.just("amend"), st.integers(0, 9), st.integers(0, 900)),  # an amount corrected
+    st.tuples(st.just("redate"), st.integers(0, 9), st.integers(0, 400)),  # an order's date corrected
     st.tuples(st.just("recount"), st.integers(0, 9), st.integers(1, 4)),  # an event's count corrected
     st.tuples(st.just("event"), st.integers(0, 1), st.sampled_from(["share", "ugc", "invite"]), st.integers(1, 3)),
     st.tuples(st.just("settle"), st.sampled_from(["members", "all", "nightly", "twice", "first", "second"])),
@@ -62,6 +64,7 @@ def expected_growth_sources(members) -> dict:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(operation, min_size=1, max_size=14))
+@example(steps=[("order", 0, 0, 100), ("settle", "all"), ("redate", 0, 30), ("refund", 0), ("settle", "first")])
 def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
     with transaction.atomic():
         members = [MemberFactory(), MemberFactory()]
@@ -86,6 +89,10 @@ def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
             elif kind == "amend" and orders:
                 order = orders[step[1] % len(orders)]
                 order.amount = Decimal(step[2]) + Decimal("0.49")
+                order.save()
+            elif kind == "redate" and orders:
+                order = orders[step[1] % len(orders)]
+                order.ordered_at = START + dt.timedelta(days=step[2], minutes=n)
                 order.save()
             elif kind == "event":
                 _kind, who, event_kind, count = step
@@ -127,4 +134,11 @@ def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
         for rule, kind, source, amount in GrowthEntry.objects.filter(member__in=members).values_list("rule", "source_kind", "source_id", "amount"):
             held[rule, kind, source] += amount
         assert {key: total for key, total in held.items() if total} == expected_growth_sources(members)
+        # ... and at the order's date as it stands: a sum "as of day D" follows the order.
+        for entries in (GrowthEntry.objects, PointsEntry.objects):
+            at_times = defaultdict(int)
+            for source, occurred_at, amount in entries.filter(source_kind="order").values_list("source_id", "occurred_at", "amount"):
+                at_times[source, occurred_at] += amount
+            held_at = {source: occurred_at for (source, occurred_at), total in at_times.items() if total}
+            assert held_at == {o.pk: o.ordered_at for o in orders if o.pk in held_at}
         transaction.set_rollback(True)
