@@ -7,9 +7,10 @@ from crm.models import deleted_with_member
 from loyalty.tasks import ledgers_settle_enqueue
 
 
-def member_saved(sender, instance, created: bool = False, **kwargs) -> None:
-    if created:
-        ledgers_settle_enqueue([instance.pk])
+def member_saved(sender, instance, **kwargs) -> None:
+    # Created (his registration earns), or edited in the admin (a registration time filled in
+    # moves its award to that day). Imports write members in bulk and send import_committed.
+    ledgers_settle_enqueue([instance.pk])
 
 
 def order_saved(sender, instance, **kwargs) -> None:

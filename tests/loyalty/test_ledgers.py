@@ -368,3 +368,21 @@ def test_a_corrected_order_or_event_time_moves_its_awards_to_the_new_day(frozen,
     services.ledgers_settle()  # nothing left to write
     assert PointsEntry.objects.count() + GrowthEntry.objects.count() == entries + 2
     assert_ledgers_agree()
+
+
+def test_a_registration_time_filled_in_in_the_admin_moves_the_registration_award(admin_client, member_form_data, django_capture_on_commit_callbacks):
+    """A member added by the shop before his registration time was known is registered "now";
+    staff fill in the real time on his page and his growth value as of earlier days follows it."""
+    from crm.models import Consent
+
+    with django_capture_on_commit_callbacks(execute=True):
+        member = MemberFactory(registered_at=None)
+        consent = Consent.objects.create(member=member, channel="sms", granted=True, source="import")
+    registration = GrowthEntry.objects.filter(rule="register", source_id=member.pk)
+    assert registration.get().occurred_at == member.created_at
+    data = member_form_data(member, consent, registered_at_0="2024-05-01", registered_at_1="09:30:00")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/crm/member/{member.pk}/change/", data)
+    assert response.status_code == 302
+    held = registration.values("occurred_at").annotate(total=Sum("amount")).filter(total__gt=0)
+    assert [row["occurred_at"] for row in held] == [at(2024, 5, 1, 9, 30)] and balance(member).growth == 10
