@@ -206,6 +206,18 @@ def test_circles_are_materialised_and_double_as_automatic_tags():
     assert "沉睡" not in names(dormant)
 
 
+def test_high_value_lapsed_means_no_order_in_the_30_day_window_and_dormant_more_than_30_days():
+    """DOMAIN.md section 4: 高价值流失 has no order in 30 days (the as-of date and the 29
+    before it, as every window), 沉睡 has R > 30."""
+    thirty, twenty_nine, thirty_one = MemberFactory(), MemberFactory(), MemberFactory()
+    orders(thirty, count=2, total="600", last_days_ago=30)
+    orders(twenty_nine, count=2, total="600", last_days_ago=29)
+    orders(thirty_one, count=2, total="600", last_days_ago=31)
+    tiers_recompute(as_of=AS_OF)
+    assert ("高价值流失" in names(thirty), "高价值流失" in names(twenty_nine), "高价值流失" in names(thirty_one)) == (True, False, True)
+    assert ("沉睡" in names(thirty), "沉睡" in names(thirty_one)) == (False, True)
+
+
 def test_a_scoped_run_agrees_with_a_full_run():
     members = [MemberFactory() for _ in range(4)]
     for n, member in enumerate(members):
@@ -419,7 +431,9 @@ def test_a_member_whose_trend_holds_though_an_order_crossed_its_window_is_left_o
     from segments.services import member_standing
 
     turning, holding = MemberFactory(), MemberFactory()
-    for days in (29, 29, 60, 119):  # next day: two leave the 30 days, one the 90 before them
+    # Next day: three leave the 30 days, one the 90 before them; his last order (5 days) crosses
+    # no circle's recency edge, which would bring him in for more than his trend.
+    for days in (5, 29, 29, 29, 60, 119):
         orders(turning, count=1, total="40", last_days_ago=days)
     for days in (10, 15, 29, 40):  # next day: one leaves the 30 days; 3 against 1 and 2 against 2 are both rising
         orders(holding, count=1, total="40", last_days_ago=days)
