@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -6,6 +7,10 @@ from django.utils.translation import gettext_lazy as _
 from api import webhooks
 from api.keys import clients_revoke
 from api.models import ApiClient, ApiUsage, Offer, WebhookEvent
+
+
+# A URL typed without its scheme is https (the default Django 6 takes; http must be typed).
+HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 
 
 class ApiUsageInline(admin.TabularInline):
@@ -31,6 +36,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     fields = ("name", "prefix", "scopes", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at")
     actions = ("revoke",)
     inlines = (ApiUsageInline,)
+    formfield_overrides = HTTPS_URLS
 
     def has_add_permission(self, request) -> bool:
         return False  # a key is made with manage.py api_key_create, which shows it once
@@ -52,6 +58,7 @@ class OfferAdmin(admin.ModelAdmin):
     list_filter = ("tier", "active")
     list_editable = ("position", "active")
     search_fields = ("title",)
+    formfield_overrides = HTTPS_URLS
 
 
 @admin.register(WebhookEvent)

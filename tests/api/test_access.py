@@ -115,3 +115,17 @@ def test_the_shipped_offers_show_each_tier_its_own(call, db):
 
     shipped = dict(Offer.objects.values_list("tier__code", "title"))
     assert "限量" in shipped["S"] and "新人" in shipped["C"]
+
+
+def test_an_offer_image_typed_without_its_scheme_is_kept_as_https(admin_client):
+    """Staff paste a CDN address without https://: the offer keeps it as https (the shop's
+    pages are https and would not show an http image)."""
+    from api.models import Offer
+    from segments.models import Tier
+
+    response = admin_client.post("/admin/api/offer/add/", {
+        "tier": Tier.objects.get(code="S").pk, "title": "限量新品", "image_url": "cdn.example.com/s.png",
+        "products": "[]", "starts_on": "2026-12-01", "position": "0", "active": "on",
+    })
+    assert response.status_code == 302
+    assert Offer.objects.get(title="限量新品").image_url == "https://cdn.example.com/s.png"
