@@ -242,6 +242,9 @@ class Product(models.Model):
     category = models.ForeignKey(
         Category, on_delete=models.SET_NULL, null=True, blank=True, related_name="products", verbose_name=_("category")
     )
+    # When a known product last moved to another category (in the admin or by a lines file): every
+    # member who bought it has other favourite categories, and the next nightly recompute is a full one.
+    recategorised_at = models.DateTimeField(_("recategorised at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("product")
@@ -250,6 +253,20 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sku})"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        product = super().from_db(db, field_names, values)
+        product.category_id_read = product.__dict__.get("category_id")
+        return product
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding and hasattr(self, "category_id_read") and self.category_id != self.category_id_read:
+            self.recategorised_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "recategorised_at"}
+        super().save(*args, **kwargs)
+        self.category_id_read = self.category_id
 
 
 def change_stamp(row: models.Model, save_kwargs: dict) -> None:

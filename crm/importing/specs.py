@@ -332,11 +332,12 @@ class OrderLineSpec(Spec):
             )
         if categorised:
             cursor.execute(
-                f"UPDATE crm_product SET category_id = ( "  # nosec B608
+                f"UPDATE crm_product SET recategorised_at = %s, category_id = ( "  # nosec B608
                 f"SELECT c.id FROM ({products}) p JOIN crm_category c ON c.name = p.category "
                 f"WHERE p.sku = crm_product.sku) "
                 f"WHERE sku IN (SELECT p.sku FROM ({products}) p JOIN crm_category c ON c.name = p.category "
-                f"WHERE {ctx.distinct('c.id', 'crm_product.category_id')})"
+                f"WHERE {ctx.distinct('c.id', 'crm_product.category_id')})",
+                [ctx.now_param()],
             )
         values = {
             "order_id": "o.id",

@@ -9,7 +9,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
-from crm.models import AuditAction, Departure, EngagementEvent, Member, Order, OrderLine
+from crm.models import AuditAction, Departure, EngagementEvent, Member, Order, OrderLine, Product
 from segments import churn
 from segments.days import local_midnight
 from segments.models import (
@@ -44,7 +44,7 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     and their trend holds: trend_only); the events of those with new events
     or events leaving or entering the window; the rest cannot have changed
     (only the day did). None (everyone) when there is no earlier run, or the
-    rules or the churn fit changed since."""
+    rules, the churn fit or a product's category changed since."""
     previous = RecomputeRun.objects.filter(status=RunStatus.DONE, full=True).order_by("-started_at").first()
     last = RecomputeRun.objects.filter(status=RunStatus.DONE, reason=ChangeReason.NIGHTLY).order_by("-started_at").first()
     if previous is None:
@@ -52,6 +52,8 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     base = last if last and last.started_at > previous.started_at else previous
     if _rules_changed_since(base.started_at):
         return None
+    if Product.objects.filter(recategorised_at__gte=base.started_at).exists():
+        return None  # a product in another category: the favourite categories of all who bought it
     fit = fit_for(as_of, SegmentSettings.current(), refit=False)
     if fit is not None and fit.fitted_at > base.finished_at:
         return None  # a fit stored since (churn_fit --save) rates everyone anew

@@ -199,3 +199,41 @@ def test_a_member_deleted_with_his_events_leaves_no_departure_behind():
     EngagementEvent.objects.create(member=member, kind="share", occurred_at=TWO_DAYS_AGO, count=3)
     member.delete()
     assert not Member.objects.filter(pk=member.pk).exists() and not Departure.objects.exists()
+
+
+def test_a_product_moved_to_another_category_changes_the_favourites_of_all_who_bought_it(admin_client, tmp_path):
+    """A product filed under the wrong category is corrected on the products page or by a
+    lines file: the members who bought it (none of whose orders changed) get their favourite
+    categories from the next nightly run, which reads everyone as a full run does."""
+    from django.urls import reverse
+
+    from crm.importing.engine import run_import
+    from crm.importing.specs import SPECS
+    from crm.models import Category
+    from segments.models import RecomputeRun
+    from segments.services import tiers_recompute, tiers_recompute_nightly
+    from tests.crm.factories import CategoryFactory, OrderLineFactory, ProductFactory
+
+    yoghurt, eggs = (ProductFactory(category=CategoryFactory(name=name)) for name in ("日化", "蛋品"))
+    buyers = [MemberFactory(), MemberFactory()]
+    for member in buyers:
+        order = OrderFactory(member=member, amount=Decimal("300"), ordered_at=TWO_DAYS_AGO)
+        OrderLineFactory(order=order, product=yoghurt, unit_price=Decimal("200"))
+        OrderLineFactory(order=order, product=eggs, unit_price=Decimal("100"))
+    tiers_recompute()
+    assert [favourite(m) for m in buyers] == [yoghurt.category_id] * 2
+
+    dairy = Category.objects.create(name="乳品")
+    response = admin_client.post(reverse("admin:crm_product_change", args=[yoghurt.pk]), {"sku": yoghurt.sku, "name": "酸奶", "category": dairy.pk})
+    assert response.status_code == 302
+    tiers_recompute_nightly()
+    assert [favourite(m) for m in buyers] == [dairy.pk] * 2
+    assert RecomputeRun.objects.order_by("-id").first().full
+
+    path = tmp_path / "lines.csv"  # a later lines file files it under 蛋品 (one buyer's order only)
+    path.write_text(f"order_no,sku,category,quantity,unit_price\n{buyers[0].orders.get().order_no},{yoghurt.sku},蛋品,1,200\n", encoding="utf-8")
+    run_import(SPECS["order_lines"], path, mode="all")  # the engine alone: no task scheduled
+    tiers_recompute_nightly()
+    assert [favourite(m) for m in buyers] == [eggs.category_id] * 2
+    tiers_recompute_nightly()  # nothing moved since: an ordinary night again
+    assert not RecomputeRun.objects.order_by("-id").first().full
