@@ -10,9 +10,10 @@ class SegmentsConfig(AppConfig):
 
     def ready(self) -> None:
         from crm.importing.jobs import import_committed
-        from crm.models import EngagementEvent, Order
+        from crm.models import EngagementEvent, Member, Order
         from segments import privacy, signals
 
+        post_save.connect(signals.member_saved, sender=Member, dispatch_uid="segments.member_saved")
         post_save.connect(signals.order_saved, sender=Order, dispatch_uid="segments.order_saved")
         post_delete.connect(signals.order_saved, sender=Order, dispatch_uid="segments.order_deleted")
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="segments.engagement_saved")

@@ -8,6 +8,15 @@ from segments.models import ChangeReason
 from segments.tasks import recompute_members_enqueue
 
 
+def member_saved(sender, instance, created: bool = False, **kwargs) -> None:
+    # Edited in the admin: circles over his own fields (community, household, age band, registration
+    # time) take him in or let him go now, not at the weekly full run. Imports write members in bulk
+    # and send import_committed. A member just added has no order yet: his first order's recompute
+    # places him (and an order that follows at once is the reason his tier history gives, not this).
+    if not created:
+        recompute_members_enqueue([instance.pk], ChangeReason.MANUAL)
+
+
 def order_saved(sender, instance, **kwargs) -> None:
     recompute_members_enqueue(instance.members_concerned(), ChangeReason.ORDER)
 

@@ -218,6 +218,23 @@ def test_high_value_lapsed_means_no_order_in_the_30_day_window_and_dormant_more_
     assert ("沉睡" in names(thirty), "沉睡" in names(thirty_one)) == (False, True)
 
 
+def test_a_member_edited_in_the_admin_enters_a_circle_over_his_own_fields_at_once(admin_client, member_form_data, django_capture_on_commit_callbacks):
+    """Staff's own circles filter on member fields too (DOMAIN.md section 4): a member's page
+    saved with a new household flag moves him in or out once it commits, not at the weekly run."""
+    from crm.models import Consent
+
+    Circle.objects.create(name="有娃家庭", kind="circle", rules={"has_children": "true"})
+    member = MemberFactory(has_children=False)
+    consent = Consent.objects.create(member=member, channel="sms", granted=True, source="import")
+    orders(member, count=1, total="100", last_days_ago=3)
+    tiers_recompute()
+    assert "有娃家庭" not in names(member)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/crm/member/{member.pk}/change/", member_form_data(member, consent, has_children="on"))
+    assert response.status_code == 302
+    assert "有娃家庭" in names(member)
+
+
 def test_a_scoped_run_agrees_with_a_full_run():
     members = [MemberFactory() for _ in range(4)]
     for n, member in enumerate(members):
