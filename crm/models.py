@@ -261,20 +261,18 @@ class Product(models.Model):
         return product
 
     def save(self, *args, **kwargs) -> None:
-        if not self._state.adding and hasattr(self, "category_id_read") and self.category_id != self.category_id_read:
-            self.recategorised_at = timezone.now()
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "recategorised_at"}
+        if hasattr(self, "category_id_read") and self.category_id != self.category_id_read:
+            change_stamp(self, kwargs, "recategorised_at")
         super().save(*args, **kwargs)
         self.category_id_read = self.category_id
 
 
-def change_stamp(row: models.Model, save_kwargs: dict) -> None:
-    """A known row saved again records when (its changed_at): the nightly runs and the settle read it again."""
+def change_stamp(row: models.Model, save_kwargs: dict, field: str = "changed_at") -> None:
+    """A known row saved again records when (its changed_at, or the field named): the nightly runs and the settle read it again."""
     if not row._state.adding:
-        row.changed_at = timezone.now()
+        setattr(row, field, timezone.now())
         if save_kwargs.get("update_fields") is not None:
-            save_kwargs["update_fields"] = {*save_kwargs["update_fields"], "changed_at"}
+            save_kwargs["update_fields"] = {*save_kwargs["update_fields"], field}
 
 
 class OrderStatus(models.TextChoices):
