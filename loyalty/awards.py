@@ -27,6 +27,12 @@ and appends the difference as one new entry with the next sequence number:
   members; the member it is held by is the one of its latest entry, and its
   business time the one at which its entries do not net to zero.
 
+Expiry (expiry_settle) is settled the same way, after the awards: per member
+and expiry day that has come, the difference between what should have
+expired there (oldest lots first, net of their reversals) and what the
+ledger has expired, so that a lot changed after its expiry day (a late
+refund, an order imported late) is expired again, not taken twice or never.
+
 Settles take turns (loyalty.services holds a lock), so each reads what the
 one before wrote and a settle that repeats finds nothing to write. The unique
 (rule, source, seq) key is the proof: a second award of a source could not
@@ -283,6 +289,79 @@ def misplaced_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
         )
         written += max(cursor.rowcount, 0)
     return written
+
+
+def _new_year_after_sql(column: str) -> str:
+    """The first local 1 January midnight after the column's time, as an instant."""
+    local = _local_sql(column)
+    return _sql(
+        f"((date_trunc('year', {local}) + interval '1 year') AT TIME ZONE '{settings.TIME_ZONE}')",
+        f"datetime((CAST(strftime('%%Y', {local}) AS INTEGER) + 1) || '-01-01', '-8 hours')",
+    )
+
+
+def expiry_settle(cursor, *, scoped: bool, now: dt.datetime) -> int:
+    """Bring the expiries up to date for the members in scope (or everyone); return the entries written.
+
+    Per member and expiry day that has come (a local 1 January midnight), one entry of the
+    difference between what the ledger has expired there and what should have: the points_expire
+    run of that day, or later the correction of it when a lot changed after it ran (a refund
+    reversing points that had already expired: they never existed, so they are given back
+    before the reversal takes them; an order imported late whose points are already past their
+    expiry: they expire at once). Each correction takes the expiry day's next sequence number.
+
+    What should have expired by the k-th expiry day c_k, spending the oldest lots first, is
+    T_k = max(0, max over j <= k of (the lots expiring by c_j + what was spent before c_j)), lots
+    net of their reversals, spent = redemptions and deductions (negative); at c_k itself,
+    T_k - T_(k-1). Spending after c_j cannot take points that expired at c_j."""
+    latest = _sql(  # the last expiry day that has come: only what was spent before it matters
+        f"(date_trunc('year', CAST(%s AS TIMESTAMPTZ) AT TIME ZONE '{settings.TIME_ZONE}') AT TIME ZONE '{settings.TIME_ZONE}')",
+        "datetime(strftime('%%Y', datetime(%s, '+8 hours')) || '-01-01', '-8 hours')",
+    )
+    rows = member_rows("loyalty_pointsentry", f"(x.expires_at <= %s OR (x.expires_at IS NULL AND x.occurred_at <= {latest}))", scoped)
+    day_number = _sql(
+        f"CAST(to_char(d.cutoff AT TIME ZONE '{settings.TIME_ZONE}', 'YYYYMMDD') AS INTEGER)",
+        "CAST(strftime('%%Y%%m%%d', datetime(d.cutoff, '+8 hours')) AS INTEGER)",
+    )
+    expiry = RuleCode.EXPIRY.value
+    cursor.execute(
+        f"""INSERT INTO loyalty_pointsentry ({_columns(Ledger.POINTS)})
+            SELECT d.member_id, d.expired - d.due, %s, %s, d.member_id, COALESCE(d.seq + 1, {day_number}),
+                   d.cutoff, %s, d.cutoff, NULL
+              FROM (
+                SELECT r.member_id, r.cutoff, r.expired, r.seq,
+                       r.reached - LAG(r.reached, 1, 0) OVER (PARTITION BY r.member_id ORDER BY r.cutoff) AS due
+                  FROM (
+                    SELECT c.member_id, c.cutoff, c.expired, c.seq,
+                           MAX(CASE WHEN c.lots + c.spent > 0 THEN c.lots + c.spent ELSE 0 END)
+                               OVER (PARTITION BY c.member_id ORDER BY c.cutoff ROWS UNBOUNDED PRECEDING) AS reached
+                      FROM (
+                        SELECT b.member_id, b.cutoff, b.expired, b.seq,
+                               SUM(b.lots) OVER (PARTITION BY b.member_id ORDER BY b.cutoff ROWS UNBOUNDED PRECEDING) AS lots,
+                               SUM(b.spent) OVER (PARTITION BY b.member_id ORDER BY b.cutoff ROWS UNBOUNDED PRECEDING) AS spent
+                          FROM (
+                            SELECT a.member_id, a.cutoff,
+                                   SUM(CASE WHEN a.kind = 'lot' THEN a.amount ELSE 0 END) AS lots,
+                                   SUM(CASE WHEN a.kind = 'spent' THEN a.amount ELSE 0 END) AS spent,
+                                   -SUM(CASE WHEN a.kind = 'expired' THEN a.amount ELSE 0 END) AS expired,
+                                   MAX(CASE WHEN a.kind = 'expired' THEN a.seq END) AS seq
+                              FROM (
+                                SELECT e.member_id, e.amount, e.seq,
+                                       CASE WHEN e.expires_at IS NOT NULL THEN 'lot' WHEN e.rule = '{expiry}' THEN 'expired' ELSE 'spent' END AS kind,
+                                       CASE WHEN e.expires_at IS NOT NULL THEN e.expires_at WHEN e.rule = '{expiry}' THEN e.occurred_at
+                                            ELSE {_new_year_after_sql("e.occurred_at")} END AS cutoff
+                                  FROM {rows} e
+                              ) a
+                             GROUP BY a.member_id, a.cutoff
+                          ) b
+                         WHERE b.cutoff <= %s
+                      ) c
+                  ) r
+              ) d
+             WHERE d.due <> d.expired""",  # nosec B608 - fixed fragments; values are parameters
+        [RuleCode.EXPIRY, SourceKind.EXPIRY, now, now, now, now],
+    )
+    return max(cursor.rowcount, 0)
 
 
 def _changed_since_held() -> str:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.models import EngagementEvent, Member, Order, OrderStatus
-from loyalty.awards import SCOPE, Moves, ledger_settle, misplaced_reverse
+from loyalty.awards import SCOPE, Moves, expiry_settle, ledger_settle, misplaced_reverse
 from loyalty.balances import EXPIRING_DAYS, balances_refresh
 from loyalty.models import (
     Adjustment,
@@ -72,6 +72,8 @@ def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages, 
     for ledger in (Ledger.GROWTH, Ledger.POINTS):
         written += ledger_settle(cursor, ledger, scoped=scoped, reprice=reprice, now=now)
         stages.done(ledger)
+    written += Moves(entries=expiry_settle(cursor, scoped=scoped, now=now))
+    stages.done("expiry")
     return written
 
 
@@ -224,9 +226,9 @@ def points_expire(*, now: dt.datetime | None = None) -> int:
     """Expire what is left of every lot whose expiry has come: one entry per member and expiry day.
 
     Points expire at a local 1 January midnight; each one since the last expiry run (or, the
-    first time, since the earliest lot) is processed once. What is left of the lots expiring by
-    a cutoff is, spending the oldest lots first, the sum of those lots plus everything spent or
-    expired so far (entries without an expiry)."""
+    first time, since the earliest lot) is processed once, for the members with a lot expiring
+    then (awards.expiry_settle: spending the oldest lots first). A settle brings the expiries of
+    its members up to date as well, for lots that change after their expiry day."""
     now = now or timezone.now()
     written = 0
     with transaction.atomic(), connection.cursor() as cursor:
@@ -239,24 +241,10 @@ def points_expire(*, now: dt.datetime | None = None) -> int:
             after = (earliest - dt.timedelta(seconds=1)) if earliest else now
         run = SettleRun.objects.create(started_at=now, scope="expiry", **_watermarks())
         cutoffs = _new_year_cutoffs(after, now)
-        for cutoff in cutoffs:
-            day = timezone.localtime(cutoff).date()
-            cursor.execute(
-                """INSERT INTO loyalty_pointsentry (member_id, amount, rule, source_kind, source_id, seq, occurred_at, recorded_at, available_at, expires_at)
-                   SELECT d.member_id, -d.left_over, %s, %s, d.member_id, %s, %s, %s, %s, NULL FROM (
-                       SELECT e.member_id,
-                              SUM(CASE WHEN e.expires_at <= %s OR e.expires_at IS NULL THEN e.amount ELSE 0 END) AS left_over
-                         FROM loyalty_pointsentry e
-                        WHERE e.member_id IN (SELECT member_id FROM loyalty_pointsentry WHERE expires_at = %s)
-                        GROUP BY e.member_id) d
-                    WHERE d.left_over > 0
-                   ON CONFLICT (rule, source_kind, source_id, seq) DO NOTHING""",
-                [RuleCode.EXPIRY, SourceKind.EXPIRY, int(day.strftime("%Y%m%d")), cutoff, now, cutoff, cutoff, cutoff],
-            )
-            written += max(cursor.rowcount, 0)
         if cutoffs:
-            _scope_create(cursor, select="SELECT member_id FROM loyalty_pointsentry WHERE expires_at IN ({})".format(  # nosec B608
+            run.members = _scope_create(cursor, select="SELECT member_id FROM loyalty_pointsentry WHERE expires_at IN ({})".format(  # nosec B608
                 ", ".join(["%s"] * len(cutoffs))), params=cutoffs)
+            written = expiry_settle(cursor, scoped=True, now=now)
             balances_refresh(cursor, scoped=True, now=now)
             _scope_drop(cursor)
         run.entries = written

@@ -1,14 +1,17 @@
 """Any interleaving of orders, refunds, re-imports, orders moved to the other
-member, corrected amounts, dates and event counts, events, retried settles (of both members or of one) and redemptions leaves every balance equal to its ledgers, no source awarded more
-than once, and growth value equal to what a plain reading of DOMAIN.md section
-8 gives for the orders and events as they stand (the oracle below), held at
-each source's business time as it stands."""
+member, corrected amounts, dates and event counts, events, retried settles (of
+both members or of one), redemptions, time passing and expiry runs leaves every
+balance equal to its ledgers, no source awarded more than once, growth value
+and points equal to what a plain reading of DOMAIN.md section 8 gives for the
+orders and events as they stand (the oracles below), held at each source's
+business time as it stands."""
 
 import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.db import connection, transaction
 from django.db.models import Sum
 from hypothesis import HealthCheck, example, given, settings, strategies as st
@@ -18,6 +21,7 @@ from loyalty import services
 from loyalty.balances import balances_differing
 from loyalty.models import Balance, GrowthEntry, PointsEntry, Right
 from loyalty.services import RedemptionError
+from segments.days import local_midnight
 from tests.crm.factories import SHANGHAI, MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +40,8 @@ operation = st.one_of(
     st.tuples(st.just("event"), st.integers(0, 1), st.sampled_from(["share", "ugc", "invite"]), st.integers(1, 3)),
     st.tuples(st.just("settle"), st.sampled_from(["members", "all", "nightly", "twice", "first", "second"])),
     st.tuples(st.just("redeem"), st.integers(0, 1), st.integers(0, 3)),
+    st.tuples(st.just("advance"), st.sampled_from([90, 300, 500])),  # days pass, maybe past an expiry day
+    st.tuples(st.just("expire"),),
 )
 
 
@@ -47,6 +53,28 @@ def oracle_growth(member) -> int:
         + (50 + 100 * (len(paid) - 1) if paid else 0)
         + sum(e.count * {"share": 30, "ugc": 200}.get(e.kind, 0) for e in events)
     )
+
+
+def oracle_expired(member, now: dt.datetime) -> int:
+    """Points expired by now, by a plain first-in-first-out walk: every paid order as it stands is a
+    lot expiring on 1 January two years after its local year; each redemption, in time order,
+    takes from the lots that have not expired yet, oldest first; on each expiry day that has
+    come, what is left of the lots expiring then is gone."""
+    remaining: dict[dt.datetime, int] = defaultdict(int)
+    for order in Order.objects.filter(member=member, status=OrderStatus.PAID):
+        remaining[local_midnight(dt.date(order.ordered_at.astimezone(SHANGHAI).year + 2, 1, 1))] += int(order.amount)
+    spends = sorted(PointsEntry.objects.filter(member=member, rule="redemption").values_list("occurred_at", "amount"))
+    expired = 0
+    for cutoff in sorted(c for c in remaining if c <= now):
+        while spends and spends[0][0] < cutoff:
+            owed = -spends.pop(0)[1]
+            for expiry in sorted(remaining):
+                taken = min(owed, remaining[expiry])
+                remaining[expiry] -= taken
+                owed -= taken
+        expired += remaining[cutoff]
+        remaining[cutoff] = 0
+    return expired
 
 
 def expected_growth_sources(members) -> dict:
@@ -65,8 +93,10 @@ def expected_growth_sources(members) -> dict:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(operation, min_size=1, max_size=14))
 @example(steps=[("order", 0, 0, 100), ("settle", "all"), ("redate", 0, 30), ("refund", 0), ("settle", "first")])
+@example(steps=[("order", 0, 0, 300), ("settle", "all"), ("advance", 90), ("redeem", 0, 0), ("advance", 500), ("advance", 300),
+                ("expire",), ("refund", 0)])
 def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
-    with transaction.atomic():
+    with time_machine.travel(START + dt.timedelta(days=1)) as clock, transaction.atomic():
         members = [MemberFactory(), MemberFactory()]
         orders: list[Order] = []
         events: list[EngagementEvent] = []
@@ -119,6 +149,10 @@ def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
                     services.points_redeem(member=members[who], right=redeemable[key % len(redeemable)], key=f"{who}-{key}")
                 except RedemptionError:
                     pass
+            elif kind == "advance":
+                clock.shift(dt.timedelta(days=step[1]))
+            elif kind == "expire":
+                services.points_expire()
         services.ledgers_settle(member_ids=[m.pk for m in members])
 
         with connection.cursor() as cursor:
@@ -128,7 +162,7 @@ def test_balances_always_equal_their_ledgers_whatever_the_interleaving(steps):
             assert balance.growth == oracle_growth(member)
             spent = -(PointsEntry.objects.filter(member=member, rule="redemption").aggregate(s=Sum("amount"))["s"] or 0)
             earned = sum(int(o.amount) for o in Order.objects.filter(member=member, status=OrderStatus.PAID))
-            assert balance.points == earned - spent
+            assert balance.points == earned - spent - oracle_expired(member, dt.datetime.now(tz=SHANGHAI))
         # Each source holds exactly what it earns as things stand: never twice, never a leftover.
         held = defaultdict(int)
         for rule, kind, source, amount in GrowthEntry.objects.filter(member__in=members).values_list("rule", "source_kind", "source_id", "amount"):
