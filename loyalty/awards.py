@@ -300,7 +300,7 @@ def _new_year_after_sql(column: str) -> str:
     )
 
 
-def expiry_settle(cursor, *, scoped: bool, now: dt.datetime) -> int:
+def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool = False) -> int:
     """Bring the expiries up to date for the members in scope (or everyone); return the entries written.
 
     Per member and expiry day that has come (a local 1 January midnight), one entry of the
@@ -313,7 +313,19 @@ def expiry_settle(cursor, *, scoped: bool, now: dt.datetime) -> int:
     What should have expired by the k-th expiry day c_k, spending the oldest lots first, is
     T_k = max(0, max over j <= k of (the lots expiring by c_j + what was spent before c_j)), lots
     net of their reversals, spent = redemptions and deductions (negative); at c_k itself,
-    T_k - T_(k-1). Spending after c_j cannot take points that expired at c_j."""
+    T_k - T_(k-1). Spending after c_j cannot take points that expired at c_j.
+
+    after_settle, scoped: only when the settle just written (recorded now) touched a lot past its
+    expiry day; otherwise nothing of what had expired can have changed (a new expiry day is
+    points_expire's, and a full settle looks at everyone), and the members' ledgers are not read
+    again: one member's update after an order stays a few index reads."""
+    if after_settle and scoped:
+        cursor.execute(
+            f"SELECT 1 FROM {member_rows('loyalty_pointsentry', 'x.recorded_at = %s AND x.expires_at <= %s', scoped)} e LIMIT 1",  # nosec B608
+            [now, now],
+        )
+        if cursor.fetchone() is None:
+            return 0
     latest = _sql(  # the last expiry day that has come: only what was spent before it matters
         f"(date_trunc('year', CAST(%s AS TIMESTAMPTZ) AT TIME ZONE '{settings.TIME_ZONE}') AT TIME ZONE '{settings.TIME_ZONE}')",
         "datetime(strftime('%%Y', datetime(%s, '+8 hours')) || '-01-01', '-8 hours')",

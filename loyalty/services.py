@@ -72,7 +72,7 @@ def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages, 
     for ledger in (Ledger.GROWTH, Ledger.POINTS):
         written += ledger_settle(cursor, ledger, scoped=scoped, reprice=reprice, now=now)
         stages.done(ledger)
-    written += Moves(entries=expiry_settle(cursor, scoped=scoped, now=now))
+    written += Moves(entries=expiry_settle(cursor, scoped=scoped, now=now, after_settle=True))
     stages.done("expiry")
     return written
 
