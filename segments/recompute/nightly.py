@@ -31,7 +31,7 @@ from segments.recompute.scores import BANDS, churn_inputs, churn_scores
 
 def nightly_scope(as_of: dt.date) -> NightlyScope | None:
     """Members whose tier or circle inputs can have changed since the last
-    successful run: new and changed orders, orders that left a member (moved
+    successful run: new members, new and changed orders, orders that left a member (moved
     or deleted), new, changed and deleted events (a safety net for lost per-member
     tasks), members whose recency crossed a rule's day count, orders, events
     and registrations leaving a window, pins starting or ending, and churn
@@ -96,6 +96,10 @@ def nightly_scope(as_of: dt.date) -> NightlyScope | None:
         EngagementEvent.objects.filter(occurred_at__gte=before.end, occurred_at__lt=after.end, id__lte=base.max_event_id).values_list("member_id", flat=True)
     )
     ids: set[int] = lines | events  # the members in scope for more than a trend count
+    # Members added since without an order (in the admin: an import and an order recompute their
+    # members at once): circles over their own fields (a household flag, community) take them in.
+    if base.max_member_id is not None:
+        ids.update(Member.objects.filter(id__gt=base.max_member_id).values_list("id", flat=True))
     for days in _recency_thresholds():
         start, end = crossing(days)
         ids.update(MemberMetrics.objects.filter(last_order_at__gte=start, last_order_at__lt=end).values_list("member_id", flat=True))

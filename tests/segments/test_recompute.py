@@ -235,6 +235,19 @@ def test_a_member_edited_in_the_admin_enters_a_circle_over_his_own_fields_at_onc
     assert "有娃家庭" in names(member)
 
 
+def test_a_member_added_without_an_order_enters_a_circle_over_his_own_fields_at_the_nightly_run():
+    """A member added in the admin has no order to recompute him at once; the next night takes him
+    in, not the weekly full run."""
+    Circle.objects.create(name="有娃家庭", kind="circle", rules={"has_children": "true"})
+    orders(MemberFactory(), count=1, total="100", last_days_ago=3)
+    tiers_recompute()
+    member = MemberFactory(has_children=True)
+    assert "有娃家庭" not in names(member)
+    tiers_recompute_nightly()
+    assert "有娃家庭" in names(member)
+    assert MemberMetrics.objects.get(member=member).tier.code == "C"
+
+
 def test_a_scoped_run_agrees_with_a_full_run():
     members = [MemberFactory() for _ in range(4)]
     for n, member in enumerate(members):
