@@ -231,6 +231,11 @@ class MemberStandingMixin:
             .order_by("-occurred_at", "-recorded_at")[:LEDGER_ON_PAGE]
         )
         rule_names = dict(RuleCode.choices)
+
+        def rule_name(rule: str, amount: int) -> str:
+            # A positive expiry entry undoes one: the lot it took was refunded after it expired.
+            return str(_("expiry given back")) if rule == RuleCode.EXPIRY and amount > 0 else rule_names.get(rule, rule)
+
         return format_html(
             '<table class="crm-inline-table" data-testid="loyalty"><tbody>{}</tbody></table><ol class="crm-timeline">{}</ol>',
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
@@ -238,7 +243,7 @@ class MemberStandingMixin:
                 "",
                 "<li><time>{}</time> {} {} <span class='crm-muted'>{}</span></li>",
                 (
-                    (admin.utils.display_for_value(occurred_at, "-"), ledger, f"{amount:+d}", rule_names.get(rule, rule))
+                    (admin.utils.display_for_value(occurred_at, "-"), ledger, f"{amount:+d}", rule_name(rule, amount))
                     for occurred_at, _recorded_at, amount, rule, ledger in entries
                 ),
             ),

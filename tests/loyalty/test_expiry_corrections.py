@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from django.core.management import call_command
 from django.db import connection
+from django.urls import reverse
 
 from crm.models import OrderStatus
 from loyalty import services
@@ -48,7 +49,7 @@ def refund(order) -> None:
     order.save()
 
 
-def test_a_refund_after_the_points_expired_takes_them_once():
+def test_a_refund_after_the_points_expired_takes_them_once(admin_client):
     with time_machine.travel(at(2024, 6, 2, 10), tick=False) as clock:
         member = MemberFactory()
         order = OrderFactory(member=member, ordered_at=at(2024, 6, 1, 9), amount=Decimal("100"))
@@ -63,6 +64,8 @@ def test_a_refund_after_the_points_expired_takes_them_once():
         # The order never earned: nothing of it expired, and the member owes nothing.
         assert (points(member), expired(member)) == (0, 0)
         assert_ledgers_agree()
+        page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+        assert "+100 <span class='crm-muted'>expiry given back</span>" in page  # not a second "expiry"
         entries = PointsEntry.objects.count()
         services.ledgers_settle()
         services.ledgers_settle_nightly()
