@@ -183,7 +183,7 @@ def tiers_recompute(
                 if full:
                     cursor.execute("SELECT MAX(member_id) FROM seg_scope")
                     watermarks["max_member_id"] = cursor.fetchone()[0]
-                else:  # where the next nightly run looks for members added since
+                elif nightly is not None:  # where the next nightly run looks for members added since
                     watermarks["max_member_id"] = Member.objects.aggregate(value=Max("id"))["value"] or 0
             with stage("rfm_tiers"):
                 rfm_stage(cursor, bounds, ladder, full, stored, trend_ratio=config.trend_ratio, max_order_id=watermarks["max_order_id"])
