@@ -14,6 +14,7 @@ class LoyaltyConfig(AppConfig):
         from loyalty import privacy, signals
         from loyalty.exports import METRICS_COLUMNS
         from segments.export_columns import register
+        from segments.signals import recomputed_from_command
 
         post_save.connect(signals.member_saved, sender=Member, dispatch_uid="loyalty.member_saved")
         post_save.connect(signals.order_saved, sender=Order, dispatch_uid="loyalty.order_saved")
@@ -21,5 +22,6 @@ class LoyaltyConfig(AppConfig):
         post_save.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_saved")
         post_delete.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="loyalty.engagement_deleted")
         import_committed.connect(signals.import_committed, dispatch_uid="loyalty.import_committed")
+        recomputed_from_command.connect(signals.recomputed_from_command, dispatch_uid="loyalty.recomputed_from_command")
         register(METRICS_COLUMNS)
         privacy.register()

@@ -1,9 +1,11 @@
 """Receivers: they only schedule a settle of the members concerned once the
-transaction commits. No business logic here."""
+transaction commits, or (recompute_tiers on the command line) settle them at
+once. No business logic here."""
 
 from __future__ import annotations
 
 from crm.models import deleted_with_member
+from loyalty import services
 from loyalty.tasks import ledgers_settle_enqueue
 
 
@@ -25,3 +27,8 @@ def engagement_saved(sender, instance, origin=None, **kwargs) -> None:
 def import_committed(sender, kind: str, member_ids: list[int] | None = None, **kwargs) -> None:
     if member_ids:
         ledgers_settle_enqueue(member_ids)
+
+
+def recomputed_from_command(sender, member_ids: list[int] | None = None, **kwargs) -> str:
+    run = services.ledgers_settle(member_ids=member_ids)
+    return f"Growth value and points settled: {run.entries:,} entries written, {run.members:,} members' balances."

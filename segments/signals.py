@@ -1,11 +1,20 @@
 """Receivers: they only schedule a recompute of the members concerned once
-the transaction commits. No business logic here."""
+the transaction commits. No business logic here. And the signal recompute_tiers
+sends when it is done."""
 
 from __future__ import annotations
+
+from django.dispatch import Signal
 
 from crm.models import deleted_with_member
 from segments.models import ChangeReason
 from segments.tasks import recompute_members_enqueue
+
+# Sent by the recompute_tiers command after its recompute, with member_ids (None: everyone).
+# The apps above segments bring their own figures of those members up to date in the
+# foreground (loyalty: growth value and points, which export_member_metrics reads), where
+# no worker may run the settles an import queued, and return a line for the command to print.
+recomputed_from_command = Signal()
 
 
 def member_saved(sender, instance, created: bool = False, **kwargs) -> None:

@@ -543,12 +543,22 @@ def test_churn_figures_rate_a_lapsed_regular_riskier_than_an_active_one():
 def test_recompute_tiers_and_export_member_metrics_commands(tmp_path):
     member = MemberFactory(external_id="M-EXP")
     orders(member, count=3, total="1500", last_days_ago=10, hour=8)
+    target = tmp_path / "metrics.csv"
+
+    def exported() -> list[dict]:
+        call_command("export_member_metrics", "--as-of", AS_OF.isoformat(), str(target), stdout=StringIO())
+        return list(csv.DictReader(target.open(encoding="utf-8")))
+
+    # No worker ran the settles the orders queued: --tiers-only leaves the ledgers as they are...
+    call_command("recompute_tiers", "--as-of", AS_OF.isoformat(), "--tiers-only", stdout=StringIO())
+    assert (exported()[0]["growth_value"], exported()[0]["points_available"]) == ("0", "0")
+    # ... and a plain run settles them after the tiers, so the export has the members' points too.
     out = StringIO()
     call_command("recompute_tiers", "--as-of", AS_OF.isoformat(), stdout=out)
     assert "1 members evaluated" in out.getvalue() and "B 白银: 1" in out.getvalue()
-    target = tmp_path / "metrics.csv"
-    call_command("export_member_metrics", "--as-of", AS_OF.isoformat(), str(target), stdout=StringIO())
-    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    assert "Growth value and points settled" in out.getvalue()
+    rows = exported()
+    assert (rows[0]["growth_value"], rows[0]["points_available"], rows[0]["points_pending"]) == ("260", "1500", "0")  # 10 + 50 + 2 × 100
     assert list(rows[0]) == [
         "external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles",
         "growth_value", "points_available", "points_pending",  # loyalty's columns (tests/loyalty: their values)

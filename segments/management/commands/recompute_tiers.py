@@ -1,4 +1,5 @@
-"""Run the recompute in the foreground: everyone, or the members named."""
+"""Run the recompute in the foreground: everyone, or the members named; then what
+the apps above keep of them (growth value and points), unless --tiers-only."""
 
 from __future__ import annotations
 
@@ -10,16 +11,24 @@ from django.db.models import Count
 from crm.models import Member
 from segments.models import ChangeReason, MemberMetrics
 from segments.services import tiers_recompute
+from segments.signals import recomputed_from_command
 
 
 class Command(BaseCommand):
-    help = "Recompute metrics, tiers, churn risk and circles (everyone, or --member EXTERNAL_ID ...) and print a summary."
+    help = (
+        "Recompute metrics, tiers, churn risk and circles (everyone, or --member EXTERNAL_ID ...), then growth value and "
+        "points (unless --tiers-only), and print a summary."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--as-of", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD (default: today)")
         parser.add_argument("--member", nargs="+", default=None, metavar="EXTERNAL_ID")
+        parser.add_argument(
+            "--tiers-only", action="store_true",
+            help="metrics, tiers, churn risk and circles only: leave growth value and points to their own settle (loyalty_settle)",
+        )
 
-    def handle(self, *args, as_of: dt.date | None, member: list[str] | None, **options) -> None:
+    def handle(self, *args, as_of: dt.date | None, member: list[str] | None, tiers_only: bool = False, **options) -> None:
         member_ids = None
         if member:
             found = dict(Member.objects.filter(external_id__in=member).values_list("external_id", "id"))
@@ -39,3 +48,6 @@ class Command(BaseCommand):
         for code, name, members in tiers:
             self.stdout.write(f"  {code} {name}: {members:,}")
         self.stdout.write("  " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in run.timings.items()))
+        if not tiers_only:  # what other apps keep of these members (growth value and points), after their tiers
+            for _receiver, line in recomputed_from_command.send(sender=self.__class__, member_ids=member_ids):
+                self.stdout.write(str(line))
