@@ -291,15 +291,6 @@ def misplaced_reverse(cursor, *, scoped: bool, now: dt.datetime) -> int:
     return written
 
 
-def _new_year_after_sql(column: str) -> str:
-    """The first local 1 January midnight after the column's time, as an instant."""
-    local = _local_sql(column)
-    return _sql(
-        f"((date_trunc('year', {local}) + interval '1 year') AT TIME ZONE '{settings.TIME_ZONE}')",
-        f"datetime((CAST(strftime('%%Y', {local}) AS INTEGER) + 1) || '-01-01', '-8 hours')",
-    )
-
-
 def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool = False) -> int:
     """Bring the expiries up to date for the members in scope (or everyone); return the entries written.
 
@@ -326,11 +317,8 @@ def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool 
         )
         if cursor.fetchone() is None:
             return 0
-    latest = _sql(  # the last expiry day that has come: only what was spent before it matters
-        f"(date_trunc('year', CAST(%s AS TIMESTAMPTZ) AT TIME ZONE '{settings.TIME_ZONE}') AT TIME ZONE '{settings.TIME_ZONE}')",
-        "datetime(strftime('%%Y', datetime(%s, '+8 hours')) || '-01-01', '-8 hours')",
-    )
-    rows = member_rows("loyalty_pointsentry", f"(x.expires_at <= %s OR (x.expires_at IS NULL AND x.occurred_at <= {latest}))", scoped)
+    latest = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))  # the last expiry day that has come
+    rows = member_rows("loyalty_pointsentry", "(x.expires_at <= %s OR (x.expires_at IS NULL AND x.occurred_at <= %s))", scoped)
     day_number = _sql(
         f"CAST(to_char(d.cutoff AT TIME ZONE '{settings.TIME_ZONE}', 'YYYYMMDD') AS INTEGER)",
         "CAST(strftime('%%Y%%m%%d', datetime(d.cutoff, '+8 hours')) AS INTEGER)",
@@ -361,7 +349,7 @@ def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool 
                                 SELECT e.member_id, e.amount, e.seq,
                                        CASE WHEN e.expires_at IS NOT NULL THEN 'lot' WHEN e.rule = '{expiry}' THEN 'expired' ELSE 'spent' END AS kind,
                                        CASE WHEN e.expires_at IS NOT NULL THEN e.expires_at WHEN e.rule = '{expiry}' THEN e.occurred_at
-                                            ELSE {_new_year_after_sql("e.occurred_at")} END AS cutoff
+                                            ELSE {_expires_sql(_local_sql("e.occurred_at"))} END AS cutoff
                                   FROM {rows} e
                               ) a
                              GROUP BY a.member_id, a.cutoff
@@ -371,7 +359,8 @@ def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool 
                   ) r
               ) d
              WHERE d.due <> d.expired""",  # nosec B608 - fixed fragments; values are parameters
-        [RuleCode.EXPIRY, SourceKind.EXPIRY, now, now, now, now],
+        # What was spent goes to the expiry day after it: the end of its own year (0 more years).
+        [RuleCode.EXPIRY, SourceKind.EXPIRY, now, 0, now, latest, now],
     )
     return max(cursor.rowcount, 0)
 
