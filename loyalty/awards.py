@@ -317,17 +317,28 @@ def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool 
         )
         if cursor.fetchone() is None:
             return 0
-    latest = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))  # the last expiry day that has come
-    rows = member_rows("loyalty_pointsentry", "(x.expires_at <= %s OR (x.expires_at IS NULL AND x.occurred_at <= %s))", scoped)
+    corrections, params = _expiry_corrections(scoped, now)
     day_number = _sql(
         f"CAST(to_char(d.cutoff AT TIME ZONE '{settings.TIME_ZONE}', 'YYYYMMDD') AS INTEGER)",
         "CAST(strftime('%%Y%%m%%d', datetime(d.cutoff, '+8 hours')) AS INTEGER)",
     )
-    expiry = RuleCode.EXPIRY.value
     cursor.execute(
         f"""INSERT INTO loyalty_pointsentry ({_columns(Ledger.POINTS)})
             SELECT d.member_id, d.expired - d.due, %s, %s, d.member_id, COALESCE(d.seq + 1, {day_number}),
                    d.cutoff, %s, d.cutoff, NULL
+              FROM ({corrections}) d""",  # nosec B608 - fixed fragments; values are parameters
+        [RuleCode.EXPIRY, SourceKind.EXPIRY, now, *params],
+    )
+    return max(cursor.rowcount, 0)
+
+
+def _expiry_corrections(scoped: bool, now: dt.datetime) -> tuple[str, list]:
+    """Per member and expiry day that has come, what should have expired there (due) against what
+    the ledger has expired (expired), where they differ, with the day's last sequence number (seq)."""
+    latest = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))  # the last expiry day that has come
+    rows = member_rows("loyalty_pointsentry", "(x.expires_at <= %s OR (x.expires_at IS NULL AND x.occurred_at <= %s))", scoped)
+    expiry = RuleCode.EXPIRY.value
+    sql = f"""SELECT d.member_id, d.cutoff, d.expired, d.due, d.seq
               FROM (
                 SELECT r.member_id, r.cutoff, r.expired, r.seq,
                        r.reached - LAG(r.reached, 1, 0) OVER (PARTITION BY r.member_id ORDER BY r.cutoff) AS due
@@ -358,11 +369,9 @@ def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool 
                       ) c
                   ) r
               ) d
-             WHERE d.due <> d.expired""",  # nosec B608 - fixed fragments; values are parameters
-        # What was spent goes to the expiry day after it: the end of its own year (0 more years).
-        [RuleCode.EXPIRY, SourceKind.EXPIRY, now, 0, now, latest, now],
-    )
-    return max(cursor.rowcount, 0)
+             WHERE d.due <> d.expired"""  # nosec B608 - fixed fragments; values are parameters
+    # What was spent goes to the expiry day after it: the end of its own year (0 more years).
+    return sql, [0, now, latest, now]
 
 
 def _changed_since_held() -> str:
