@@ -332,6 +332,15 @@ def expiry_settle(cursor, *, scoped: bool, now: dt.datetime, after_settle: bool 
     return max(cursor.rowcount, 0)
 
 
+def expiry_unwritten(cursor, *, now: dt.datetime) -> int:
+    """The points of the members in scope whose expiry day has come but whose expiry is not
+    written yet (between midnight on 1 January and the expiry run): what expiry_settle would
+    take (positive), read without writing. A redemption must not spend them."""
+    corrections, params = _expiry_corrections(True, now)
+    cursor.execute(f"SELECT COALESCE(SUM(d.due - d.expired), 0) FROM ({corrections}) d", params)  # nosec B608
+    return int(cursor.fetchone()[0])
+
+
 def _expiry_corrections(scoped: bool, now: dt.datetime) -> tuple[str, list]:
     """Per member and expiry day that has come, what should have expired there (due) against what
     the ledger has expired (expired), where they differ, with the day's last sequence number (seq)."""

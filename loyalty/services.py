@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.models import EngagementEvent, Member, Order, OrderStatus
-from loyalty.awards import SCOPE, Moves, expiry_settle, ledger_settle, misplaced_reverse
+from loyalty.awards import SCOPE, Moves, expiry_settle, expiry_unwritten, ledger_settle, misplaced_reverse
 from loyalty.balances import EXPIRING_DAYS, balances_refresh
 from loyalty.models import (
     Adjustment,
@@ -258,13 +258,16 @@ def balance_of(member: Member) -> Balance:
     return Balance.objects.filter(member=member).first() or Balance(member=member)
 
 
-def _balance_now(member: Member, now: dt.datetime) -> Balance:
-    """The member's balance recomputed now, locked for the rest of the transaction."""
+def _balance_now(member: Member, now: dt.datetime) -> tuple[Balance, int]:
+    """The member's balance recomputed now, locked for the rest of the transaction, and how many of
+    its available points have passed their expiry day without the expiry run having written them
+    off yet (from midnight on 1 January until points_expire has run): they cannot be spent."""
     with connection.cursor() as cursor:
         _scope_create(cursor, [member.pk])
         balances_refresh(cursor, scoped=True, now=now)
+        expired = expiry_unwritten(cursor, now=now)
         _scope_drop(cursor)
-    return Balance.objects.select_for_update().get(member=member)
+    return Balance.objects.select_for_update().get(member=member), expired
 
 
 @dataclass(frozen=True)
@@ -318,11 +321,13 @@ def points_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.
             raise RedemptionError(_("“%(right)s” is not redeemed with points.") % {"right": right.name})
         if right not in rights_of(member).mine:
             raise RedemptionError(_("“%(right)s” is a right of a higher tier than this member's.") % {"right": right.name})
-        balance = _balance_now(member, now)
-        if balance.available < right.points_cost:
-            raise RedemptionError(
-                _("Not enough points: %(available)s available, %(cost)s needed.") % {"available": balance.available, "cost": right.points_cost}
-            )
+        balance, expired = _balance_now(member, now)
+        if balance.available - expired < right.points_cost:
+            reason = _("Not enough points: %(available)s available, %(cost)s needed.") % {
+                "available": balance.available - expired, "cost": right.points_cost}
+            if expired:
+                reason += " " + _("%(expired)s points reached their expiry day and are being written off.") % {"expired": expired}
+            raise RedemptionError(reason)
         redemption = Redemption.objects.create(member=member, right=right, points=right.points_cost, key=key, created_at=now, created_by=user)
         PointsEntry.objects.create(
             member=member, amount=-right.points_cost, rule=RuleCode.REDEMPTION, source_kind=SourceKind.REDEMPTION,

@@ -118,3 +118,26 @@ def test_an_order_imported_after_its_points_expiry_day_expires_at_once(tmp_path)
             return next(row for row in csv.DictReader(path.open(encoding="utf-8")) if row["external_id"] == "M-LATE")["points_available"]
 
         assert (available("2025-12-31"), available("2026-01-01")) == ("200", "80")
+
+
+def test_points_past_their_expiry_day_cannot_be_spent_before_the_expiry_run():
+    """From midnight on 1 January until the beat's expiry run, the balance still holds the old
+    year's points; a redemption in that gap must not spend them (the run would then leave the
+    member negative)."""
+    with time_machine.travel(at(2025, 7, 1, 10), tick=False) as clock:
+        member = MemberFactory()
+        OrderFactory(member=member, ordered_at=at(2024, 6, 1, 9), amount=Decimal("300"))  # expires 2026-01-01
+        OrderFactory(member=member, ordered_at=at(2025, 6, 1, 9), amount=Decimal("300"))  # expires 2027-01-01
+        services.ledgers_settle()
+        free_shipping = Right.objects.get(name="免运费")  # 200 points
+
+        clock.move_to(at(2026, 1, 1, 0, 5))  # the expiry run comes at 00:10
+        services.points_redeem(member=member, right=free_shipping, key="night-1")  # from the 2025 lot
+        with pytest.raises(services.RedemptionError, match="100 available, 200 needed. 300 points reached their expiry day"):
+            services.points_redeem(member=member, right=free_shipping, key="night-2")
+        assert PointsEntry.objects.filter(member=member, rule="redemption").count() == 1
+
+        clock.move_to(at(2026, 1, 1, 0, 10))
+        services.points_expire()
+        assert (points(member), expired(member)) == (100, 300)
+        assert_ledgers_agree()
