@@ -567,6 +567,26 @@ def test_recompute_tiers_and_export_member_metrics_commands(tmp_path):
     assert "早上下单" in rows[0]["circles"].split("|")
 
 
+def test_an_export_for_another_day_than_the_last_recompute_says_which_figures_are_of_which_day(tmp_path):
+    member = MemberFactory(external_id="M-DAY")
+    orders(member, count=3, total="1500", last_days_ago=10, hour=8)
+    target = tmp_path / "metrics.csv"
+
+    def export(day: dt.date) -> tuple[str, list[dict]]:
+        err = StringIO()
+        call_command("export_member_metrics", "--as-of", day.isoformat(), str(target), stdout=StringIO(), stderr=err)
+        return err.getvalue(), list(csv.DictReader(target.open(encoding="utf-8")))
+
+    warning, rows = export(AS_OF)
+    assert "No full recompute has run yet" in warning and rows == []
+    call_command("recompute_tiers", "--as-of", AS_OF.isoformat(), stdout=StringIO())
+    assert export(AS_OF)[0] == ""
+    later = AS_OF + dt.timedelta(days=40)
+    warning, rows = export(later)
+    assert f"are as of {AS_OF}" in warning and f"recompute_tiers --as-of {later}" in warning
+    assert rows[0]["recency_days"] == "50"  # counted to the export's day, as the warning says
+
+
 def test_an_erased_member_leaves_every_circle(admin_user):
     from crm.privacy import member_erase
 

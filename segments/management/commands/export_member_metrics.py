@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from segments.export_columns import PROVIDERS
-from segments.models import CircleMembership, MemberMetrics
+from segments.models import CircleMembership, MemberMetrics, RecomputeRun, RunStatus
 
 HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
 CHUNK = 20_000
@@ -28,6 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, as_of: dt.date | None, file: Path, **options) -> None:
         as_of = as_of or timezone.localdate()
+        self._warn_if_stale(as_of)
         rows = 0
         with file.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -62,3 +63,16 @@ class Command(BaseCommand):
                 rows += len(chunk)
                 last_id = ids[-1]
         self.stdout.write(f"Wrote {rows:,} members to {file}.")
+
+    def _warn_if_stale(self, as_of: dt.date) -> None:
+        """The windowed figures, tiers and circles are the stored ones of the last recompute, while
+        recency and the loyalty columns are counted to --as-of: say so when those days differ."""
+        last = RecomputeRun.objects.filter(full=True, status=RunStatus.DONE).order_by("-started_at").first()
+        if last is None:
+            self.stderr.write("No full recompute has run yet: members without metrics are left out. Run recompute_tiers first.")
+        elif last.as_of != as_of:
+            self.stderr.write(
+                f"orders_365, spend_365, tier, churn and circles are as of {last.as_of} (the last full recompute); "
+                f"recency and the loyalty columns are counted to {as_of}. For one day throughout, run "
+                f"recompute_tiers --as-of {as_of} first."
+            )
