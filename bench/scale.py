@@ -137,7 +137,8 @@ def measure(size: int, pg: str, args) -> dict[str, float]:
         step("migrate", [PYTHON, "manage.py", "migrate", "-v0"])
         step("seed", [PYTHON, "manage.py", "seed_demo", "--members", str(size), "--as-of", args.as_of.isoformat()])
         step("first recompute", [PYTHON, "manage.py", "recompute_tiers", "--as-of", args.as_of.isoformat(), "--tiers-only"])
-    tables = ("segments_membermetrics", "segments_circlemembership", "segments_tierchange", "crm_consent", "campaigns_delivery", "crm_order", "crm_member")
+    tables = ("segments_membermetrics", "segments_circlemembership", "segments_tierchange", "crm_consent", "campaigns_delivery",
+              "campaigns_coupon", "crm_order", "crm_orderline", "crm_member", "crm_engagementevent")
     step("vacuum", [PYTHON, "manage.py", "dbshell", "--", *(part for table in tables for part in ("-c", f"VACUUM ANALYZE {table}"))])
     step("recompute bench", [PYTHON, "bench/recompute.py", "--as-of", args.as_of.isoformat()])
     step("admin pages", [PYTHON, "bench/admin_latency.py", "--repeat", "10"])
