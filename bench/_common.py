@@ -17,6 +17,56 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+OUT = ROOT / "data" / "bench"
+# What autovacuum would do in a day: the recompute rewrote every metrics row (and a
+# stopped run leaves as many dead ones); unvacuumed, the floor's UPDATE took 84 s, not 7.
+VACUUMED = ("segments_membermetrics", "segments_circlemembership", "segments_tierchange", "crm_consent", "campaigns_delivery",
+            "campaigns_coupon", "crm_order", "crm_orderline", "crm_member", "crm_engagementevent")
+
+
+def bench_pg() -> str:
+    return os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+
+
+def bench_env(database: str) -> dict[str, str]:
+    """The environment of the scripts an orchestrator (run_all, scale) runs against one database."""
+    return {
+        **os.environ, "DEBUG": "1", "DATABASE_URL": f"{bench_pg()}/{database}",
+        "CELERY_BROKER_URL": os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"),
+        "BENCH_PG": bench_pg(), "SECRET_KEY": "bench", "CRM_LANGUAGE": "zh-hans",
+    }
+
+
+def database_exists(name: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(f"{bench_pg().replace('postgres://', 'postgresql://')}/postgres", autocommit=True) as admin:
+        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def database_made_again(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{bench_pg().replace('postgres://', 'postgresql://')}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def seed_steps(members: int, as_of: str) -> list[tuple[str, list[str]]]:
+    """(name, command) of building a data set in an empty database: migrate, seed_demo, the first recompute."""
+    return [
+        ("migrate", [PYTHON, "manage.py", "migrate", "-v0"]),
+        ("seed", [PYTHON, "manage.py", "seed_demo", "--members", str(members), "--as-of", as_of]),
+        ("first recompute", [PYTHON, "manage.py", "recompute_tiers", "--as-of", as_of, "--tiers-only"]),
+    ]
+
+
+def vacuum_command() -> list[str]:
+    # psql runs a -c of several statements as one transaction, where VACUUM may not run: one -c each.
+    return [PYTHON, "manage.py", "dbshell", "--", *(part for table in VACUUMED for part in ("-c", f"VACUUM ANALYZE {table}"))]
+
+
 def require_postgres_and_redis() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
         sys.exit("set DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis)")

@@ -25,10 +25,8 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+from _common import OUT, PYTHON, ROOT, bench_env, database_made_again, seed_steps, vacuum_command
 
 # In this order: the ones that only read first; the fan-out (a million more outbox rows) last.
 BENCHES = {
@@ -53,12 +51,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=BENCHES, default=None)
     parser.add_argument("--skip", nargs="*", choices=BENCHES, default=[])
     args = parser.parse_args()
-    pg = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-    env = {
-        **os.environ, "DEBUG": "1", "DATABASE_URL": f"{pg}/crm_bench", "CELERY_BROKER_URL": os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"),
-        "BENCH_PG": pg, "SECRET_KEY": "bench", "CRM_LANGUAGE": "zh-hans",
-    }
-    out = ROOT / "data" / "bench"
+    env = bench_env("crm_bench")
+    out = OUT
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures.jsonl"
     # --only re-runs some benches and keeps the other benches' figures from the last run.
@@ -77,20 +71,10 @@ def main() -> None:
         print(f"    {'ok' if code == 0 else f'FAILED (exit {code}), see ' + str(out / (name + '.txt'))} in {time.monotonic() - begun:.0f} s", flush=True)
 
     if args.seed:
-        import psycopg
-
-        with psycopg.connect(f"{pg.replace('postgres://', 'postgresql://')}/postgres", autocommit=True) as admin:
-            admin.execute("DROP DATABASE IF EXISTS crm_bench WITH (FORCE)")
-            admin.execute("CREATE DATABASE crm_bench")
-        step("migrate", [PYTHON, "manage.py", "migrate", "-v0"])
-        step("seed", [PYTHON, "manage.py", "seed_demo", "--members", str(args.members), "--as-of", args.as_of.isoformat()])
-        step("first recompute", [PYTHON, "manage.py", "recompute_tiers", "--as-of", args.as_of.isoformat(), "--tiers-only"])
-    # What autovacuum would do in a day: the recompute rewrote every metrics row (and a
-    # stopped run leaves as many dead ones); unvacuumed, the floor's UPDATE took 84 s, not 7.
-    # psql runs a -c of several statements as one transaction, where VACUUM may not run: one -c each.
-    vacuumed = ("segments_membermetrics", "segments_circlemembership", "segments_tierchange", "crm_consent", "campaigns_delivery",
-                "campaigns_coupon", "crm_order", "crm_orderline", "crm_member", "crm_engagementevent")
-    step("vacuum", [PYTHON, "manage.py", "dbshell", "--", *(part for table in vacuumed for part in ("-c", f"VACUUM ANALYZE {table}"))])
+        database_made_again("crm_bench")
+        for name, command in seed_steps(args.members, args.as_of.isoformat()):
+            step(name, command)
+    step("vacuum", vacuum_command())
     for name, command in BENCHES.items():
         if (args.only and name not in args.only) or name in args.skip:
             continue

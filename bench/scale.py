@@ -22,16 +22,13 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
-OUT = ROOT / "data" / "bench"
+from _common import (
+    OUT, PYTHON, ROOT, bench_env, database_exists, database_made_again, django_setup, percentile, record, seed_steps, vacuum_command,
+)
 
 # figure name in BENCH_FIGURES → (label, kind): "batch" should grow at most linearly, "flat" not at all.
 FIGURES = {
@@ -55,9 +52,6 @@ def seconds_or_ms(value: str) -> float:
 
 def standing_only() -> None:
     """This process measures the standing lookup on DATABASE_URL and records it."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from _common import django_setup, percentile, record
-
     django_setup()
     import random
 
@@ -92,11 +86,10 @@ def main() -> None:
     if args.standing_only:
         standing_only()
         return
-    pg = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[int, dict[str, float]] = {}
     for size in args.sizes:
-        results[size] = measure(size, pg, args)
+        results[size] = measure(size, args)
         print(f"{size:,} members: {json.dumps(results[size], ensure_ascii=False)}", flush=True)
     table = render(results)
     (OUT / "scale.md").write_text(table)
@@ -106,14 +99,9 @@ def main() -> None:
     print(f"chart: {OUT / 'scale.svg'}")
 
 
-def measure(size: int, pg: str, args) -> dict[str, float]:
-    import psycopg
-
+def measure(size: int, args) -> dict[str, float]:
     name = "crm_bench" if size == 1_000_000 and args.reuse else f"crm_scale_{size}"
-    env = {
-        **os.environ, "DEBUG": "1", "DATABASE_URL": f"{pg}/{name}", "CELERY_BROKER_URL": os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/14"),
-        "SECRET_KEY": "bench", "CRM_LANGUAGE": "zh-hans",
-    }
+    env = bench_env(name)
     figures = OUT / f"scale_{size}.jsonl"
     figures.write_text("")
     env["BENCH_FIGURES"] = str(figures)
@@ -127,19 +115,11 @@ def measure(size: int, pg: str, args) -> dict[str, float]:
             raise SystemExit(f"{what} failed at {size:,} members (exit {code}): see {OUT / f'scale_{size}.txt'}")
         print(f"    {time.monotonic() - began:.0f} s", flush=True)
 
-    with psycopg.connect(f"{pg.replace('postgres://', 'postgresql://')}/postgres", autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not (exists and args.reuse):
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{name}"')
-            exists = None
-    if not exists:
-        step("migrate", [PYTHON, "manage.py", "migrate", "-v0"])
-        step("seed", [PYTHON, "manage.py", "seed_demo", "--members", str(size), "--as-of", args.as_of.isoformat()])
-        step("first recompute", [PYTHON, "manage.py", "recompute_tiers", "--as-of", args.as_of.isoformat(), "--tiers-only"])
-    tables = ("segments_membermetrics", "segments_circlemembership", "segments_tierchange", "crm_consent", "campaigns_delivery",
-              "campaigns_coupon", "crm_order", "crm_orderline", "crm_member", "crm_engagementevent")
-    step("vacuum", [PYTHON, "manage.py", "dbshell", "--", *(part for table in tables for part in ("-c", f"VACUUM ANALYZE {table}"))])
+    if not (args.reuse and database_exists(name)):
+        database_made_again(name)
+        for what, command in seed_steps(size, args.as_of.isoformat()):
+            step(what, command)
+    step("vacuum", vacuum_command())
     step("recompute bench", [PYTHON, "bench/recompute.py", "--as-of", args.as_of.isoformat()])
     step("admin pages", [PYTHON, "bench/admin_latency.py", "--repeat", "10"])
     step("standing lookups", [PYTHON, "bench/scale.py", "--standing-only"])
