@@ -170,7 +170,11 @@ def _sample_ids(n: int) -> list[int]:
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT member_id FROM segments_membermetrics TABLESAMPLE SYSTEM (0.1) LIMIT %s", [n])
-        return [row[0] for row in cursor.fetchall()]
+        ids = [row[0] for row in cursor.fetchall()]
+        if len(ids) < n:  # a small base (bench/scale.py's smaller sizes): 0.1% of its pages may be none
+            cursor.execute("SELECT member_id FROM segments_membermetrics ORDER BY random() LIMIT %s", [n])
+            ids = [row[0] for row in cursor.fetchall()]
+        return ids
 
 
 def _floor(as_of: dt.date) -> tuple[float, float]:
