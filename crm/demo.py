@@ -143,6 +143,10 @@ def _chunk(rng, start, size, total_members, end, order_id, line_id, sqlite):  # 
     months = (active_to - active_from) / (30 * SECONDS_PER_DAY)
     n_orders = rng.poisson(rate * months)
     n_orders[is_new] = 0
+    # Of the members who registered in the last 30 days, about 40% have placed a first order (a few a
+    # second): the dashboard's first-order conversion; the others are the worklist's "no order yet".
+    converted = is_new & (rng.random(size) < 0.4)
+    n_orders[converted] = 1 + (rng.random(int(converted.sum())) < 0.15)
     usual_hour = rng.choice(HOUR_CHOICES, size=size, p=HOUR_WEIGHTS)
     favourite = rng.integers(0, len(CATEGORIES), size)
 

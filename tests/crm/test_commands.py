@@ -1,5 +1,6 @@
 """import_* and seed_demo from the command line."""
 
+import datetime as dt
 import hashlib
 from io import StringIO
 
@@ -102,6 +103,10 @@ def test_seed_demo_is_deterministic_and_realistic():
     assert all(totals[order_id] == amount for order_id, amount in Order.objects.values_list("id", "amount"))
     # Some never ordered, some stopped long ago, some share a lot.
     assert Member.objects.filter(orders__isnull=True).exists()
+    # Of the newly registered (30 days), some placed a first order: the dashboard's conversion is not nil.
+    recent = Member.objects.filter(registered_at__gte=dt.datetime(2026, 5, 31, tzinfo=dt.timezone.utc))
+    converted = recent.filter(orders__isnull=False).distinct().count()
+    assert 0.2 < converted / recent.count() < 0.6
     assert EngagementEvent.objects.values("member").annotate(n=Sum("count")).filter(n__gte=60).exists()
     code, out, _ = run("seed_demo", "--members", "300", "--seed", "7", "--as-of", "2026-06-30")
     assert "nothing seeded" in out and fingerprint() == first
