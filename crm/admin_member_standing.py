@@ -189,20 +189,22 @@ class MemberStandingMixin:
         )
         if not changes:
             return _("No tier changes yet.")
+
+        def line(change: TierChange, older: TierChange | None) -> tuple:
+            # A first placement (from nothing) after history rebuilt from the orders continues it.
+            before = change.from_tier or (older.to_tier if older else None)
+            reason = change.get_reason_display()
+            if change.from_tier is None and before is not None and before.pk == change.to_tier_id:
+                reason = f"{reason} · {_('tier unchanged: recording began here')}"
+            return (admin.utils.display_for_value(change.at, "-"), before.code if before else "–",
+                    f"{change.to_tier.code} {change.to_tier.name}", reason)
+
         return format_html(
             '<ol class="crm-timeline">{}</ol>',
             format_html_join(
                 "",
                 "<li><time>{}</time> {} → <strong>{}</strong> <span class='crm-muted'>{}</span></li>",
-                (
-                    (
-                        admin.utils.display_for_value(change.at, "-"),
-                        change.from_tier.code if change.from_tier else "–",
-                        f"{change.to_tier.code} {change.to_tier.name}",
-                        change.get_reason_display(),
-                    )
-                    for change in changes
-                ),
+                (line(change, older) for change, older in zip(changes, [*changes[1:], None])),
             ),
         )
 

@@ -143,3 +143,28 @@ def test_the_import_page_offers_the_rebuild_and_a_worker_runs_it(shop, admin_cli
     assert "data-testid=\"history-done\"" in text
     bad = admin_client.post(offer, {"start": (TODAY + dt.timedelta(days=3)).isoformat(), "end": "", "step": "week"})
     assert bad.status_code == 200 and bad.context["form"].errors
+
+
+def test_after_a_rebuild_a_member_is_in_his_tier_since_his_rebuilt_move_not_since_recording_began(shop, admin_client):
+    lapsing = MemberFactory(registered_at=NOON - dt.timedelta(days=400))
+    for days in (200, 150, 91):  # silver until yesterday (90 days since his last order), prospect today
+        OrderFactory(member=lapsing, ordered_at=NOON - dt.timedelta(days=days), amount=Decimal("400"))
+    tiers_recompute(as_of=TODAY)  # recording begins: every member placed from nothing, now
+    for _ in range(2):  # a second rebuild leaves the same
+        call_command("history_rebuild", "--from", START.isoformat(), "--step", "day", "--no-snapshots", stdout=StringIO())
+        last_rebuilt = {}
+        for member_id, tier_id, at in TierChange.objects.filter(reason=ChangeReason.REBUILD).order_by("at", "id").values_list(
+                "member_id", "to_tier_id", "at"):
+            last_rebuilt[member_id] = (tier_id, at)
+        since = dict(MemberMetrics.objects.values_list("member_id", "tier_since"))
+        held = {member_id for member_id, tier_id in MemberMetrics.objects.values_list("member_id", "tier_id")
+                if last_rebuilt.get(member_id, (None,))[0] == tier_id}
+        assert len(held) > 40 and lapsing.pk not in held
+        assert all(since[member_id] == last_rebuilt[member_id][1] < NOON for member_id in held)
+        assert since[lapsing.pk] == NOON  # moved down when recording began: in his tier since then
+
+    member = shop["members"][0]
+    page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+    assert "tier unchanged: recording began here" in page
+    lapsing_page = admin_client.get(reverse("admin:crm_member_change", args=[lapsing.pk])).content.decode()
+    assert "B → <strong>C" in lapsing_page  # his first recorded placement continues the rebuilt history
