@@ -585,6 +585,8 @@ def test_an_export_for_another_day_than_the_last_recompute_says_which_figures_ar
     warning, rows = export(later)
     assert f"are as of {AS_OF}" in warning and f"recompute_tiers --as-of {later}" in warning
     assert rows[0]["recency_days"] == "50"  # counted to the export's day, as the warning says
+    tiers_recompute_nightly(as_of=later)  # the night brings everyone to its day too
+    assert export(later)[0] == ""
 
 
 def test_an_erased_member_leaves_every_circle(admin_user):

@@ -7,10 +7,11 @@ import datetime as dt
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
+from django.db.models import Q
 from django.utils import timezone
 
 from segments.export_columns import PROVIDERS
-from segments.models import CircleMembership, MemberMetrics, RecomputeRun, RunStatus
+from segments.models import ChangeReason, CircleMembership, MemberMetrics, RecomputeRun, RunStatus
 
 HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
 CHUNK = 20_000
@@ -67,12 +68,14 @@ class Command(BaseCommand):
     def _warn_if_stale(self, as_of: dt.date) -> None:
         """The windowed figures, tiers and circles are the stored ones of the last recompute, while
         recency and the loyalty columns are counted to --as-of: say so when those days differ."""
-        last = RecomputeRun.objects.filter(full=True, status=RunStatus.DONE).order_by("-started_at").first()
+        # A nightly run brings everyone to its day as well (those it does not read keep what cannot have changed).
+        last = (RecomputeRun.objects.filter(Q(full=True) | Q(reason=ChangeReason.NIGHTLY), status=RunStatus.DONE)
+                .order_by("-started_at").first())
         if last is None:
             self.stderr.write("No full recompute has run yet: members without metrics are left out. Run recompute_tiers first.")
         elif last.as_of != as_of:
             self.stderr.write(
-                f"orders_365, spend_365, tier, churn and circles are as of {last.as_of} (the last full recompute); "
+                f"orders_365, spend_365, tier, churn and circles are as of {last.as_of} (the last full or nightly recompute); "
                 f"recency and the loyalty columns are counted to {as_of}. For one day throughout, run "
                 f"recompute_tiers --as-of {as_of} first."
             )
