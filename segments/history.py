@@ -150,18 +150,18 @@ def _tier_since_from_history(cursor) -> None:
     not moved since has been in his tier since his last rebuilt move, when that move was into the
     same tier: "in tier since" was the day recording began. The recorded moves stay as they are
     (a first placement is no move up for the journeys, and it marks when recording began)."""
+    rebuild = ChangeReason.REBUILD.value
     first = f"""(SELECT MIN(f.at) FROM segments_tierchange f
-                 WHERE f.member_id = segments_membermetrics.member_id AND f.reason <> '{ChangeReason.REBUILD.value}')"""  # nosec B608
+                 WHERE f.member_id = segments_membermetrics.member_id AND f.reason <> '{rebuild}')"""  # nosec B608
     cursor.execute(
         f"""UPDATE segments_membermetrics SET tier_since = COALESCE((
                 SELECT CASE WHEN r.to_tier_id = segments_membermetrics.tier_id THEN r.at END FROM segments_tierchange r
-                 WHERE r.member_id = segments_membermetrics.member_id AND r.reason = %s AND r.at < {first}
+                 WHERE r.member_id = segments_membermetrics.member_id AND r.reason = '{rebuild}' AND r.at < {first}
                  ORDER BY r.at DESC, r.id DESC LIMIT 1), {first})
              WHERE tier_since <= {first}
                AND EXISTS (SELECT 1 FROM segments_tierchange p
-                            WHERE p.member_id = segments_membermetrics.member_id AND p.reason <> %s AND p.from_tier_id IS NULL
-                              AND p.at = {first} AND p.to_tier_id = segments_membermetrics.tier_id)""",  # nosec B608 - fixed fragments
-        [ChangeReason.REBUILD, ChangeReason.REBUILD],
+                            WHERE p.member_id = segments_membermetrics.member_id AND p.reason <> '{rebuild}'
+                              AND p.from_tier_id IS NULL AND p.at = {first} AND p.to_tier_id = segments_membermetrics.tier_id)"""  # nosec B608
     )
 
 
