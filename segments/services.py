@@ -206,7 +206,7 @@ def tiers_recompute(
                 metrics_write(cursor, now=now, at=at, trend_ratio=config.trend_ratio, as_of=as_of, max_order_id=watermarks["max_order_id"], stored=stored)
                 tables_drop(cursor, *STAGED)
             with stage("circles"):
-                if full:
+                if full or stored:  # a night places everyone in its scope by today's line, whatever the cache holds
                     v_score_threshold_forget()
                 circles_write(cursor, list(Circle.objects.filter(active=True)), as_of, full, now, at)
             cursor.execute("SELECT COUNT(*) FROM seg_scope")

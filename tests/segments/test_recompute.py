@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from crm.models import Order, OrderStatus
+from crm.models import EngagementEvent, Order, OrderStatus
 from segments.models import (
     ChangeReason,
     Circle,
@@ -587,6 +587,23 @@ def test_an_export_for_another_day_than_the_last_recompute_says_which_figures_ar
     assert rows[0]["recency_days"] == "50"  # counted to the export's day, as the warning says
     tiers_recompute_nightly(as_of=later)  # the night brings everyone to its day too
     assert export(later)[0] == ""
+
+
+def test_the_nightly_run_places_its_members_by_the_nights_top_v_line_not_an_earlier_cached_one():
+    members = [MemberFactory() for _ in range(20)]
+    day = dt.datetime(2026, 10, 1, 10, tzinfo=SHANGHAI)
+    for n, member in enumerate(members, start=1):
+        EngagementEvent.objects.create(member=member, kind="share", occurred_at=day, count=n)
+    tiers_recompute(as_of=AS_OF - dt.timedelta(days=1))  # the top 5% (one member): the line is 20 shares
+    influencers = Circle.objects.get(name="影响力节点")
+    assert set(CircleMembership.objects.filter(circle=influencers).values_list("member_id", flat=True)) == {members[19].pk}
+
+    later = day + dt.timedelta(days=30)
+    EngagementEvent.objects.create(member=members[4], kind="share", occurred_at=later, count=100)  # the new top: the line is his
+    EngagementEvent.objects.create(member=members[17], kind="share", occurred_at=later, count=3)  # 21: above the old line only
+    tiers_recompute_nightly(as_of=AS_OF)
+    inside = set(CircleMembership.objects.filter(circle=influencers).values_list("member_id", flat=True))
+    assert members[4].pk in inside and members[17].pk not in inside
 
 
 def test_an_erased_member_leaves_every_circle(admin_user):
