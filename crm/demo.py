@@ -57,6 +57,7 @@ PRODUCTS_BY_CATEGORY = [np.flatnonzero(PRODUCT_CATEGORY == index) for index in r
 
 SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘")
 GIVEN = list("丽娟敏静秀英华芳燕红霞玲桂兰萍梅琴云洁伟强磊军勇杰涛明超刚平辉鹏")
+GIVEN_FEMALE = GIVEN.index("伟")  # the characters before it are women's names, from it men's
 TAGS = ["宝妈", "上班族", "退休", "健身", "养宠物", "学生家长", "素食"]
 CHANNELS = ["小程序", "社群团购", "门店自提", "企微私聊"]
 SOURCES = ["社群裂变", "门店扫码", "朋友推荐", "线上广告", "地推活动"]
@@ -159,6 +160,8 @@ def _chunk(rng, start, size, total_members, end, order_id, line_id, sqlite):  # 
     surname = rng.integers(0, len(SURNAMES), size)
     given = rng.integers(0, len(GIVEN), (size, 2))
     two_char = rng.random(size) < 0.6
+    # A woman's name for a woman (王秀英 is addressed 王阿姨, not 王叔), drawn from the same numbers.
+    given = np.where((gender == "F")[:, None], given % GIVEN_FEMALE, GIVEN_FEMALE + given % (len(GIVEN) - GIVEN_FEMALE))
     mobile_prefix = rng.choice(np.array([130, 133, 135, 136, 137, 138, 139, 150, 151, 158, 159, 176, 186, 188, 189]), size)
     mobile_rest = rng.integers(0, 100_000_000, size)
     household = rng.random((size, 4)) < np.array([0.12, 0.25, 0.35, 0.2])

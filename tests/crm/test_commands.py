@@ -107,6 +107,11 @@ def test_seed_demo_is_deterministic_and_realistic():
     recent = Member.objects.filter(registered_at__gte=dt.datetime(2026, 5, 31, tzinfo=dt.timezone.utc))
     converted = recent.filter(orders__isnull=False).distinct().count()
     assert 0.2 < converted / recent.count() < 0.6
+    # A woman has a woman's given name, a man a man's: the templates address them from gender (王阿姨, 王叔).
+    from crm.demo import GIVEN, GIVEN_FEMALE
+
+    for name, gender in Member.objects.values_list("name", "gender"):
+        assert set(name[1:]) <= set(GIVEN[:GIVEN_FEMALE] if gender == "F" else GIVEN[GIVEN_FEMALE:]), (name, gender)
     assert EngagementEvent.objects.values("member").annotate(n=Sum("count")).filter(n__gte=60).exists()
     code, out, _ = run("seed_demo", "--members", "300", "--seed", "7", "--as-of", "2026-06-30")
     assert "nothing seeded" in out and fingerprint() == first
