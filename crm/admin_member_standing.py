@@ -27,7 +27,7 @@ from crm.models import Member
 from loyalty.models import GrowthEntry, PointsEntry, Right, RuleCode
 from loyalty.services import RedemptionError, balance_of, rights_of
 from segments.models import Circle, RiskBand, Tier, TierChange, TierPin
-from segments.services import member_standing
+from segments.services import gap_text, member_standing
 
 TIER_HISTORY_ON_PAGE = 30
 MESSAGES_ON_PAGE = 10
@@ -143,16 +143,8 @@ class MemberStandingMixin:
             (_("expected orders (next 30 days)"), "-" if metrics.expected_orders_30d is None else f"{metrics.expected_orders_30d:.1f}"),
             (_("expected next order"), state["expected_next_order"] or "-"),
         ]
-        gap = state["gap"]
-        if gap is not None:
-            parts = []
-            if gap.spend > 0:
-                parts.append(_("spend ¥%(amount)s more") % {"amount": f"{gap.spend:,.2f}"})
-            if gap.orders > 0:
-                parts.append(_("buy %(orders)s more times") % {"orders": gap.orders})
-            if gap.needs_recent_order:
-                parts.append(_("order within %(days)s days") % {"days": gap.rung.max_recency_days})
-            rows.append((_("to the next tier"), (" / ".join(str(p) for p in parts) + str(_(", to reach %(tier)s") % {"tier": gap.rung.name})) if parts else "-"))
+        if state["gap"] is not None:
+            rows.append((_("to the next tier"), gap_text(state["gap"]) or "-"))
         pins = TierPin.objects.filter(member=member, released_at=None, ends_on__gte=timezone.localdate()).select_related("tier")
         for pin in pins:
             rows.append((_("pinned"), f"{pin.tier} {pin.starts_on} – {pin.ends_on}: {pin.reason}"))

@@ -23,6 +23,7 @@ from segments.circles import v_score_threshold_forget
 from segments.days import moves_at
 from segments.ladder import (
     RFM,
+    Gap,
     Rung,
     gap_to_next,
     ladder_validate,
@@ -349,6 +350,21 @@ def member_standing(member: Member, *, as_of: dt.date | None = None) -> dict | N
         "gap": gap_to_next(rfm, current, ladder),
         "expected_next_order": _expected_next_order(metrics, as_of),
     }
+
+
+def gap_text(gap: Gap | None) -> str:
+    """What a member still lacks for the next tier, as staff read it ("spend ¥320.00 more / buy 2
+    more times, to reach 黄金"); "" at the top of the ladder or when nothing is missing."""
+    if gap is None:
+        return ""
+    parts = []
+    if gap.spend > 0:
+        parts.append(_("spend ¥%(amount)s more") % {"amount": f"{gap.spend:,.2f}"})
+    if gap.orders > 0:
+        parts.append(_("buy %(orders)s more times") % {"orders": gap.orders})
+    if gap.needs_recent_order:
+        parts.append(_("order within %(days)s days") % {"days": gap.rung.max_recency_days})
+    return " / ".join(parts) + _(", to reach %(tier)s") % {"tier": gap.rung.name} if parts else ""
 
 
 def _expected_next_order(metrics: MemberMetrics, as_of: dt.date) -> dt.date | None:
