@@ -26,6 +26,7 @@ from crm.masking import mask_mobile
 from crm.models import Member
 from crm.privacy import mobile_reveal
 from crm.scoping import scope_to_user
+from segments.services import gap_text, member_standing
 
 MEMBERS_PER_PAGE = 30
 LOGIN = "admin:login"
@@ -125,6 +126,7 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
     )
     metrics = getattr(found, "metrics", None)
     balance = getattr(found, "loyalty_balance", None)
+    standing = member_standing(found) if metrics else None
     items = [
         {"item": entry, "can_call": _may_call(request, entry)}
         for entry in _today_items(request).filter(member=found)
@@ -134,6 +136,10 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         **_card(found),
         "metrics": metrics,
         "points": balance.available if balance else None,
+        # What a leader can say ("再买1次就升白银了") and offer: the gap to the next tier, the favourites.
+        "gap": gap_text(standing["gap"]) if standing else "",
+        "favourites": " / ".join(
+            str(c) for c in (standing["metrics"].favourite_category, standing["metrics"].second_category) if c) if standing else "",
         "revealed": revealed,
         "called_item": item,
         "items": items,
