@@ -98,6 +98,7 @@ def test_members_search_by_name_or_the_mobiles_last_four_digits(client, morning)
     assert "139****9002" in card and "58" in card
     # What he can tell her: one ¥58 order so far; silver takes 3 orders and ¥1,000 in the year.
     assert "spend ¥942.00 more / buy 2 more times, to reach 白银" in card
+    assert "¥58.00</dd>" in card  # his spend, written as money as the gap is
 
 
 def test_the_pages_ask_for_the_admin_login_and_the_leaders_permissions(client, morning):
