@@ -136,6 +136,7 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         **_card(found),
         "metrics": metrics,
         "points": balance.available if balance else None,
+        "spend": f"{metrics.spend_365 if metrics else 0:,.2f}",  # as the admin and the gap write money
         # What a leader can say ("再买1次就升白银了") and offer: the gap to the next tier, the favourites.
         "gap": gap_text(standing["gap"]) if standing else "",
         "favourites": " / ".join(

@@ -99,6 +99,9 @@ def test_members_search_by_name_or_the_mobiles_last_four_digits(client, morning)
     # What he can tell her: one ¥58 order so far; silver takes 3 orders and ¥1,000 in the year.
     assert "spend ¥942.00 more / buy 2 more times, to reach 白银" in card
     assert "¥58.00</dd>" in card  # his spend, written as money as the gap is
+    OrderFactory(member=morning["newcomer"], ordered_at=timezone.now() - dt.timedelta(days=2), amount=Decimal("1200.00"))
+    tiers_recompute()
+    assert "¥1,258.00</dd>" in client.get(reverse("leader:member", args=[morning["newcomer"].pk])).content.decode()
 
 
 def test_the_pages_ask_for_the_admin_login_and_the_leaders_permissions(client, morning):
