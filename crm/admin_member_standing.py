@@ -187,7 +187,8 @@ class MemberStandingMixin:
             before = change.from_tier or (older.to_tier if older else None)
             reason = change.get_reason_display()
             if change.from_tier is None and before is not None and before.pk == change.to_tier_id:
-                reason = f"{reason} · {_('tier unchanged: recording began here')}"
+                unchanged = _("tier unchanged: recording began here")  # outside the f-string, where makemessages finds it
+                reason = f"{reason} · {unchanged}"
             return (admin.utils.display_for_value(change.at, "-"), before.code if before else "–",
                     f"{change.to_tier.code} {change.to_tier.name}", reason)
 
