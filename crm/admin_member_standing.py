@@ -135,7 +135,7 @@ class MemberStandingMixin:
             (_("trend (30 days against the 90 before)"), f"{metrics.get_trend_display()} ({state['orders_30d']} / {state['orders_prior_90d']})"),
             (_("promo share"), f"{metrics.promo_share:.0%}"),
             (_("return rate"), f"{metrics.refund_rate:.0%}"),
-            (_("favourite categories"), " / ".join(str(c) for c in (metrics.favourite_category, metrics.second_category) if c) or "-"),
+            (_("favourite categories"), metrics.favourites or "-"),
             (_("usual order hour"), "-" if metrics.usual_order_hour is None else f"{metrics.usual_order_hour}:00"),
             (_("V score"), f"{metrics.v_score:g}"),
             (_("P(alive)"), "-" if metrics.p_alive is None else f"{metrics.p_alive:.0%}"),

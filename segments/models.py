@@ -155,6 +155,11 @@ class MemberMetrics(models.Model):
     def __str__(self) -> str:
         return str(self.member_id)
 
+    @property
+    def favourites(self) -> str:
+        """His favourite categories as a page reads them ("生鲜 / 日化"); "" when none is known."""
+        return " / ".join(str(category) for category in (self.favourite_category, self.second_category) if category)
+
 
 class RunStatus(models.TextChoices):
     RUNNING = "running", _("running")

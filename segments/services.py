@@ -333,10 +333,7 @@ def member_standing(member: Member, *, as_of: dt.date | None = None) -> dict | N
     metrics = MemberMetrics.objects.select_related("tier", "favourite_category", "second_category").filter(member=member).first()
     if metrics is None:
         return None
-    ladder = ladder_load()
-    last_date = timezone.localtime(metrics.last_order_at).date() if metrics.last_order_at else None
-    rfm = RFM(recency_days=recency_days(last_date, as_of), orders_365=metrics.orders_365, spend_365=metrics.spend_365)
-    current = next((rung for rung in ladder if rung.id == metrics.tier_id), None) or tier_for(rfm, ladder)
+    rfm, gap = _placed(metrics, as_of)
     bounds = Bounds(as_of)
     counts = Order.objects.filter(member=member, status=OrderStatus.PAID, ordered_at__gte=bounds.prior_start, ordered_at__lt=bounds.end).aggregate(
         recent=Count("id", filter=Q(ordered_at__gte=bounds.recent_start)), prior=Count("id", filter=Q(ordered_at__lt=bounds.recent_start))
@@ -347,9 +344,23 @@ def member_standing(member: Member, *, as_of: dt.date | None = None) -> dict | N
         "orders_30d": counts["recent"],
         "orders_prior_90d": counts["prior"],
         "recency_days": rfm.recency_days,
-        "gap": gap_to_next(rfm, current, ladder),
+        "gap": gap,
         "expected_next_order": _expected_next_order(metrics, as_of),
     }
+
+
+def gap_of(metrics: MemberMetrics, *, as_of: dt.date | None = None) -> Gap | None:
+    """What the member of these stored metrics lacks for the next tier on the day (today): the
+    ladder and his figures, no order read (the leader's card; member_standing counts more)."""
+    return _placed(metrics, as_of or timezone.localdate())[1]
+
+
+def _placed(metrics: MemberMetrics, as_of: dt.date) -> tuple[RFM, Gap | None]:
+    ladder = ladder_load()
+    last_date = timezone.localtime(metrics.last_order_at).date() if metrics.last_order_at else None
+    rfm = RFM(recency_days=recency_days(last_date, as_of), orders_365=metrics.orders_365, spend_365=metrics.spend_365)
+    current = next((rung for rung in ladder if rung.id == metrics.tier_id), None) or tier_for(rfm, ladder)
+    return rfm, gap_to_next(rfm, current, ladder)
 
 
 def gap_text(gap: Gap | None) -> str:

@@ -26,7 +26,7 @@ from crm.masking import mask_mobile
 from crm.models import Member
 from crm.privacy import mobile_reveal
 from crm.scoping import scope_to_user
-from segments.services import gap_text, member_standing
+from segments.services import gap_of, gap_text
 
 MEMBERS_PER_PAGE = 30
 LOGIN = "admin:login"
@@ -122,11 +122,11 @@ def member(request, member_id: int):
 def member_page(request, member_id: int, *, revealed: str = "", item: WorklistItem | None = None):
     _needs(request, "crm.view_member")
     found = get_object_or_404(
-        scope_to_user(Member.objects.filter(erased_at__isnull=True), request.user, "").select_related("metrics__tier", "community"), pk=member_id
+        scope_to_user(Member.objects.filter(erased_at__isnull=True), request.user, "").select_related(
+            "metrics__tier", "metrics__favourite_category", "metrics__second_category", "community"), pk=member_id
     )
     metrics = getattr(found, "metrics", None)
     balance = getattr(found, "loyalty_balance", None)
-    standing = member_standing(found) if metrics else None
     items = [
         {"item": entry, "can_call": _may_call(request, entry)}
         for entry in _today_items(request).filter(member=found)
@@ -138,9 +138,8 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         "points": balance.available if balance else None,
         "spend": f"{metrics.spend_365 if metrics else 0:,.2f}",  # as the admin and the gap write money
         # What a leader can say ("再买1次就升白银了") and offer: the gap to the next tier, the favourites.
-        "gap": gap_text(standing["gap"]) if standing else "",
-        "favourites": " / ".join(
-            str(c) for c in (standing["metrics"].favourite_category, standing["metrics"].second_category) if c) if standing else "",
+        "gap": gap_text(gap_of(metrics)) if metrics else "",
+        "favourites": metrics.favourites if metrics else "",
         "revealed": revealed,
         "called_item": item,
         "items": items,
