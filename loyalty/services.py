@@ -258,14 +258,15 @@ def balance_of(member: Member) -> Balance:
     return Balance.objects.filter(member=member).first() or Balance(member=member)
 
 
-def _balance_now(member: Member, now: dt.datetime) -> tuple[Balance, int]:
-    """The member's balance recomputed now, locked for the rest of the transaction, and how many of
-    its available points have passed their expiry day without the expiry run having written them
-    off yet (from midnight on 1 January until points_expire has run): they cannot be spent."""
+def _balance_now(member: Member, now: dt.datetime, *, spending: bool = False) -> tuple[Balance, int]:
+    """The member's balance recomputed now, locked for the rest of the transaction, and (spending)
+    how many of its available points have passed their expiry day without the expiry run having
+    written them off yet (from midnight on 1 January until points_expire has run): they cannot be
+    spent. Otherwise 0, and that ledger read is saved."""
     with connection.cursor() as cursor:
         _scope_create(cursor, [member.pk])
         balances_refresh(cursor, scoped=True, now=now)
-        expired = expiry_unwritten(cursor, now=now)
+        expired = expiry_unwritten(cursor, now=now) if spending else 0
         _scope_drop(cursor)
     return Balance.objects.select_for_update().get(member=member), expired
 
@@ -321,7 +322,7 @@ def points_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.
             raise RedemptionError(_("“%(right)s” is not redeemed with points.") % {"right": right.name})
         if right not in rights_of(member).mine:
             raise RedemptionError(_("“%(right)s” is a right of a higher tier than this member's.") % {"right": right.name})
-        balance, expired = _balance_now(member, now)
+        balance, expired = _balance_now(member, now, spending=True)
         if balance.available - expired < right.points_cost:
             reason = _("Not enough points: %(available)s available, %(cost)s needed.") % {
                 "available": balance.available - expired, "cost": right.points_cost}
