@@ -13,8 +13,9 @@ and appends the difference as one new entry with the next sequence number:
   points, its availability and expiry), so that a sum "as of day D" agrees
   with the orders as they stand, and pending and expiring points net out;
 - a source changed since its latest entry (an order's amount or an event's
-  count corrected by file, API or admin: Order/EngagementEvent.changed_at)
-  whose target differs from what it holds gets the difference;
+  count corrected by file, API or admin: its Order/EngagementEvent.changed_at
+  differs from the source_version its entries recorded) whose target differs
+  from what it holds gets the difference;
 - any other source whose held amount differs from its target (a rule's
   amount edited in place) is left alone: history is never rewritten silently.
   reprice=True (the re-award, previewed first) writes those differences too;
@@ -67,6 +68,9 @@ from segments.days import local_midnight
 
 SCOPE = "loyalty_scope"  # temp table of the member ids a scoped settle covers
 FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
+# An entry's source_version for a source never changed (changed_at empty): a value, so that an
+# entry of a source read before its first change is told from one written before the column was.
+NEVER_CHANGED = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _sql(postgres: str, sqlite: str) -> str:
@@ -142,29 +146,30 @@ def member_rows(table: str, where: str, scoped: bool) -> str:
 
 
 def growth_targets(scoped: bool) -> tuple[str, list]:
-    """(member_id, rule, source_kind, source_id, occurred_at, amount) of every source that earns growth value now."""
+    """(member_id, rule, source_kind, source_id, occurred_at, amount, available_at, expires_at, version) of
+    every source that earns growth value now; version: the source's changed_at as read (registrations: none)."""
     periods, period_params = rule_periods([RuleCode.REGISTER, RuleCode.FIRST_ORDER, RuleCode.REPEAT_ORDER, RuleCode.SHARE, RuleCode.UGC])
     members_in_scope = f"m.id IN (SELECT member_id FROM {SCOPE})" if scoped else "1 = 1"  # nosec B608 - a fixed table name
     raw = f"""
         SELECT m.id AS member_id, %s AS rule, %s AS source_kind, m.id AS source_id,
-               COALESCE(m.registered_at, m.created_at) AS occurred_at, 1 AS qty
+               COALESCE(m.registered_at, m.created_at) AS occurred_at, 1 AS qty, {_sql("CAST(NULL AS TIMESTAMPTZ)", "NULL")} AS version
           FROM crm_member m WHERE {members_in_scope}
         UNION ALL
         SELECT o.member_id, CASE WHEN ROW_NUMBER() OVER (PARTITION BY o.member_id ORDER BY o.ordered_at, o.id) = 1
-                                 THEN %s ELSE %s END, %s, o.id, o.ordered_at, 1
+                                 THEN %s ELSE %s END, %s, o.id, o.ordered_at, 1, COALESCE(o.changed_at, %s)
           FROM {member_rows("crm_order", "x.status = %s", scoped)} o
         UNION ALL
-        SELECT e.member_id, e.kind, %s, e.id, e.occurred_at, e.count
+        SELECT e.member_id, e.kind, %s, e.id, e.occurred_at, e.count, COALESCE(e.changed_at, %s)
           FROM {member_rows("crm_engagementevent", "x.kind IN (%s, %s)", scoped)} e
     """  # nosec B608
     raw_params = [
         RuleCode.REGISTER, SourceKind.REGISTRATION,
-        RuleCode.FIRST_ORDER, RuleCode.REPEAT_ORDER, SourceKind.ORDER, OrderStatus.PAID,
-        SourceKind.EVENT, EngagementKind.SHARE, EngagementKind.UGC,
+        RuleCode.FIRST_ORDER, RuleCode.REPEAT_ORDER, SourceKind.ORDER, NEVER_CHANGED, OrderStatus.PAID,
+        SourceKind.EVENT, NEVER_CHANGED, EngagementKind.SHARE, EngagementKind.UGC,
     ]
     sql = f"""
         SELECT r.member_id, r.rule, r.source_kind, r.source_id, r.occurred_at,
-               COALESCE(p.amount, 0) * r.qty AS amount, NULL AS available_at, NULL AS expires_at
+               COALESCE(p.amount, 0) * r.qty AS amount, NULL AS available_at, NULL AS expires_at, r.version
           FROM ({raw}) r
           LEFT JOIN ({periods}) p ON p.code = r.rule AND r.occurred_at >= p.starts AND r.occurred_at < p.ends
     """  # nosec B608
@@ -172,10 +177,11 @@ def growth_targets(scoped: bool) -> tuple[str, list]:
 
 
 def points_targets(scoped: bool, policy: LoyaltySettings) -> tuple[str, list]:
+    """As growth_targets, for the points of every paid order."""
     periods, period_params = rule_periods([RuleCode.ORDER_POINTS])
     multiplier, multiplier_params = _multiplier_sql()
     raw = f"""SELECT o.member_id, o.id AS source_id, o.ordered_at AS occurred_at, o.amount AS amount,
-                     {_local_sql("o.ordered_at")} AS local_at
+                     {_local_sql("o.ordered_at")} AS local_at, COALESCE(o.changed_at, %s) AS version
                 FROM {member_rows("crm_order", "x.status = %s", scoped)} o"""  # nosec B608
     # Whole yuan times points per yuan, times the multiplier in hundredths when tiers differ.
     amount = (
@@ -184,14 +190,14 @@ def points_targets(scoped: bool, policy: LoyaltySettings) -> tuple[str, list]:
     )
     sql = f"""
         SELECT r.member_id, %s AS rule, %s AS source_kind, r.source_id, r.occurred_at, {amount} AS amount,
-               {_available_sql("r.local_at")} AS available_at, {_expires_sql("r.local_at")} AS expires_at
+               {_available_sql("r.local_at")} AS available_at, {_expires_sql("r.local_at")} AS expires_at, r.version
           FROM ({raw}) r
           LEFT JOIN ({periods}) p ON p.code = %s AND r.occurred_at >= p.starts AND r.occurred_at < p.ends
     """  # nosec B608
     params = [
         RuleCode.ORDER_POINTS, SourceKind.ORDER, *multiplier_params,
         policy.return_days, policy.expiry_years,
-        OrderStatus.PAID, *period_params, RuleCode.ORDER_POINTS,
+        NEVER_CHANGED, OrderStatus.PAID, *period_params, RuleCode.ORDER_POINTS,
     ]
     return sql, params
 
@@ -383,13 +389,10 @@ def _expiry_corrections(scoped: bool, now: dt.datetime) -> tuple[str, list]:
     return sql, [0, now, latest, now]
 
 
-def _changed_since_held() -> str:
-    """Whether source t changed (Order/EngagementEvent.changed_at) after its latest entry h was recorded:
-    then its target differs because the source does (a corrected amount or count), not a rule."""
-    return f"""(EXISTS (SELECT 1 FROM crm_order o WHERE t.source_kind = '{SourceKind.ORDER}' AND o.id = t.source_id
-                                                  AND o.changed_at > h.recorded_at)
-                OR EXISTS (SELECT 1 FROM crm_engagementevent v WHERE t.source_kind = '{SourceKind.EVENT}'
-                                                             AND v.id = t.source_id AND v.changed_at > h.recorded_at))"""  # nosec B608
+# Whether source t is another version of the source than its latest entries h read: then its target
+# differs because the source does (a corrected amount or count), not a rule. h.version is the latest
+# version an entry recorded; entries written before they recorded one are compared by time, as then.
+CHANGED_SINCE_HELD = "(t.version <> h.version OR (h.version IS NULL AND t.version > h.recorded_at))"
 
 
 def _held_at(table: str, column: str) -> str:
@@ -412,19 +415,21 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
     points = ledger == Ledger.POINTS
     dates = f", COALESCE(t.available_at, {_held_at(table, 'available_at')}), COALESCE(t.expires_at, {_held_at(table, 'expires_at')})" if points else ""
     award = "t.amount <> COALESCE(h.total, 0)" if reprice else f"""(COALESCE(h.total, 0) = 0 AND t.amount > 0)
-            OR (h.total <> 0 AND t.amount <> h.total AND {_changed_since_held()})"""
+            OR (h.total <> 0 AND t.amount <> h.total AND {CHANGED_SINCE_HELD})"""
     sql = f"""
         WITH targets AS ({targets}),
         held AS (
             SELECT e.rule, e.source_kind, e.source_id, MAX(e.seq * {PACK} + e.member_id) %% {PACK} AS member_id,
-                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MAX(e.recorded_at) AS recorded_at
+                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MAX(e.recorded_at) AS recorded_at,
+                   MAX(e.source_version) AS version
               FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
              GROUP BY e.rule, e.source_kind, e.source_id
         )
         SELECT COALESCE(t.member_id, h.member_id) AS member_id, COALESCE(t.amount, 0) - COALESCE(h.total, 0) AS amount,
                COALESCE(t.rule, h.rule) AS rule, COALESCE(t.source_kind, h.source_kind) AS source_kind,
                COALESCE(t.source_id, h.source_id) AS source_id, COALESCE(h.seq + 1, 0) AS seq,
-               COALESCE(t.occurred_at, {_held_at(table, 'occurred_at')}) AS occurred_at, %s AS recorded_at{dates}
+               COALESCE(t.occurred_at, {_held_at(table, 'occurred_at')}) AS occurred_at, %s AS recorded_at{dates},
+               t.version AS source_version
           FROM targets t
           FULL JOIN held h ON h.rule = t.rule AND h.source_kind = t.source_kind AND h.source_id = t.source_id
          WHERE (t.rule IS NOT NULL AND {award})   -- an award (or, repriced, a difference)
@@ -433,9 +438,9 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
     return sql, [*rules, now]
 
 
-def _columns(ledger: str) -> str:
+def _columns(ledger: str, *, versioned: bool = False) -> str:
     base = "member_id, amount, rule, source_kind, source_id, seq, occurred_at, recorded_at"
-    return base + (", available_at, expires_at" if ledger == Ledger.POINTS else "")
+    return base + (", available_at, expires_at" if ledger == Ledger.POINTS else "") + (", source_version" if versioned else "")
 
 
 def ledger_settle(cursor, ledger: str, *, scoped: bool, reprice: bool = False, preview: bool = False, now: dt.datetime | None = None) -> Moves:
@@ -448,5 +453,5 @@ def ledger_settle(cursor, ledger: str, *, scoped: bool, reprice: bool = False, p
         cursor.execute(f"SELECT COUNT(*), COUNT(DISTINCT member_id), COALESCE(SUM(amount), 0) FROM ({decisions}) d", params)  # nosec B608
         entries, members, amount = cursor.fetchone()
         return Moves(entries, members, int(amount))
-    cursor.execute(f"INSERT INTO {TABLES[ledger]} ({_columns(ledger)}) SELECT * FROM ({decisions}) d", params)  # nosec B608
+    cursor.execute(f"INSERT INTO {TABLES[ledger]} ({_columns(ledger, versioned=True)}) SELECT * FROM ({decisions}) d", params)  # nosec B608
     return Moves(entries=max(cursor.rowcount, 0))

@@ -195,6 +195,14 @@ class Entry(models.Model):
     seq = models.PositiveIntegerField(_("sequence"), default=0, help_text=_("0: the award; each later correction of it the next number."))
     occurred_at = models.DateTimeField(_("business time"))
     recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+    # The version of the source a settle read (Order/EngagementEvent.changed_at, or
+    # loyalty.awards.NEVER_CHANGED), so that the next settle knows whether a differing target
+    # comes from the source (a corrected amount: the difference is written) or from a rule
+    # edited in place (history stays). Compared by value, not with recorded_at: an edit
+    # committed while a settle ran carries a changed_at before that settle's recorded_at.
+    # Empty on entries no target wrote (reversals, redemptions, expiries, adjustments) and on
+    # those written before this column existed (then recorded_at is compared, as before).
+    source_version = models.DateTimeField(_("source version"), null=True, blank=True, editable=False)
 
     class Meta:
         abstract = True

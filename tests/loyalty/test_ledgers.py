@@ -4,12 +4,14 @@ award passing to the next paid order, pending for the return window and
 expiring at the end of the following year; every balance equal to its ledger."""
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
 import time_machine
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 from django.db.models import Sum
 
 from crm.models import EngagementEvent, Order, OrderStatus
@@ -266,6 +268,97 @@ def test_a_corrected_order_amount_or_event_count_moves_its_points_and_growth_val
     services.ledgers_settle(member_ids=[member.pk])
     assert balance(member).growth == 10 + 50 + 3 * 30
     assert_ledgers_agree()
+
+
+def test_an_amount_corrected_while_a_settle_ran_is_settled_by_the_next_one(frozen):
+    """An edit stamps its changed_at when it saves and commits later. A settle that wrote the
+    order's entry between the two recorded a time after that changed_at, and the edit still
+    needs settling: the next settle writes the difference, not a rule's change it leaves alone."""
+    member = MemberFactory()
+    order = OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("300"))
+
+    def edit_committed_after_the_settle(amount: Decimal) -> None:
+        # Saved a second before the settle before it read the order, committed after.
+        Order.objects.filter(pk=order.pk).update(amount=amount, changed_at=timezone.now() - dt.timedelta(seconds=1))
+        frozen.shift(dt.timedelta(seconds=2))  # the settle task the edit's commit queued
+
+    services.ledgers_settle()  # the first award: 300
+    edit_committed_after_the_settle(Decimal("250.50"))
+    services.ledgers_settle(member_ids=[member.pk])  # the difference; a second edit was open meanwhile
+    assert balance(member).points == 250
+    edit_committed_after_the_settle(Decimal("200"))
+    services.ledgers_settle(member_ids=[member.pk])
+    assert balance(member).points == 200
+    assert list(PointsEntry.objects.filter(source_id=order.pk).order_by("seq").values_list("amount", flat=True)) == [300, -50, -50]
+    services.ledgers_settle()  # nothing left to write
+    assert PointsEntry.objects.filter(source_id=order.pk).count() == 3
+    assert_ledgers_agree()
+
+
+def test_entries_written_before_they_recorded_the_source_version_are_compared_by_time(frozen):
+    """Ledgers from before the upgrade hold entries without a source version: a rule edited in
+    place still rewrites nothing for them, and an order corrected after them is settled."""
+    member = MemberFactory()
+    order = OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("300"))
+    changed = OrderFactory(member=member, ordered_at=at(2026, 3, 2, 9), amount=Decimal("10"))
+    changed.save()  # changed before its award
+    services.ledgers_settle()
+    assert GrowthEntry.objects.filter(source_version__isnull=False).exists()
+    GrowthEntry.objects.update(source_version=None)
+    PointsEntry.objects.update(source_version=None)
+    frozen.shift(dt.timedelta(hours=1))
+    EarningRule.objects.filter(code="repeat_order").update(amount=80)  # an edit in place: history stays
+    services.ledgers_settle()
+    assert (balance(member).growth, balance(member).points) == (10 + 50 + 100, 310)
+    order.refresh_from_db()
+    order.amount = Decimal("100")
+    order.save()
+    frozen.shift(dt.timedelta(seconds=1))
+    services.ledgers_settle(member_ids=[member.pk])
+    assert (balance(member).growth, balance(member).points) == (10 + 50 + 100, 110)
+    assert_ledgers_agree()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_committed_while_a_settle_runs_is_not_lost():
+    """The same, with real transactions: an order just imported (not settled yet) is edited, and
+    while the edit's transaction is open a full settle awards the order's amount as committed;
+    once the edit commits, its own task settles the member, and the points follow the edit."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's concurrent transactions")
+    member = MemberFactory()
+    # Imported: written in bulk, without the signal that settles one saved order.
+    order = Order.objects.bulk_create([OrderFactory.build(member=member, ordered_at=timezone.now() - dt.timedelta(days=30), amount=Decimal("300"))])[0]
+    saved, settled = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def edit() -> None:
+        try:
+            with transaction.atomic():
+                edited = Order.objects.get(pk=order.pk)
+                edited.amount = Decimal("120")
+                edited.save()
+                saved.set()
+                assert settled.wait(60)
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            failures.append(error)
+        finally:
+            saved.set()
+            connection.close()
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    assert saved.wait(60)
+    services.ledgers_settle()  # sees the order as committed: 300
+    assert balance(member).points == 300
+    print("ENTRIES1", list(PointsEntry.objects.values_list("amount","recorded_at","seq")), Order.objects.values_list("changed_at", flat=True).get(pk=order.pk))
+    settled.set()
+    editor.join(60)
+    print("ENTRIES2", list(PointsEntry.objects.values_list("amount","recorded_at","seq")), Order.objects.values_list("changed_at", flat=True).get(pk=order.pk))
+    assert failures == []
+    services.ledgers_settle(member_ids=[member.pk])  # the settle the edit's commit queued
+    assert balance(member).points == 120
+    assert list(PointsEntry.objects.filter(source_id=order.pk).order_by("seq").values_list("amount", flat=True)) == [300, -180]
 
 
 def test_loyalty_check_names_a_member_whose_balance_differs(frozen, capsys):
