@@ -23,6 +23,7 @@ from api.models import Offer
 from campaigns.models import Coupon
 from crm.models import Category
 from crm.replica import read_connection
+from loyalty.balances import expired_since
 from loyalty.models import Right
 from loyalty.services import rights_at
 from segments.ladder import RFM, LadderError, Rung, gap_to_next, ladder_validate, recency_days, tier_for
@@ -98,7 +99,7 @@ def static_forget() -> None:
 # one row without a coupon).
 _STANDING = """
     SELECT m.id, m.external_id, mm.tier_id, mm.last_order_at, mm.orders_365, mm.spend_365,
-           b.growth, b.points, b.pending, b.expiring,
+           b.growth, b.points, b.pending, b.expiring, b.computed_at,
            c.code, c.kind, c.value, c.threshold, c.percent, c.category_id, cat.name, c.valid_from, c.valid_until
     FROM crm_member m
     LEFT JOIN segments_membermetrics mm ON mm.member_id = m.id
@@ -107,7 +108,7 @@ _STANDING = """
     LEFT JOIN crm_category cat ON cat.id = c.category_id
     WHERE m.external_id = %s AND m.erased_at IS NULL
     ORDER BY c.valid_until"""
-MEMBER_COLUMNS = 10
+MEMBER_COLUMNS = 11
 COUPONS_SHOWN = 50
 
 
@@ -130,7 +131,7 @@ def _coupon(code, kind, value, threshold, percent, category_id, category_name, v
 
 @dataclass(frozen=True)
 class MemberRead:
-    row: tuple  # id, external id, tier id, last order, orders and spend in 365 days, growth, points, pending, expiring
+    row: tuple  # id, external id, tier id, last order, orders and spend in 365 days, growth, points, pending, expiring, computed at
     coupons: list[dict]
 
 
@@ -150,7 +151,7 @@ def member_read(external_id: str, *, now: dt.datetime | None = None) -> MemberRe
 def standing_of(read: MemberRead, *, now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
     today = timezone.localdate(now)
-    _member_id, external_id, tier_id, last_order_at, orders_365, spend_365, growth, points, pending, expiring = read.row
+    _member_id, external_id, tier_id, last_order_at, orders_365, spend_365, growth, points, pending, expiring, computed_at = read.row
     static = static_for(today)
     tier = static.tiers.get(tier_id) or static.catch_all
     spend_365 = Decimal(str(spend_365 or 0))
@@ -167,7 +168,9 @@ def standing_of(read: MemberRead, *, now: dt.datetime | None = None) -> dict:
                 "orders_missing": gap.orders, "needs_recent_order": gap.needs_recent_order,
             }
     mine, next_adds = static.rights.get(tier.pk, ([], [])) if tier else ([], [])
-    points, pending = points or 0, pending or 0
+    points, pending, expiring = points or 0, pending or 0, expiring or 0
+    if computed_at is not None and (gone := expired_since(_aware(computed_at), expiring, now)):
+        points, expiring = points - gone, 0
     return {
         "external_id": external_id,
         "tier": {"code": tier.code, "name": tier.name} if tier else None,
@@ -177,7 +180,7 @@ def standing_of(read: MemberRead, *, now: dt.datetime | None = None) -> dict:
         "rights": mine,
         "next_tier_rights": next_adds,
         "growth_value": growth or 0,
-        "points": {"available": points - pending, "pending": pending, "expiring_30d": expiring or 0},
+        "points": {"available": points - pending, "pending": pending, "expiring_30d": expiring},
         "coupons": read.coupons,
         "offers": static.offers.get(tier.pk, []) if tier else [],
     }

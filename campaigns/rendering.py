@@ -163,6 +163,7 @@ def contexts_for(
     product: what a restock or offer reminder is about (its campaign's product)."""
     from crm.bulkload import ids_in
     from crm.models import Member
+    from loyalty.balances import expired_since
     from loyalty.models import Balance, Right
     from segments.ladder import RFM, gap_to_next, recency_days
     from segments.services import ladder_load
@@ -182,11 +183,11 @@ def contexts_for(
     rights_text = {
         rung.id: "、".join(name for lower in ladder if lower.rank <= rung.rank for name in own_rights[lower.id]) for rung in ladder
     }
-    balances = {
-        member_id: (points - pending, expiring)
-        for member_id, points, pending, expiring in Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list(
-            "member_id", "points", "pending", "expiring")
-    }
+    balances = {}
+    for member_id, points, pending, expiring, computed_at in Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list(
+            "member_id", "points", "pending", "expiring", "computed_at"):
+        gone = expired_since(computed_at, expiring, now)  # a 1 January midnight since: those points are gone
+        balances[member_id] = (points - gone - pending, expiring - gone)
     contexts: dict[int, dict] = defaultdict(dict)
     zone = timezone.get_current_timezone()
     expiries: dict[dt.datetime, str] = {}  # a batch's coupons share one or two expiry moments

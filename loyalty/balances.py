@@ -22,6 +22,8 @@ from django.db import connection
 from django.utils import timezone
 
 from loyalty.awards import SCOPE, member_rows
+from loyalty.models import Balance
+from segments.days import local_midnight
 
 SCOPE_IDS = f"SELECT member_id FROM {SCOPE}"  # nosec B608 - a fixed table name
 EXPIRING_DAYS = 30
@@ -63,6 +65,28 @@ def balances_refresh(cursor, *, scoped: bool, now: dt.datetime | None = None) ->
         [now, now, now + dt.timedelta(days=EXPIRING_DAYS)],
     )
     return cursor.rowcount
+
+
+def expired_since(computed_at: dt.datetime, expiring: int, now: dt.datetime) -> int:
+    """Of a balance stored at computed_at, the points gone by now without the balance knowing:
+    when a 1 January midnight has come since, within the 30 days its expiring counts, those
+    points expired there. From midnight until the expiry run (points_expire, 00:10) writes
+    them off and refreshes the balance, the member is shown without them, as a redemption
+    refuses them (awards.expiry_unwritten). 0 otherwise."""
+    new_year = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))
+    if computed_at < new_year <= now and computed_at >= new_year - dt.timedelta(days=EXPIRING_DAYS):
+        return expiring
+    return 0
+
+
+def balance_at(balance: Balance, now: dt.datetime) -> Balance:
+    """The stored balance as a member is shown it at now (expired_since): itself, or an unsaved copy
+    without the points expired since it was computed."""
+    gone = expired_since(balance.computed_at, balance.expiring, now)
+    if not gone:
+        return balance
+    return Balance(member_id=balance.member_id, growth=balance.growth, points=balance.points - gone, pending=balance.pending,
+                   expiring=0, computed_at=balance.computed_at)
 
 
 def balances_differing(cursor, *, limit: int = 100) -> list[dict]:

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from crm.models import EngagementEvent, Member, Order, OrderStatus
 from loyalty.awards import SCOPE, Moves, expiry_settle, expiry_unwritten, ledger_settle, misplaced_reverse
-from loyalty.balances import EXPIRING_DAYS, balances_refresh
+from loyalty.balances import EXPIRING_DAYS, balance_at, balances_refresh
 from loyalty.models import (
     Adjustment,
     Balance,
@@ -253,9 +253,11 @@ def points_expire(*, now: dt.datetime | None = None) -> int:
     return written
 
 
-def balance_of(member: Member) -> Balance:
-    """The stored balance (one indexed row), or an empty one for a member with no entries yet."""
-    return Balance.objects.filter(member=member).first() or Balance(member=member)
+def balance_of(member: Member, *, now: dt.datetime | None = None) -> Balance:
+    """The stored balance as the member is shown it now (balances.balance_at: one indexed row), or an
+    empty one for a member with no entries yet."""
+    stored = Balance.objects.filter(member=member).first()
+    return balance_at(stored, now or timezone.now()) if stored else Balance(member=member)
 
 
 def _balance_now(member: Member, now: dt.datetime, *, spending: bool = False) -> tuple[Balance, int]:

@@ -26,6 +26,7 @@ from crm.masking import mask_mobile
 from crm.models import Member
 from crm.privacy import mobile_reveal
 from crm.scoping import scope_to_user
+from loyalty.balances import balance_at
 from segments.services import gap_of, gap_text
 
 MEMBERS_PER_PAGE = 30
@@ -135,7 +136,7 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         "title": found.name or found.external_id,
         **_card(found),
         "metrics": metrics,
-        "points": balance.available if balance else None,
+        "points": balance_at(balance, timezone.now()).available if balance else None,
         "spend": f"{metrics.spend_365 if metrics else 0:,.2f}",  # as the admin and the gap write money
         # What a leader can say ("再买1次就升白银了") and offer: the gap to the next tier, the favourites.
         "gap": gap_text(gap_of(metrics)) if metrics else "",
