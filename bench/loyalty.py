@@ -170,8 +170,8 @@ def _floor() -> float:
             cursor.execute("CREATE INDEX ON bench_ledger (member_id, occurred_at)")
             started = time.perf_counter()
             cursor.execute(
-                """INSERT INTO bench_ledger (id, member_id, amount, rule, source_kind, source_id, seq, occurred_at, recorded_at)
-                   SELECT o.id, o.member_id, 100, 'repeat_order', 'order', o.id, 0, o.ordered_at, now()
+                """INSERT INTO bench_ledger (id, member_id, amount, rule, source_kind, source_id, seq, occurred_at, recorded_at, source_version)
+                   SELECT o.id, o.member_id, 100, 'repeat_order', 'order', o.id, 0, o.ordered_at, now(), COALESCE(o.changed_at, 'epoch')
                      FROM crm_order o WHERE o.status = 'paid'"""
             )
             seconds = time.perf_counter() - started
