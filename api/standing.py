@@ -26,6 +26,7 @@ from crm.replica import read_connection
 from loyalty.balances import expired_since
 from loyalty.models import Right
 from loyalty.services import rights_at
+from segments.days import local_midnight
 from segments.ladder import RFM, LadderError, Rung, gap_to_next, ladder_validate, recency_days, tier_for
 from segments.models import Tier
 from segments.services import rung_from_tier
@@ -96,10 +97,15 @@ def static_forget() -> None:
 
 
 # The member, his metrics and balance, and his open coupons soonest ending first (a row each, or
-# one row without a coupon).
+# one row without a coupon). A balance computed before today's midnight with points pending gives
+# what is pending now from his ledger (loyalty.balances.pending_stale): some may be available since.
 _STANDING = """
     SELECT m.id, m.external_id, mm.tier_id, mm.last_order_at, mm.orders_365, mm.spend_365,
            b.growth, b.points, b.pending, b.expiring, b.computed_at,
+           CASE WHEN b.pending > 0 AND b.computed_at < %s
+                THEN (SELECT CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) FROM loyalty_pointsentry e
+                       WHERE e.member_id = m.id AND e.available_at > %s)
+           END,
            c.code, c.kind, c.value, c.threshold, c.percent, c.category_id, cat.name, c.valid_from, c.valid_until
     FROM crm_member m
     LEFT JOIN segments_membermetrics mm ON mm.member_id = m.id
@@ -108,7 +114,7 @@ _STANDING = """
     LEFT JOIN crm_category cat ON cat.id = c.category_id
     WHERE m.external_id = %s AND m.erased_at IS NULL
     ORDER BY c.valid_until"""
-MEMBER_COLUMNS = 11
+MEMBER_COLUMNS = 12
 COUPONS_SHOWN = 50
 
 
@@ -131,7 +137,7 @@ def _coupon(code, kind, value, threshold, percent, category_id, category_name, v
 
 @dataclass(frozen=True)
 class MemberRead:
-    row: tuple  # id, external id, tier id, last order, orders and spend in 365 days, growth, points, pending, expiring, computed at
+    row: tuple  # id, external id, tier id, last order, orders and spend in 365 days, growth, points, pending, expiring, computed at, pending now
     coupons: list[dict]
 
 
@@ -140,7 +146,9 @@ def member_read(external_id: str, *, now: dt.datetime | None = None) -> MemberRe
     stale_reads(), when there is one."""
     reading = read_connection()
     with reading.cursor() as cursor:
-        cursor.execute(_STANDING, [reading.ops.adapt_datetimefield_value(now or timezone.now()), external_id])
+        now = now or timezone.now()
+        moments = [local_midnight(timezone.localdate(now)), now, now]
+        cursor.execute(_STANDING, [*map(reading.ops.adapt_datetimefield_value, moments), external_id])
         rows = cursor.fetchmany(COUPONS_SHOWN)
     if not rows:
         return None
@@ -151,7 +159,7 @@ def member_read(external_id: str, *, now: dt.datetime | None = None) -> MemberRe
 def standing_of(read: MemberRead, *, now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
     today = timezone.localdate(now)
-    _member_id, external_id, tier_id, last_order_at, orders_365, spend_365, growth, points, pending, expiring, computed_at = read.row
+    _member_id, external_id, tier_id, last_order_at, orders_365, spend_365, growth, points, pending, expiring, computed_at, pending_now = read.row
     static = static_for(today)
     tier = static.tiers.get(tier_id) or static.catch_all
     spend_365 = Decimal(str(spend_365 or 0))
@@ -168,7 +176,7 @@ def standing_of(read: MemberRead, *, now: dt.datetime | None = None) -> dict:
                 "orders_missing": gap.orders, "needs_recent_order": gap.needs_recent_order,
             }
     mine, next_adds = static.rights.get(tier.pk, ([], [])) if tier else ([], [])
-    points, pending, expiring = points or 0, pending or 0, expiring or 0
+    points, pending, expiring = points or 0, (pending or 0) if pending_now is None else pending_now, expiring or 0
     if computed_at is not None and (gone := expired_since(_aware(computed_at), expiring, now)):
         points, expiring = points - gone, 0
     return {

@@ -163,7 +163,7 @@ def contexts_for(
     product: what a restock or offer reminder is about (its campaign's product)."""
     from crm.bulkload import ids_in
     from crm.models import Member
-    from loyalty.balances import expired_since
+    from loyalty.balances import expired_since, pending_of, pending_stale
     from loyalty.models import Balance, Right
     from segments.ladder import RFM, gap_to_next, recency_days
     from segments.services import ladder_load
@@ -183,11 +183,14 @@ def contexts_for(
     rights_text = {
         rung.id: "、".join(name for lower in ladder if lower.rank <= rung.rank for name in own_rights[lower.id]) for rung in ladder
     }
+    # The stored balances as the member is shown them now (loyalty.balances.balance_at): after a
+    # 1 January midnight without the points expired there, after a midnight with what is pending now.
+    stored = list(Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list("member_id", "points", "pending", "expiring", "computed_at"))
+    pending_now = pending_of([row[0] for row in stored if pending_stale(row[4], row[2], now)], now)
     balances = {}
-    for member_id, points, pending, expiring, computed_at in Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list(
-            "member_id", "points", "pending", "expiring", "computed_at"):
-        gone = expired_since(computed_at, expiring, now)  # a 1 January midnight since: those points are gone
-        balances[member_id] = (points - gone - pending, expiring - gone)
+    for member_id, points, pending, expiring, computed_at in stored:
+        gone = expired_since(computed_at, expiring, now)
+        balances[member_id] = (points - gone - pending_now.get(member_id, pending), expiring - gone)
     contexts: dict[int, dict] = defaultdict(dict)
     zone = timezone.get_current_timezone()
     expiries: dict[dt.datetime, str] = {}  # a batch's coupons share one or two expiry moments

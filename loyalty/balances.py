@@ -19,10 +19,11 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 
 from loyalty.awards import SCOPE, member_rows
-from loyalty.models import Balance
+from loyalty.models import Balance, PointsEntry
 from segments.days import local_midnight
 
 SCOPE_IDS = f"SELECT member_id FROM {SCOPE}"  # nosec B608 - a fixed table name
@@ -79,14 +80,30 @@ def expired_since(computed_at: dt.datetime, expiring: int, now: dt.datetime) -> 
     return 0
 
 
+def pending_stale(computed_at: dt.datetime, pending: int, now: dt.datetime) -> bool:
+    """Whether some of a stored balance's pending points may have become available since computed_at:
+    points become available at a local midnight (an order's date + the return window), and the
+    nightly settle (03:40) refreshes those members' balances only hours later."""
+    return pending > 0 and computed_at < local_midnight(timezone.localdate(now))
+
+
+def pending_of(member_ids: list[int], now: dt.datetime) -> dict[int, int]:
+    """The points of these members still pending at now, from their ledgers (by the member index)."""
+    still = PointsEntry.objects.filter(member_id__in=member_ids, available_at__gt=now).order_by()
+    totals = still.values("member_id").annotate(total=Sum("amount")).values_list("member_id", "total")
+    return dict.fromkeys(member_ids, 0) | {member_id: int(total) for member_id, total in totals}  # PostgreSQL sums to numeric
+
+
 def balance_at(balance: Balance, now: dt.datetime) -> Balance:
-    """The stored balance as a member is shown it at now (expired_since): itself, or an unsaved copy
-    without the points expired since it was computed."""
+    """The stored balance as a member is shown it at now: itself, or an unsaved copy without the
+    points expired since it was computed (expired_since) and with the points pending now (after
+    a midnight, pending_stale: one indexed query)."""
     gone = expired_since(balance.computed_at, balance.expiring, now)
-    if not gone:
+    pending = pending_of([balance.member_id], now)[balance.member_id] if pending_stale(balance.computed_at, balance.pending, now) else balance.pending
+    if not gone and pending == balance.pending:
         return balance
-    return Balance(member_id=balance.member_id, growth=balance.growth, points=balance.points - gone, pending=balance.pending,
-                   expiring=0, computed_at=balance.computed_at)
+    return Balance(member_id=balance.member_id, growth=balance.growth, points=balance.points - gone, pending=pending,
+                   expiring=balance.expiring - gone, computed_at=balance.computed_at)
 
 
 def balances_differing(cursor, *, limit: int = 100) -> list[dict]:

@@ -1,7 +1,8 @@
-"""A member's points as he, the staff, his group leader and his messages see them between
-midnight on 1 January and the expiry run (00:10): the points past their expiry day are gone
-everywhere, as a redemption already refuses them, not still shown as available until the run
-refreshes the balance."""
+"""A member's points as he, the staff, his group leader and his messages see them after a
+midnight, before the run that refreshes his stored balance: points past their expiry day
+(1 January; the expiry run comes at 00:10) are gone, as a redemption already refuses them,
+and points past their return window (the nightly settle comes at 03:40) are available, as
+DOMAIN.md says: an order dated D is available from D + 7."""
 
 import datetime as dt
 from decimal import Decimal
@@ -63,3 +64,39 @@ def test_after_midnight_the_expired_points_are_gone_before_the_expiry_run(call, 
 def test_before_midnight_the_points_about_to_expire_are_still_his(call, member_on_new_years_eve):
     with time_machine.travel(at(2025, 12, 31, 23, 59), tick=False):
         assert call("GET", "/members/M1/standing").json()["points"] == {"available": 550, "pending": 0, "expiring_30d": 300}
+
+
+@pytest.fixture
+def member_with_pending_points():
+    """An order of 28 November (available from 5 December, the 7-day return window), settled on
+    4 December; the nightly settle that refreshes his balance comes at 03:40."""
+    with time_machine.travel(at(2026, 12, 4, 22, 0), tick=False):
+        wang, community = leader_user("wang", "幸福里1群")
+        member = MemberFactory(external_id="M1", community=community)
+        OrderFactory(member=member, ordered_at=at(2026, 6, 1, 9), amount=Decimal("100"))
+        OrderFactory(member=member, ordered_at=at(2026, 11, 28, 20), amount=Decimal("120"))
+        OrderFactory(member=member, ordered_at=at(2026, 12, 1, 9), amount=Decimal("30"))  # pending until 8 December
+        tiers_recompute()
+        services.ledgers_settle()
+    balance = Balance.objects.get(member=member)
+    assert (balance.available, balance.pending) == (100, 150)
+    member.leader_user = wang
+    return member
+
+
+def test_after_midnight_points_past_their_return_window_are_available_before_the_nightly_settle(call, client, admin_client, member_with_pending_points):
+    member = member_with_pending_points
+    with time_machine.travel(at(2026, 12, 4, 23, 59), tick=False):
+        assert call("GET", "/members/M1/standing").json()["points"] == {"available": 100, "pending": 150, "expiring_30d": 0}
+    with time_machine.travel(at(2026, 12, 5, 1, 0), tick=False):
+        assert call("GET", "/members/M1/standing").json()["points"] == {"available": 220, "pending": 30, "expiring_30d": 0}
+        page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+        assert "<tr><th>points available</th><td>220</td></tr>" in page
+        assert "<tr><th>points pending (return window)</th><td>30</td></tr>" in page
+        client.force_login(member.leader_user)
+        assert client.get(reverse("leader:member", args=[member.pk])).context["points"] == 220
+        assert contexts_for([member.pk])[member.pk]["points"] == 220
+        assert Balance.objects.get(member=member).pending == 150  # the stored row waits for the nightly settle
+        services.ledgers_settle_nightly(now=at(2026, 12, 5, 3, 40))
+        assert (Balance.objects.get(member=member).available, Balance.objects.get(member=member).pending) == (220, 30)
+        assert call("GET", "/members/M1/standing").json()["points"] == {"available": 220, "pending": 30, "expiring_30d": 0}
