@@ -97,12 +97,13 @@ def static_forget() -> None:
 
 
 # The member, his metrics and balance, and his open coupons soonest ending first (a row each, or
-# one row without a coupon). A balance computed before today's midnight with points pending gives
-# what is pending now from his ledger (loyalty.balances.pending_stale): some may be available since.
+# one row without a coupon). A balance whose pending points have become available since it was
+# computed (loyalty.balances.pending_stale: between midnight and the 00:05 run) gives what is
+# pending now from his ledger.
 _STANDING = """
     SELECT m.id, m.external_id, mm.tier_id, mm.last_order_at, mm.orders_365, mm.spend_365,
            b.growth, b.points, b.pending, b.expiring, b.computed_at,
-           CASE WHEN b.pending > 0 AND b.computed_at < %s
+           CASE WHEN b.pending > 0 AND (b.pending_until <= %s OR (b.pending_until IS NULL AND b.computed_at < %s))
                 THEN (SELECT CAST(COALESCE(SUM(e.amount), 0) AS BIGINT) FROM loyalty_pointsentry e
                        WHERE e.member_id = m.id AND e.available_at > %s)
            END,
@@ -147,7 +148,7 @@ def member_read(external_id: str, *, now: dt.datetime | None = None) -> MemberRe
     reading = read_connection()
     with reading.cursor() as cursor:
         now = now or timezone.now()
-        moments = [local_midnight(timezone.localdate(now)), now, now]
+        moments = [now, local_midnight(timezone.localdate(now)), now, now]
         cursor.execute(_STANDING, [*map(reading.ops.adapt_datetimefield_value, moments), external_id])
         rows = cursor.fetchmany(COUPONS_SHOWN)
     if not rows:

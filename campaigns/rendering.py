@@ -184,11 +184,12 @@ def contexts_for(
         rung.id: "、".join(name for lower in ladder if lower.rank <= rung.rank for name in own_rights[lower.id]) for rung in ladder
     }
     # The stored balances as the member is shown them now (loyalty.balances.balance_at): after a
-    # 1 January midnight without the points expired there, after a midnight with what is pending now.
-    stored = list(Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list("member_id", "points", "pending", "expiring", "computed_at"))
-    pending_now = pending_of([row[0] for row in stored if pending_stale(row[4], row[2], now)], now)
+    # 1 January midnight without the points expired there, past their pending_until with what is pending now.
+    stored = list(Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list(
+        "member_id", "points", "pending", "expiring", "computed_at", "pending_until"))
+    pending_now = pending_of([row[0] for row in stored if pending_stale(row[4], row[2], row[5], now)], now)
     balances = {}
-    for member_id, points, pending, expiring, computed_at in stored:
+    for member_id, points, pending, expiring, computed_at, _until in stored:
         gone = expired_since(computed_at, expiring, now)
         balances[member_id] = (points - gone - pending_now.get(member_id, pending), expiring - gone)
     contexts: dict[int, dict] = defaultdict(dict)

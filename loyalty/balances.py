@@ -39,6 +39,7 @@ def _points_sums(moment: str, horizon: str, rows: str, join: str = "") -> str:
     """Per member: total, pending at moment, lots due by horizon, and everything spent."""
     return f"""SELECT e.member_id, SUM(e.amount) AS total,
                       SUM(CASE WHEN e.available_at > {moment} THEN e.amount ELSE 0 END) AS pending,
+                      MIN(CASE WHEN e.available_at > {moment} THEN e.available_at END) AS pending_until,
                       SUM(CASE WHEN e.expires_at <= {horizon} THEN e.amount ELSE 0 END) AS due,
                       SUM(CASE WHEN e.expires_at IS NULL THEN e.amount ELSE 0 END) AS spent
                  FROM {rows} e {join} GROUP BY e.member_id"""  # nosec B608
@@ -55,15 +56,17 @@ def balances_refresh(cursor, *, scoped: bool, now: dt.datetime | None = None) ->
     now = now or timezone.now()
     scope = _scope_sql(scoped)
     cursor.execute(
-        f"""INSERT INTO loyalty_balance (member_id, growth, points, pending, expiring, computed_at)
-            SELECT s.member_id, COALESCE(g.total, 0), COALESCE(p.total, 0), COALESCE(p.pending, 0), {EXPIRING}, %s
+        f"""INSERT INTO loyalty_balance (member_id, growth, points, pending, expiring, computed_at, pending_until)
+            SELECT s.member_id, COALESCE(g.total, 0), COALESCE(p.total, 0), COALESCE(p.pending, 0), {EXPIRING}, %s,
+                   CASE WHEN p.pending <> 0 THEN p.pending_until END
               FROM ({scope}) s
               LEFT JOIN ({_growth_sums(scoped)}) g ON g.member_id = s.member_id
               LEFT JOIN ({_points_sums("%s", "%s", member_rows("loyalty_pointsentry", "1 = 1", scoped))}) p ON p.member_id = s.member_id
              WHERE 1 = 1
             ON CONFLICT (member_id) DO UPDATE SET growth = excluded.growth, points = excluded.points,
-                pending = excluded.pending, expiring = excluded.expiring, computed_at = excluded.computed_at""",  # nosec B608
-        [now, now, now + dt.timedelta(days=EXPIRING_DAYS)],
+                pending = excluded.pending, expiring = excluded.expiring, computed_at = excluded.computed_at,
+                pending_until = excluded.pending_until""",  # nosec B608
+        [now, now, now, now + dt.timedelta(days=EXPIRING_DAYS)],
     )
     return cursor.rowcount
 
@@ -80,11 +83,16 @@ def expired_since(computed_at: dt.datetime, expiring: int, now: dt.datetime) -> 
     return 0
 
 
-def pending_stale(computed_at: dt.datetime, pending: int, now: dt.datetime) -> bool:
-    """Whether some of a stored balance's pending points may have become available since computed_at:
-    points become available at a local midnight (an order's date + the return window), and the
-    nightly settle (03:40) refreshes those members' balances only hours later."""
-    return pending > 0 and computed_at < local_midnight(timezone.localdate(now))
+def pending_stale(computed_at: dt.datetime, pending: int, pending_until: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether some of a stored balance's pending points have become available since it was computed:
+    its pending_until has come (a local midnight: an order's date + the return window), and the run
+    that refreshes those balances (pending_release, 00:05) has not yet; or, for a balance computed
+    before it recorded pending_until, a midnight has passed since."""
+    if pending <= 0:
+        return False
+    if pending_until is not None:
+        return pending_until <= now
+    return computed_at < local_midnight(timezone.localdate(now))
 
 
 def pending_of(member_ids: list[int], now: dt.datetime) -> dict[int, int]:
@@ -97,13 +105,14 @@ def pending_of(member_ids: list[int], now: dt.datetime) -> dict[int, int]:
 def balance_at(balance: Balance, now: dt.datetime) -> Balance:
     """The stored balance as a member is shown it at now: itself, or an unsaved copy without the
     points expired since it was computed (expired_since) and with the points pending now (after
-    a midnight, pending_stale: one indexed query)."""
+    the balance's pending_until, pending_stale: one indexed query)."""
     gone = expired_since(balance.computed_at, balance.expiring, now)
-    pending = pending_of([balance.member_id], now)[balance.member_id] if pending_stale(balance.computed_at, balance.pending, now) else balance.pending
+    stale = pending_stale(balance.computed_at, balance.pending, balance.pending_until, now)
+    pending = pending_of([balance.member_id], now)[balance.member_id] if stale else balance.pending
     if not gone and pending == balance.pending:
         return balance
     return Balance(member_id=balance.member_id, growth=balance.growth, points=balance.points - gone, pending=pending,
-                   expiring=balance.expiring - gone, computed_at=balance.computed_at)
+                   expiring=balance.expiring - gone, computed_at=balance.computed_at, pending_until=None if stale else balance.pending_until)
 
 
 def balances_differing(cursor, *, limit: int = 100) -> list[dict]:

@@ -246,6 +246,10 @@ class Balance(models.Model):
     pending = models.BigIntegerField(_("points pending"), default=0)
     expiring = models.BigIntegerField(_("points expiring in 30 days"), default=0)
     computed_at = models.DateTimeField(_("computed at"), default=timezone.now)
+    # When some of the pending points next become available (a local midnight): the 00:05 run
+    # refreshes the balances it has come for, and until then a read takes the pending points from
+    # the ledger (loyalty.balances.pending_stale). Empty: nothing pending, or computed before it existed.
+    pending_until = models.DateTimeField(_("pending points next available at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("balance")

@@ -253,6 +253,21 @@ def points_expire(*, now: dt.datetime | None = None) -> int:
     return written
 
 
+def pending_release(*, now: dt.datetime | None = None) -> int:
+    """Refresh the balances whose pending points have become available since they were computed
+    (their pending_until has come: a local midnight, an order's date + the return window), so that
+    what members and staff are shown is one stored row again; return how many. The beat runs it at
+    00:05; the nightly settle (03:40) would refresh them too, hours later."""
+    now = now or timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor)
+        members = _scope_create(cursor, select="SELECT member_id FROM loyalty_balance WHERE pending_until <= %s", params=[now])
+        if members:
+            balances_refresh(cursor, scoped=True, now=now)
+        _scope_drop(cursor)
+    return members
+
+
 def balance_of(member: Member, *, now: dt.datetime | None = None) -> Balance:
     """The stored balance as the member is shown it now (balances.balance_at: one indexed row), or an
     empty one for a member with no entries yet."""

@@ -23,6 +23,11 @@ def points_expire_task() -> int:
     return services.points_expire()
 
 
+@shared_task(acks_late=True)
+def pending_release_task() -> int:
+    return services.pending_release()
+
+
 def ledgers_settle_enqueue(member_ids: list[int]) -> None:
     """Settle these members' ledgers after the current transaction commits, in batches."""
     for part in member_batches(member_ids):

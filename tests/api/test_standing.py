@@ -1,8 +1,8 @@
 """A member's points as he, the staff, his group leader and his messages see them after a
 midnight, before the run that refreshes his stored balance: points past their expiry day
 (1 January; the expiry run comes at 00:10) are gone, as a redemption already refuses them,
-and points past their return window (the nightly settle comes at 03:40) are available, as
-DOMAIN.md says: an order dated D is available from D + 7."""
+and points past their return window (the balances whose points became available are refreshed
+at 00:05) are available, as DOMAIN.md says: an order dated D is available from D + 7."""
 
 import datetime as dt
 from decimal import Decimal
@@ -68,8 +68,9 @@ def test_before_midnight_the_points_about_to_expire_are_still_his(call, member_o
 
 @pytest.fixture
 def member_with_pending_points():
-    """An order of 28 November (available from 5 December, the 7-day return window), settled on
-    4 December; the nightly settle that refreshes his balance comes at 03:40."""
+    """An order of 28 November (available from 5 December, the 7-day return window) and one of
+    1 December (from 8 December), settled on 4 December; the run that refreshes his balance
+    once the first becomes available comes at 00:05."""
     with time_machine.travel(at(2026, 12, 4, 22, 0), tick=False):
         wang, community = leader_user("wang", "幸福里1群")
         member = MemberFactory(external_id="M1", community=community)
@@ -84,7 +85,8 @@ def member_with_pending_points():
     return member
 
 
-def test_after_midnight_points_past_their_return_window_are_available_before_the_nightly_settle(call, client, admin_client, member_with_pending_points):
+def test_after_midnight_points_past_their_return_window_are_available_before_the_run_that_refreshes_them(
+        call, client, admin_client, member_with_pending_points, django_assert_num_queries):
     member = member_with_pending_points
     with time_machine.travel(at(2026, 12, 4, 23, 59), tick=False):
         assert call("GET", "/members/M1/standing").json()["points"] == {"available": 100, "pending": 150, "expiring_30d": 0}
@@ -96,7 +98,13 @@ def test_after_midnight_points_past_their_return_window_are_available_before_the
         client.force_login(member.leader_user)
         assert client.get(reverse("leader:member", args=[member.pk])).context["points"] == 220
         assert contexts_for([member.pk])[member.pk]["points"] == 220
-        assert Balance.objects.get(member=member).pending == 150  # the stored row waits for the nightly settle
-        services.ledgers_settle_nightly(now=at(2026, 12, 5, 3, 40))
-        assert (Balance.objects.get(member=member).available, Balance.objects.get(member=member).pending) == (220, 30)
+        assert Balance.objects.get(member=member).pending == 150  # the stored row waits for its run
+    with time_machine.travel(at(2026, 12, 5, 0, 5), tick=False):
+        assert services.pending_release() == 1  # the beat's 00:05 run: only the balances whose time came
+        stored = Balance.objects.get(member=member)
+        assert (stored.available, stored.pending, stored.pending_until) == (220, 30, at(2026, 12, 8, 0, 0))
+    with time_machine.travel(at(2026, 12, 5, 9, 0), tick=False):
+        with django_assert_num_queries(1):  # one stored row again, no sum over the ledger
+            assert services.balance_of(member).available == 220
         assert call("GET", "/members/M1/standing").json()["points"] == {"available": 220, "pending": 30, "expiring_30d": 0}
+        assert services.pending_release() == 0
