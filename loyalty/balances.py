@@ -12,7 +12,15 @@ At a moment T (the balance's computed_at):
   negative), and never below zero.
 
 The same sums write the balances (refresh) and recompute them for the
-check (loyalty_check), each at the balance's own moment."""
+check (loyalty_check), each at the balance's own moment. A balance also
+records when its pending points next become available (pending_until).
+
+What members and staff are shown at a later moment (balance_at, and the
+standing API's one query) is the stored row, except across the midnights its
+runs have not reached yet: after a 1 January midnight, before the expiry run,
+without what it counted as expiring (expired_since); past its pending_until,
+before the 00:05 run refreshes it, with the pending points read from the
+ledger (pending_stale, pending_of)."""
 
 from __future__ import annotations
 
