@@ -320,7 +320,7 @@ def test_entries_written_before_they_recorded_the_source_version_are_compared_by
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_edit_committed_while_a_settle_runs_is_not_lost():
+def test_an_edit_committed_while_a_settle_runs_is_not_lost(shipped_defaults):
     """The same, with real transactions: an order just imported (not settled yet) is edited, and
     while the edit's transaction is open a full settle awards the order's amount as committed;
     once the edit commits, its own task settles the member, and the points follow the edit."""
