@@ -23,7 +23,7 @@ from api.models import Offer
 from campaigns.models import Coupon
 from crm.models import Category
 from crm.replica import read_connection
-from loyalty.balances import expired_since
+from loyalty.balances import shown
 from loyalty.models import Right
 from loyalty.services import rights_at
 from segments.days import local_midnight
@@ -177,9 +177,9 @@ def standing_of(read: MemberRead, *, now: dt.datetime | None = None) -> dict:
                 "orders_missing": gap.orders, "needs_recent_order": gap.needs_recent_order,
             }
     mine, next_adds = static.rights.get(tier.pk, ([], [])) if tier else ([], [])
-    points, pending, expiring = points or 0, (pending or 0) if pending_now is None else pending_now, expiring or 0
-    if computed_at is not None and (gone := expired_since(_aware(computed_at), expiring, now)):
-        points, expiring = points - gone, 0
+    points, pending, expiring = points or 0, pending or 0, expiring or 0
+    if computed_at is not None:  # a stored balance, as the member is shown it now
+        points, pending, expiring = shown(points, pending, expiring, _aware(computed_at), now, pending_now)
     return {
         "external_id": external_id,
         "tier": {"code": tier.code, "name": tier.name} if tier else None,

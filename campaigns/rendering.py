@@ -163,7 +163,7 @@ def contexts_for(
     product: what a restock or offer reminder is about (its campaign's product)."""
     from crm.bulkload import ids_in
     from crm.models import Member
-    from loyalty.balances import expired_since, pending_of, pending_stale
+    from loyalty.balances import pending_of, pending_stale, shown
     from loyalty.models import Balance, Right
     from segments.ladder import RFM, gap_to_next, recency_days
     from segments.services import ladder_load
@@ -183,15 +183,15 @@ def contexts_for(
     rights_text = {
         rung.id: "、".join(name for lower in ladder if lower.rank <= rung.rank for name in own_rights[lower.id]) for rung in ladder
     }
-    # The stored balances as the member is shown them now (loyalty.balances.balance_at): after a
-    # 1 January midnight without the points expired there, past their pending_until with what is pending now.
+    # The stored balances as the member is shown them now (loyalty.balances.shown), the pending
+    # points of the rows past their pending_until read from the ledger in one query.
     stored = list(Balance.objects.filter(member_id__in=ids_in(member_ids)).values_list(
         "member_id", "points", "pending", "expiring", "computed_at", "pending_until"))
     pending_now = pending_of([row[0] for row in stored if pending_stale(row[4], row[2], row[5], now)], now)
     balances = {}
-    for member_id, points, pending, expiring, computed_at, _until in stored:
-        gone = expired_since(computed_at, expiring, now)
-        balances[member_id] = (points - gone - pending_now.get(member_id, pending), expiring - gone)
+    for member_id, *stored_points, computed_at, _until in stored:
+        points, pending, expiring = shown(*stored_points, computed_at, now, pending_now.get(member_id))
+        balances[member_id] = (points - pending, expiring)
     contexts: dict[int, dict] = defaultdict(dict)
     zone = timezone.get_current_timezone()
     expiries: dict[dt.datetime, str] = {}  # a batch's coupons share one or two expiry moments

@@ -110,17 +110,25 @@ def pending_of(member_ids: list[int], now: dt.datetime) -> dict[int, int]:
     return dict.fromkeys(member_ids, 0) | {member_id: int(total) for member_id, total in totals}  # PostgreSQL sums to numeric
 
 
+def shown(points: int, pending: int, expiring: int, computed_at: dt.datetime, now: dt.datetime,
+          pending_now: int | None = None) -> tuple[int, int, int]:
+    """(points, pending, expiring) of a balance stored at computed_at as a member is shown them at
+    now: without the points expired since (expired_since), and with pending_now, what the ledger
+    says is pending now, when the caller read it for a row that is pending_stale (None: the row's)."""
+    gone = expired_since(computed_at, expiring, now)
+    return points - gone, pending if pending_now is None else pending_now, expiring - gone
+
+
 def balance_at(balance: Balance, now: dt.datetime) -> Balance:
-    """The stored balance as a member is shown it at now: itself, or an unsaved copy without the
-    points expired since it was computed (expired_since) and with the points pending now (after
-    the balance's pending_until, pending_stale: one indexed query)."""
-    gone = expired_since(balance.computed_at, balance.expiring, now)
+    """The stored balance as a member is shown it at now (shown): itself, or an unsaved copy. A row
+    past its pending_until (pending_stale) costs one indexed query of the ledger."""
     stale = pending_stale(balance.computed_at, balance.pending, balance.pending_until, now)
-    pending = pending_of([balance.member_id], now)[balance.member_id] if stale else balance.pending
-    if not gone and pending == balance.pending:
+    points, pending, expiring = shown(balance.points, balance.pending, balance.expiring, balance.computed_at, now,
+                                      pending_of([balance.member_id], now)[balance.member_id] if stale else None)
+    if (points, pending, expiring) == (balance.points, balance.pending, balance.expiring):
         return balance
-    return Balance(member_id=balance.member_id, growth=balance.growth, points=balance.points - gone, pending=pending,
-                   expiring=balance.expiring - gone, computed_at=balance.computed_at, pending_until=None if stale else balance.pending_until)
+    return Balance(member_id=balance.member_id, growth=balance.growth, points=points, pending=pending, expiring=expiring,
+                   computed_at=balance.computed_at, pending_until=None if stale else balance.pending_until)
 
 
 def balances_differing(cursor, *, limit: int = 100) -> list[dict]:
