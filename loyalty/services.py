@@ -268,11 +268,11 @@ def pending_release(*, now: dt.datetime | None = None) -> int:
     return members
 
 
-def balance_of(member: Member, *, now: dt.datetime | None = None) -> Balance:
+def balance_of(member: Member) -> Balance:
     """The stored balance as the member is shown it now (balances.balance_at: one indexed row), or an
     empty one for a member with no entries yet."""
     stored = Balance.objects.filter(member=member).first()
-    return balance_at(stored, now or timezone.now()) if stored else Balance(member=member)
+    return balance_at(stored, timezone.now()) if stored else Balance(member=member)
 
 
 def _balance_now(member: Member, now: dt.datetime, *, spending: bool = False) -> tuple[Balance, int]:
