@@ -27,6 +27,8 @@ from crm.models import Member
 from crm.privacy import mobile_reveal
 from crm.scoping import scope_to_user
 from loyalty.balances import balance_at
+from loyalty.services import rights_at
+from segments.models import Tier
 from segments.services import gap_of, gap_text
 
 MEMBERS_PER_PAGE = 30
@@ -128,6 +130,10 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
     )
     metrics = getattr(found, "metrics", None)
     balance = getattr(found, "loyalty_balance", None)
+    shown = balance_at(balance, timezone.now()) if balance else None
+    # What the member's tier gives him and what the next one adds: a leader offers the one and
+    # names the other with the gap ("再买1次就升白银了，多享秒杀券").
+    rights = rights_at(metrics.tier if metrics else None, Tier.objects.all())
     items = [
         {"item": entry, "can_call": _may_call(request, entry)}
         for entry in _today_items(request).filter(member=found)
@@ -136,7 +142,11 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         "title": found.name or found.external_id,
         **_card(found),
         "metrics": metrics,
-        "points": balance_at(balance, timezone.now()).available if balance else None,
+        "points": shown.available if shown else None,
+        "pending": shown.pending if shown else 0,
+        "rights": "、".join(right.name for right in rights.mine),
+        "next_tier": rights.next_tier,
+        "next_adds": "、".join(right.name for right in rights.next_adds),
         "spend": f"{metrics.spend_365 if metrics else 0:,.2f}",  # as the admin and the gap write money
         # What a leader can say ("再买1次就升白银了") and offer: the gap to the next tier, the favourites.
         "gap": gap_text(gap_of(metrics)) if metrics else "",

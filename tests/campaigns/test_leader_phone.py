@@ -4,6 +4,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
@@ -12,6 +13,7 @@ from campaigns.worklist.models import WorklistItem, WorklistOutcome
 from campaigns.worklist.services import worklist_build
 from crm import roles
 from crm.models import AuditAction, AuditEvent
+from loyalty.services import ledgers_settle
 from segments.services import tiers_recompute
 from tests.crm.factories import CommunityFactory, GroupLeaderFactory, MemberFactory, OrderFactory, UserFactory
 
@@ -111,3 +113,22 @@ def test_the_pages_ask_for_the_admin_login_and_the_leaders_permissions(client, m
     client.force_login(outsider)
     assert client.get(reverse("leader:today")).status_code == 403
     assert client.get(reverse("leader:members")).status_code == 403
+
+
+def test_a_members_card_names_his_rights_his_points_and_what_the_next_tier_adds(client, morning):
+    """A leader offers what the member's tier gives and names what the next one adds with the gap
+    (DOMAIN.md section 8: "再消费¥320升级黄金，多享套装9折")."""
+    ledgers_settle()
+    client.force_login(morning["wang"])
+    card = client.get(reverse("leader:member", args=[morning["newcomer"].pk]))
+    text = card.content.decode()
+    # Her ¥58 order five days ago: 58 points, pending for the 7-day return window.
+    assert (card.context["points"], card.context["pending"]) == (0, 58)
+    assert "<dd>58</dd>" in text
+    assert card.context["rights"] == "新人礼包（9.9元三件小样）、免运费、5元无门槛券"
+    assert 'data-testid="next-adds">秒杀券、满减券</dd>' in text and "白银 adds" in text
+    # Two days later her points are available, though the 00:05 run has not refreshed the balance yet.
+    with time_machine.travel(timezone.now() + dt.timedelta(days=2, hours=1)):
+        client.force_login(morning["wang"])  # a new day's login: sessions end sooner
+        later = client.get(reverse("leader:member", args=[morning["newcomer"].pk]))
+    assert (later.context["points"], later.context["pending"]) == (58, 0)
