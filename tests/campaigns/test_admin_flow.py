@@ -14,7 +14,7 @@ from crm.models import AuditEvent, Consent
 from segments.models import Tier
 from segments.services import tiers_recompute
 from tests.campaigns.conftest import NOW
-from tests.crm.factories import SHANGHAI, MemberFactory, OrderFactory, OrderLineFactory, ProductFactory, UserFactory
+from tests.crm.factories import MemberFactory, OrderFactory, OrderLineFactory, ProductFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 UPGRADE = "{{ salutation }}，您常买的{{ usual_product }}补货啦，再消费¥{{ gap_spend }}即可升级{{ next_tier }}会员"

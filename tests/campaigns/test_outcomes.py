@@ -117,7 +117,7 @@ def test_coupon_codes_are_unambiguous_and_a_code_drawn_twice_is_drawn_again(froz
     assert len(set(codes)) == 2000
     assert all(len(code) == 10 and code[0] == "Q" and set(code[1:]) <= set(sending.CODE_ALPHABET) for code in codes)
     assert set("".join(code[1:] for code in codes)) == set(sending.CODE_ALPHABET)  # every letter turns up
-    first, second = member_with(True), member_with(True)
+    first, _second = member_with(True), member_with(True)
     tiers_recompute(as_of=NOW.date())
     taken = Coupon.objects.create(code="QTAKEN2345", member=first, kind="amount", value=5, valid_from=NOW, valid_until=NOW + dt.timedelta(days=3))
     draws = iter([["QTAKEN2345", "QFRESH2345"]])

@@ -18,7 +18,7 @@ from tests.crm.factories import SHANGHAI, OrderFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_points_about_to_expire_send_one_reminder(outbox):
+def test_points_about_to_expire_send_one_reminder(outbox):  # noqa: F811 - the imported fixture
     Journey.objects.exclude(name="积分到期提醒").update(active=False)
     with time_machine.travel(dt.datetime(2025, 3, 1, 10, tzinfo=SHANGHAI), tick=False):
         keeper, spender = member_with(True, name="王芳", gender="F", age_band="45-54"), member_with(True)

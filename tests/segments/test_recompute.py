@@ -503,7 +503,7 @@ def test_the_live_count_equals_the_members_the_rules_take(admin_user):
     from crm.privacy import member_erase
     from segments.circles import circle_count, circle_queryset
 
-    regular, dormant, erased, never = MemberFactory(), MemberFactory(), MemberFactory(), MemberFactory(gender="M")
+    regular, dormant, erased, _never = MemberFactory(), MemberFactory(), MemberFactory(), MemberFactory(gender="M")
     orders(regular, count=30, total="6000", last_days_ago=1, hour=7, spread_days=10)
     for member in (dormant, erased):
         orders(member, count=3, total="900", last_days_ago=45, hour=20)
