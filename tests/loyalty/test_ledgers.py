@@ -351,10 +351,8 @@ def test_an_edit_committed_while_a_settle_runs_is_not_lost(shipped_defaults):
     assert saved.wait(60)
     services.ledgers_settle()  # sees the order as committed: 300
     assert balance(member).points == 300
-    print("ENTRIES1", list(PointsEntry.objects.values_list("amount","recorded_at","seq")), Order.objects.values_list("changed_at", flat=True).get(pk=order.pk))
     settled.set()
     editor.join(60)
-    print("ENTRIES2", list(PointsEntry.objects.values_list("amount","recorded_at","seq")), Order.objects.values_list("changed_at", flat=True).get(pk=order.pk))
     assert failures == []
     services.ledgers_settle(member_ids=[member.pk])  # the settle the edit's commit queued
     assert balance(member).points == 120
