@@ -133,21 +133,26 @@ def balance_at(balance: Balance, now: dt.datetime) -> Balance:
 
 def balances_differing(cursor, *, limit: int = 100) -> list[dict]:
     """Members whose stored balance differs from their ledgers at the balance's own computed_at,
-    or who have entries and no balance at all (then the stored columns are empty)."""
+    or who have entries and no balance at all (then the stored columns are empty). A stored
+    pending_until must be when the ledger's pending points next become available: a later one
+    would show points as pending after they became available. An empty one is a balance
+    written before the column existed, which pending_stale reads by the midnight instead."""
     at_balance = f"JOIN (SELECT member_id, computed_at, {_horizon_sql('computed_at')} AS horizon FROM loyalty_balance) x ON x.member_id = e.member_id"  # nosec B608
     cursor.execute(
         f"""SELECT c.* FROM (
                 SELECT b.member_id, b.growth AS stored_growth, b.points AS stored_points, b.pending AS stored_pending,
-                       b.expiring AS stored_expiring, COALESCE(g.total, 0) AS growth, COALESCE(p.total, 0) AS points,
-                       COALESCE(p.pending, 0) AS pending, {EXPIRING} AS expiring
+                       b.expiring AS stored_expiring, b.pending_until AS stored_pending_until,
+                       COALESCE(g.total, 0) AS growth, COALESCE(p.total, 0) AS points, COALESCE(p.pending, 0) AS pending,
+                       {EXPIRING} AS expiring, CASE WHEN p.pending <> 0 THEN p.pending_until END AS pending_until
                   FROM loyalty_balance b
                   LEFT JOIN ({_growth_sums(False)}) g ON g.member_id = b.member_id
                   LEFT JOIN ({_points_sums("x.computed_at", "x.horizon", "loyalty_pointsentry", at_balance)}) p ON p.member_id = b.member_id
             ) c
              WHERE c.stored_growth <> c.growth OR c.stored_points <> c.points OR c.stored_pending <> c.pending
                 OR c.stored_expiring <> c.expiring
+                OR (c.stored_pending_until IS NOT NULL AND (c.pending_until IS NULL OR c.stored_pending_until <> c.pending_until))
             UNION ALL
-            SELECT m.member_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+            SELECT m.member_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
               FROM (SELECT member_id FROM loyalty_growthentry UNION SELECT member_id FROM loyalty_pointsentry) m
              WHERE NOT EXISTS (SELECT 1 FROM loyalty_balance b WHERE b.member_id = m.member_id)
              LIMIT %s""",  # nosec B608

@@ -17,6 +17,7 @@ from django.db.models import Sum
 from crm.models import EngagementEvent, Order, OrderStatus
 from loyalty import services
 from loyalty.balances import balances_differing
+from segments.days import local_midnight
 from loyalty.models import Balance, EarningRule, GrowthEntry, PointsEntry, Right, TierPoints
 from segments.models import Tier
 from tests.crm.factories import SHANGHAI, MemberFactory, OrderFactory
@@ -371,6 +372,23 @@ def test_loyalty_check_names_a_member_whose_balance_differs(frozen, capsys):
     assert exit_.value.code != 0
     out = capsys.readouterr()
     assert "M-BAD" in out.out + out.err and "M-OK" not in out.out + out.err
+
+
+def test_loyalty_check_names_a_balance_that_shows_points_pending_longer_than_the_ledger(frozen, capsys):
+    """A stored pending_until later than when the ledger's pending points become available would
+    show them as pending after that day; an empty one (written before the column) is read by the
+    midnight instead and is not a difference."""
+    member = MemberFactory(external_id="M-LATE")
+    OrderFactory(member=member, amount=Decimal("10"), ordered_at=NOW - dt.timedelta(days=2))
+    services.ledgers_settle()
+    stored = Balance.objects.get(member=member)
+    assert (stored.pending, stored.pending_until) == (10, local_midnight(dt.date(2026, 11, 25)))
+    Balance.objects.filter(member=member).update(pending_until=None)
+    call_command("loyalty_check")
+    Balance.objects.filter(member=member).update(pending_until=stored.pending_until + dt.timedelta(days=1))
+    with pytest.raises(SystemExit):
+        call_command("loyalty_check")
+    assert "M-LATE: pending_until stored" in capsys.readouterr().err
 
 
 def test_the_metrics_export_gives_growth_and_points_as_of_its_day(frozen, tmp_path):

@@ -27,9 +27,10 @@ class Command(BaseCommand):
             if row["stored_growth"] is None:
                 detail = "has entries but no stored balance"
             else:
-                detail = ", ".join(
-                    f"{name} stored {row['stored_' + name]} ledger {row[name]}" for name in fields if row["stored_" + name] != row[name]
-                )
+                differing = [name for name in fields if row["stored_" + name] != row[name]]
+                if row["stored_pending_until"] is not None and row["stored_pending_until"] != row["pending_until"]:
+                    differing.append("pending_until")
+                detail = ", ".join(f"{name} stored {row['stored_' + name]} ledger {row[name]}" for name in differing)
             self.stderr.write(f"{names.get(row['member_id'], row['member_id'])}: {detail}")
         self.stderr.write(f"{len(rows)} member(s) differ{' (first ' + str(limit) + ')' if len(rows) == limit else ''}")
         sys.exit(1)
