@@ -43,22 +43,24 @@ def browser():
 
 @pytest.fixture
 def page(browser, request):
-    """A page whose scripts, styles and icons all load: a stylesheet, script or icon the server
-    does not find (a broken static path, the browser's /favicon.ico) fails the test that met it.
-    Pages themselves may answer 403 or 404 where a test means them to."""
+    """A page whose scripts, styles and icons all load and run: a stylesheet, script or icon the
+    server does not find (a broken static path, the browser's /favicon.ico), or a script error or
+    one the CSP refuses, fails the test that met it. Pages themselves may answer 403 or 404 where
+    a test means them to."""
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN")
     page = context.new_page()
     documents: set[str] = set()
     failed: list[str] = []  # the browser's own fetches (the icon) show only as console errors
     page.on("request", lambda req: documents.add(req.url) if req.resource_type == "document" else None)
     page.on("console", lambda message: failed.append(f"{message.text} {message.location.get('url')}")
-            if message.type == "error" and message.text.startswith("Failed to load resource") else None)
+            if message.type == "error" else None)
+    page.on("pageerror", lambda error: failed.append(f"{error} (script error)"))
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
-    missing = [line for line in failed if line.rsplit(" ", 1)[1] not in documents]
-    assert missing == [], "resources the pages asked for and did not get"
+    errors = [line for line in failed if not (line.startswith("Failed to load resource") and line.rsplit(" ", 1)[1] in documents)]
+    assert errors == [], "what the pages asked for and did not get, or scripts that failed"
 
 
 @pytest.fixture
