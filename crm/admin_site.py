@@ -1,17 +1,26 @@
 """The admin's first screen: the work first (members, tiers, points, campaigns,
 the shop's API), the machinery after it (users, periodic tasks), and the
 sections staff never use (django-axes' login logs, Celery's task results)
-shown to superusers only."""
+shown to superusers only, under names in the user's language (those packages
+name them in English only)."""
 
 from __future__ import annotations
 
 import time
 
 from django.urls import get_script_prefix
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy as _
 
 OUR_APPS = ["crm", "segments", "loyalty", "campaigns", "api"]
 SUPERUSER_ONLY_APPS = {"axes", "django_celery_results"}
+SECTION_NAMES = {"axes": _("Login security"), "django_celery_results": _("Background task results")}
+MODEL_NAMES = {
+    ("axes", "AccessAttempt"): _("Failed login attempts"),
+    ("axes", "AccessFailureLog"): _("Failed login log"),
+    ("axes", "AccessLog"): _("Login log"),
+    ("django_celery_results", "GroupResult"): _("Task group results"),
+    ("django_celery_results", "TaskResult"): _("Task results"),
+}
 
 
 def arrange(site) -> None:
@@ -28,7 +37,12 @@ def arrange(site) -> None:
         kept = _menus.get(key)
         if kept is not None and kept[0] > time.monotonic():
             return kept[1]
-        apps = sorted(get_app_list(request, app_label), key=lambda app: (rank.get(app["app_label"], len(OUR_APPS)), str(app["name"])))
+        apps = get_app_list(request, app_label)
+        for app in apps:
+            app["name"] = SECTION_NAMES.get(app["app_label"], app["name"])
+            for model in app["models"]:
+                model["name"] = MODEL_NAMES.get((app["app_label"], model["object_name"]), model["name"])
+        apps.sort(key=lambda app: (rank.get(app["app_label"], len(OUR_APPS)), str(app["name"])))
         if len(_menus) > MENUS_KEPT:
             _menus.clear()
         _menus[key] = (time.monotonic() + MENU_SECONDS, apps)
