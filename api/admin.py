@@ -1,12 +1,14 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Sum
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from api import webhooks
-from api.keys import clients_revoke
-from api.models import ApiClient, ApiUsage, Offer, WebhookEvent
+from api.keys import client_create, clients_revoke
+from api.models import ApiClient, ApiUsage, Offer, Scope, WebhookEvent
 
 
 # A URL typed without its scheme is https (the default Django 6 takes; http must be typed).
@@ -27,9 +29,27 @@ class ApiUsageInline(admin.TabularInline):
         return super().get_queryset(request).filter(hour__gte=timezone.now() - timezone.timedelta(hours=48))
 
 
+def scope_names(client: ApiClient) -> str:
+    labels = dict(Scope.choices)
+    return "、".join(str(labels.get(scope, scope)) for scope in client.scopes)
+
+
+class ApiClientForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(label=_("scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiClient
+        fields = ("scopes",)  # the admin adds the others, with its overrides (https URLs)
+
+
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "scopes", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at", "calls_today")
+    """A shop system's client. Adding one makes its key and shows it once, with the signing
+    secret, on the page after the save (as manage.py api_key_create prints them): only the key's
+    hash is kept."""
+
+    form = ApiClientForm
+    list_display = ("name", "prefix", "scope_list", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at", "calls_today")
     list_filter = ("require_signature", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "prefix")
     readonly_fields = ("prefix", "created_at", "revoked_at")
@@ -38,8 +58,39 @@ class ApiClientAdmin(admin.ModelAdmin):
     inlines = (ApiUsageInline,)
     formfield_overrides = HTTPS_URLS
 
-    def has_add_permission(self, request) -> bool:
-        return False  # a key is made with manage.py api_key_create, which shows it once
+    add_fields = ("name", "scopes", "rate_per_minute", "require_signature", "webhook_url")
+
+    def get_fields(self, request, obj=None):
+        return self.add_fields if obj is None else self.fields
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            return super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        client, key = client_create(name=data["name"], scopes=data["scopes"], rate_per_minute=data["rate_per_minute"],
+                                    require_signature=data["require_signature"], webhook_url=data["webhook_url"])
+        obj.pk, obj.prefix = client.pk, client.prefix
+        obj._state.adding = False
+        request._api_key = key  # for response_add, this response only
+
+    def response_add(self, request, obj, post_url_continue=None):
+        client = ApiClient.objects.get(pk=obj.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("The key of %(name)s") % {"name": client.name},
+            "opts": self.opts,
+            "client": client,
+            "scopes": scope_names(client),
+            "key": request._api_key,
+        }
+        return TemplateResponse(request, "admin/api/apiclient/key_once.html", context)  # never cached: an admin view
+
+    @admin.display(description=_("scopes"))
+    def scope_list(self, client: ApiClient) -> str:
+        return scope_names(client)
 
     @admin.display(description=_("calls today"))
     def calls_today(self, client: ApiClient) -> int:

@@ -27,6 +27,44 @@ def test_api_key_create_prints_the_key_once_and_keeps_only_its_hash(capsys, call
     assert call("POST", "/members", BODY, key=key).status_code == 200
 
 
+def test_staff_add_a_client_in_the_admin_and_see_its_key_once(admin_client, call, chinese):
+    from django.contrib.admin.models import LogEntry
+
+    from api.models import ApiClient
+
+    form = admin_client.get("/admin/api/apiclient/add/").content.decode()
+    assert 'type="checkbox" name="scopes" value="standing"' in form  # scopes ticked, not typed as JSON
+    page = admin_client.post("/admin/api/apiclient/add/", {
+        "name": "直播购物车", "scopes": ["ingest", "standing"], "rate_per_minute": "600", "webhook_url": "shop.example/crm-hooks",
+    })
+    assert page.status_code == 200 and "no-store" in page["Cache-Control"]
+    text = page.content.decode()
+    client = ApiClient.objects.get(name="直播购物车")
+    key = page.context["key"]
+    assert key in text and client.signing_secret in text and "只显示这一次" in text
+    assert key not in client.key_hash and (client.scopes, client.rate_per_minute) == (["ingest", "standing"], 600)
+    assert client.webhook_url == "https://shop.example/crm-hooks"
+    assert LogEntry.objects.filter(object_id=str(client.pk)).exists()  # the admin's history names who made it
+    assert call("POST", "/members", BODY, key=key).status_code == 200
+    assert call("POST", "/coupons/Q123/validate", {"member_external_id": "M1", "amount": "10"}, key=key).status_code == 403
+    # The key is not shown again: the client's page has no trace of it.
+    assert key not in admin_client.get(f"/admin/api/apiclient/{client.pk}/change/").content.decode()
+    # A name taken is refused on the form, and nothing is made.
+    again = admin_client.post("/admin/api/apiclient/add/", {"name": "直播购物车", "scopes": ["standing"], "rate_per_minute": "6000"})
+    assert again.status_code == 200 and again.context["adminform"].form.errors["name"] and ApiClient.objects.count() == 2
+
+
+def test_staff_change_a_clients_scopes_by_ticking_them(admin_client, make_key):
+    client, _key = make_key("pos", scopes=["ingest"])
+    answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/change/", {
+        "name": "pos", "scopes": ["ingest", "points"], "rate_per_minute": "6000", "webhook_url": "",
+        "usage-TOTAL_FORMS": "0", "usage-INITIAL_FORMS": "0", "usage-MIN_NUM_FORMS": "0", "usage-MAX_NUM_FORMS": "0",
+    })
+    assert answer.status_code == 302, answer.context["adminform"].form.errors if answer.context else answer
+    client.refresh_from_db()
+    assert client.scopes == ["ingest", "points"]
+
+
 @pytest.mark.parametrize("header", [None, "Bearer nonsense", "Bearer crm_deadbeef_wrong", "Basic abc"])
 def test_a_missing_or_unknown_key_is_401(client, header, db):
     extra = {"HTTP_AUTHORIZATION": header} if header else {}
