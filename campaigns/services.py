@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
@@ -284,5 +285,6 @@ def coupon_totals(campaign: Campaign) -> dict:
     return {
         "issued": coupons.count(),
         "redeemed": redeemed.count(),
-        "redeemed_revenue": redeemed.aggregate(total=Sum("order__amount"))["total"] or 0,
+        # SQLite sums decimals to a float-like Decimal ("11020.8900000000"): shown as money, to the fen.
+        "redeemed_revenue": Decimal(redeemed.aggregate(total=Sum("order__amount"))["total"] or 0).quantize(Decimal("0.01")),
     }

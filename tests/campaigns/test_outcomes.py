@@ -86,6 +86,10 @@ def test_coupons_are_issued_once_and_redeemed_once_within_validity(frozen, outbo
     coupon.refresh_from_db()
     assert coupon.order_id == first.pk
     assert services.coupons_redeem() == 0
+    # The report names what the redeemed coupons' orders were worth, as money, on every database.
+    Order.objects.filter(pk=first.pk).update(amount=Decimal("66.10"))
+    assert services.coupon_totals(campaign) == {"issued": 1, "redeemed": 1, "redeemed_revenue": Decimal("66.10")}
+    assert str(campaign_report(campaign)["coupons"]["redeemed_revenue"]) == "66.10"
 
 
 def test_an_order_import_redeems_its_members_coupons_and_the_nightly_sweep_the_rest(frozen, tmp_path, django_capture_on_commit_callbacks):
