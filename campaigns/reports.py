@@ -7,6 +7,7 @@ reached the member in between. Refunded orders never count."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import defaultdict
 from decimal import Decimal
@@ -38,14 +39,16 @@ def _window_end(ref: str) -> str:
     return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', {ref}, '+' || %s || ' days')"
 
 
-def conversions(campaign: Campaign) -> dict[tuple[int | None, str], tuple[int, int, Decimal]]:
-    """(variant, status) → (members converted, orders, revenue); the control group under variant None."""
+def conversions(campaign: Campaign, *, until: dt.datetime | None = None) -> dict[tuple[int | None, str], tuple[int, int, Decimal]]:
+    """(variant, status) → (members converted, orders, revenue); the control group under variant None.
+    until: only the orders placed before it (a past day's figures, as they stood that day)."""
     ref = "COALESCE(d.sent_at, d.due_at)"
+    cut, cut_params = ("AND o.ordered_at < %s", [until]) if until is not None else ("", [])
     sql = f"""
         SELECT d.variant_id, d.status, COUNT(DISTINCT d.id), COUNT(o.id), SUM(o.amount)
           FROM campaigns_delivery d
           JOIN crm_order o ON o.member_id = d.member_id AND o.status = %s
-                          AND o.ordered_at > {ref} AND o.ordered_at <= {_window_end(ref)}
+                          AND o.ordered_at > {ref} AND o.ordered_at <= {_window_end(ref)} {cut}
          WHERE d.campaign_id = %s AND d.status IN (%s, %s)
            AND NOT EXISTS (
                 SELECT 1 FROM campaigns_delivery d2
@@ -53,7 +56,7 @@ def conversions(campaign: Campaign) -> dict[tuple[int | None, str], tuple[int, i
                    AND d2.sent_at > {ref} AND d2.sent_at < o.ordered_at)
          GROUP BY d.variant_id, d.status
     """  # nosec B608 - fixed fragments; values are parameters
-    params = [OrderStatus.PAID, campaign.conversion_days, campaign.pk, DeliveryStatus.SENT, DeliveryStatus.CONTROL, DeliveryStatus.SENT]
+    params = [OrderStatus.PAID, campaign.conversion_days, *cut_params, campaign.pk, DeliveryStatus.SENT, DeliveryStatus.CONTROL, DeliveryStatus.SENT]
     totals: dict[tuple[int | None, str], tuple[int, int, Decimal]] = {}
     with read_connection().cursor() as cursor:
         cursor.execute(sql, params)

@@ -344,7 +344,7 @@ def _campaign_results(end: dt.datetime, settings: KpiSettings) -> tuple[dict, di
     for campaign in recent:
         sent = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT, sent_at__lt=end).count()
         converted = revenue = 0
-        for (variant, status), (members, _orders, amount) in conversions(campaign).items():
+        for (variant, status), (members, _orders, amount) in conversions(campaign, until=end).items():
             if status == DeliveryStatus.SENT:
                 converted += members
                 revenue += amount

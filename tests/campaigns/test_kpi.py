@@ -257,6 +257,28 @@ def test_a_past_day_can_be_rebuilt_and_the_dashboard_reads_the_snapshots(shop, a
     assert Campaign.objects.get(name="双十一").name in html
 
 
+def test_a_past_days_campaign_figures_count_the_orders_placed_by_that_day_only():
+    """A day rebuilt after the fact (history_rebuild) shows the campaign as it stood that day: the
+    revenue of orders placed later in the window was not yet there."""
+    member = member_with(True)
+    campaign = campaign_for(name="复购提醒")
+    sent = NOON - dt.timedelta(days=10)
+    Delivery.objects.create(campaign=campaign, member=member, channel="sms", status="sent", due_at=sent, sent_at=sent)
+    OrderFactory(member=member, ordered_at=sent + dt.timedelta(days=1), amount=Decimal("66"))
+    OrderFactory(member=member, ordered_at=sent + dt.timedelta(days=5), amount=Decimal("34"))
+    with time_machine.travel(NOON, tick=False):
+        for back in (10, 8, 0):
+            snapshot_build(DAY - dt.timedelta(days=back))
+
+    def figures(back: int) -> tuple:
+        row = KpiSnapshot.objects.get(day=DAY - dt.timedelta(days=back), kind=SnapshotKind.CAMPAIGN, key=str(campaign.pk)).figures
+        return row["sent"], row["converted"], row["revenue"]
+
+    assert figures(10) == (1, 0, 0)  # the day of the send, before the first order
+    assert figures(8) == (1, 1, 66)
+    assert figures(0) == (1, 1, 100)
+
+
 def test_a_leader_sees_his_own_line_of_the_board_and_nothing_else(shop, client):
     from django.contrib.auth.models import Group
 
