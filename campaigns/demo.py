@@ -1,12 +1,22 @@
-"""Demo templates and a draft campaign, so that a newcomer has something to preview at once."""
+"""Demo templates, two draft campaigns to preview, and one campaign sent three weeks ago, so that
+a newcomer has something to preview at once and a report with results to read."""
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
 
-from campaigns.models import Campaign, CouponKind, MessageTemplate, Variant
+from campaigns.audience import deliveries_create
+from campaigns.models import Campaign, CampaignStatus, Coupon, CouponKind, Delivery, DeliveryStatus, MessageTemplate, SendingPolicy, Variant
+from campaigns.sending import send_batch
+from campaigns.services import coupons_redeem
+from crm.models import Order, OrderStatus
+from segments.days import local_midnight
 from segments.models import Circle, Tier
 
 TEMPLATES = [
@@ -20,12 +30,14 @@ TEMPLATES = [
 ]
 
 
+def _templates() -> dict[str, MessageTemplate]:
+    return {name: MessageTemplate.objects.get_or_create(name=name, defaults={"body": body})[0] for name, body in TEMPLATES}
+
+
 @transaction.atomic
 def seed_demo_campaigns() -> Campaign | None:
     """Idempotent: two templates with an A/B draft campaign for the B tier, and a reactivation draft."""
-    templates = {}
-    for name, body in TEMPLATES:
-        templates[name], _created = MessageTemplate.objects.get_or_create(name=name, defaults={"body": body})
+    templates = _templates()
     silver = Tier.objects.filter(code="B").first()
     if silver is None or Campaign.objects.filter(name="白银升级冲刺").exists():
         return None
@@ -43,4 +55,61 @@ def seed_demo_campaigns() -> Campaign | None:
         )
         comeback.target_circles.add(dormant)
         Variant.objects.create(campaign=comeback, label="A", template=templates["沉睡唤回"], share=100)
+    return campaign
+
+
+HISTORY_NAME = "白银复购提醒（示例：三周前已发送）"
+HISTORY_DAYS_AGO = 21
+COUPON_USED_SHARE = 0.35  # of the members sent a coupon who ordered while it was valid
+
+
+@transaction.atomic
+def seed_demo_campaign_history(*, now: dt.datetime | None = None, seed: int = 42) -> Campaign | None:
+    """Idempotent: an A/B campaign to the B tier with a control group, sent three weeks before now,
+    so that its report and the dashboard's campaign figures have results on the first screen.
+
+    It goes through the outbox as any campaign does, with the clock set to that morning and then to
+    each later time a message was due (members' usual hours, the quiet hours), through the
+    configured backend. What it converted is read by the report from the demo's orders after the
+    send, against the control group's. The demo's orders carry no coupon codes: of the members sent
+    a coupon who ordered while it was valid, about a third are taken to have used it on that order."""
+    now = now or timezone.now()
+    silver = Tier.objects.filter(code="B").first()
+    if silver is None or Campaign.objects.filter(name=HISTORY_NAME).exists():
+        return None
+    templates = _templates()
+    sent_at = local_midnight(timezone.localdate(now) - dt.timedelta(days=HISTORY_DAYS_AGO)) + dt.timedelta(hours=10)
+    campaign = Campaign.objects.create(
+        name=HISTORY_NAME, status=CampaignStatus.SCHEDULED, control_share=10, coupon_kind=CouponKind.AMOUNT, coupon_value=Decimal("5"),
+        coupon_days=7, conversion_days=7, send_at=sent_at, created_at=sent_at - dt.timedelta(days=2),
+        submitted_at=sent_at - dt.timedelta(days=1), approved_at=sent_at - dt.timedelta(hours=20),
+    )
+    campaign.target_tiers.add(silver)
+    Variant.objects.create(campaign=campaign, label="A", template=templates["补货提醒·升级"], share=50)
+    Variant.objects.create(campaign=campaign, label="B", template=templates["补货提醒·团长"], share=50)
+    deliveries_create(campaign, now=sent_at, policy=SendingPolicy.current())
+    clock = sent_at
+    queued = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.QUEUED)
+    for _round in range(100):  # each round a later due time; a message deferred by the quiet hours comes back once
+        due = queued.aggregate(due=Min("due_at"))["due"]
+        if due is None:
+            break
+        clock = max(clock, due)
+        ids = list(queued.filter(due_at__lte=clock).values_list("id", flat=True))
+        for start in range(0, len(ids), 1000):
+            send_batch(ids[start : start + 1000], now=clock)
+    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.DONE, last_launched_at=sent_at, finished_at=clock)
+    chance = random.Random(seed)  # nosec B311 - demo data, not a secret
+    used = []
+    for coupon in Coupon.objects.filter(campaign=campaign).order_by("pk"):
+        order = (
+            Order.objects.filter(member_id=coupon.member_id, status=OrderStatus.PAID, coupon_code="",
+                                 ordered_at__gte=coupon.valid_from, ordered_at__lte=coupon.valid_until)
+            .order_by("ordered_at").first()
+        )
+        if order is not None and chance.random() < COUPON_USED_SHARE:
+            Order.objects.filter(pk=order.pk).update(coupon_code=coupon.code)
+            used.append(order.pk)
+    coupons_redeem(order_ids=used)
+    campaign.refresh_from_db()
     return campaign

@@ -1,11 +1,19 @@
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
-from campaigns.demo import seed_demo_campaigns
+from campaigns.demo import seed_demo_campaign_history, seed_demo_campaigns
+from campaigns.models import DeliveryStatus
 
 
 class Command(BaseCommand):
-    help = "Demo message templates and draft campaigns (idempotent)."
+    help = "Demo message templates, draft campaigns and one campaign sent three weeks ago (idempotent)."
 
     def handle(self, *args, **options):
         campaign = seed_demo_campaigns()
         self.stdout.write("demo campaigns created" if campaign else "demo campaigns already there")
+        sent = seed_demo_campaign_history()
+        if sent is None:
+            self.stdout.write("the demo's sent campaign is already there")
+        else:
+            count = sent.deliveries.filter(status=DeliveryStatus.SENT).count()
+            self.stdout.write(f"{sent.name}: {count} messages sent on {timezone.localtime(sent.last_launched_at):%Y-%m-%d}")

@@ -1,0 +1,58 @@
+"""The demo's campaign sent three weeks ago: a newcomer's first report has results, read from the
+orders as for any campaign, and seeding it again changes nothing."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from campaigns.demo import HISTORY_DAYS_AGO, seed_demo_campaign_history
+from campaigns.models import CampaignStatus, Coupon, Delivery, DeliveryStatus
+from campaigns.reports import campaign_report
+from crm.models import Order
+from segments.services import tiers_recompute
+from tests.campaigns.conftest import NOW, member_with
+from tests.crm.factories import SHANGHAI, OrderFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_has_a_campaign_sent_three_weeks_ago_with_its_results(frozen, outbox):
+    sent_day = (NOW - dt.timedelta(days=HISTORY_DAYS_AGO)).date()
+    members = []
+    for n in range(40):
+        member = member_with(True, name=f"会员{n}")
+        hour = 21 if n % 3 == 0 else 11  # a third usually order in the quiet hours: their message waits for the morning
+        for back in (50, 35, 23):
+            OrderFactory(member=member, amount=Decimal("400"), ordered_at=dt.datetime.combine(sent_day - dt.timedelta(days=back), dt.time(hour), tzinfo=SHANGHAI))
+        if n % 2:
+            OrderFactory(member=member, amount=Decimal("88"), ordered_at=dt.datetime.combine(sent_day + dt.timedelta(days=3), dt.time(hour), tzinfo=SHANGHAI))
+        members.append(member)
+    tiers_recompute(as_of=NOW.date())
+
+    campaign = seed_demo_campaign_history(now=NOW)
+    assert campaign.status == CampaignStatus.DONE
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert deliveries.count() == 40 and not deliveries.filter(status=DeliveryStatus.QUEUED).exists()
+    start = dt.datetime.combine(sent_day, dt.time(10), tzinfo=SHANGHAI)
+    for sent_at in deliveries.filter(status=DeliveryStatus.SENT).values_list("sent_at", flat=True):
+        local = sent_at.astimezone(SHANGHAI)
+        assert start <= sent_at < start + dt.timedelta(days=2) and 8 <= local.hour < 20  # never in the quiet hours
+    report = campaign_report(campaign)
+    totals = report["totals"]
+    assert totals["sent"] == len(outbox()) > 0 and totals["sent"] + totals["held_back"] == 40
+    # Converted: the members sent a message who ordered within the 7 days after it, by hand.
+    by_hand = {
+        d.member_id for d in deliveries.filter(status=DeliveryStatus.SENT)
+        if Order.objects.filter(member_id=d.member_id, status="paid", ordered_at__gt=d.sent_at, ordered_at__lte=d.sent_at + dt.timedelta(days=7)).exists()
+    }
+    assert totals["converted"] == len(by_hand) > 0
+    coupons = Coupon.objects.filter(campaign=campaign)
+    assert coupons.count() == totals["sent"]
+    for coupon in coupons.filter(redeemed_at__isnull=False).select_related("order"):
+        assert coupon.order.member_id == coupon.member_id and coupon.valid_from <= coupon.order.ordered_at <= coupon.valid_until
+        assert coupon.order.coupon_code == coupon.code
+    assert report["coupons"]["redeemed"] == coupons.filter(redeemed_at__isnull=False).count()
+
+    assert seed_demo_campaign_history(now=NOW) is None
+    assert Delivery.objects.filter(campaign=campaign).count() == 40 and len(outbox()) == totals["sent"]
