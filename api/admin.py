@@ -2,12 +2,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.db.models import Sum
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from api import webhooks
-from api.keys import client_create, clients_revoke
+from api.keys import client_create, client_rekey, clients_revoke
 from api.models import ApiClient, ApiUsage, Offer, Scope, WebhookEvent
 
 
@@ -77,16 +81,39 @@ class ApiClientAdmin(admin.ModelAdmin):
         request._api_key = key  # for response_add, this response only
 
     def response_add(self, request, obj, post_url_continue=None):
-        client = ApiClient.objects.get(pk=obj.pk)
+        return self._key_once(request, ApiClient.objects.get(pk=obj.pk), request._api_key)
+
+    def _key_once(self, request, client: ApiClient, key: str):
         context = {
             **self.admin_site.each_context(request),
             "title": _("The key of %(name)s") % {"name": client.name},
             "opts": self.opts,
             "client": client,
             "scopes": scope_names(client),
-            "key": request._api_key,
+            "key": key,
         }
         return TemplateResponse(request, "admin/api/apiclient/key_once.html", context)  # never cached: an admin view
+
+    def get_urls(self):
+        rekey = path("<int:client_id>/rekey/", self.admin_site.admin_view(self.rekey_view), name="api_apiclient_rekey")
+        return [rekey, *super().get_urls()]
+
+    def rekey_view(self, request, client_id: int):
+        """A new key for a client whose key was lost or leaked: asked to confirm, then shown once."""
+        client = get_object_or_404(ApiClient, pk=client_id)
+        if not self.has_change_permission(request, client):
+            raise PermissionDenied
+        change_url = reverse("admin:api_apiclient_change", args=[client.pk])
+        if not client.active:
+            self.message_user(request, _("A revoked client gets no new key: add a new client."), messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST":
+            key = client_rekey(client)
+            self.log_change(request, client, [{"changed": {"fields": ["key"]}}])
+            return self._key_once(request, client, key)
+        context = {**self.admin_site.each_context(request), "title": _("A new key for %(name)s") % {"name": client.name},
+                   "opts": self.opts, "client": client, "change_url": change_url}
+        return TemplateResponse(request, "admin/api/apiclient/rekey.html", context)
 
     @admin.display(description=_("scopes"))
     def scope_list(self, client: ApiClient) -> str:

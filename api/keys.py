@@ -28,13 +28,18 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _new_key() -> tuple[str, str]:
+    """(prefix, key): the prefix finds the client, the rest is 192 random bits."""
+    prefix = secrets.token_hex(4)
+    return prefix, f"{KEY_START}{prefix}_{secrets.token_urlsafe(24)}"
+
+
 def client_create(*, name: str, scopes: list[str], rate_per_minute: int = 6000, require_signature: bool = False, webhook_url: str = "") -> tuple[ApiClient, str]:
     """A new client and its key, returned once: it is not stored, only its hash."""
     unknown = sorted(set(scopes) - set(Scope.values))
     if unknown or not scopes:
         raise ValueError(f"unknown scopes: {', '.join(unknown)}; use {', '.join(Scope.values)}")
-    prefix = secrets.token_hex(4)
-    key = f"{KEY_START}{prefix}_{secrets.token_urlsafe(24)}"
+    prefix, key = _new_key()
     with transaction.atomic():
         client = ApiClient.objects.create(
             name=name, prefix=prefix, key_hash=_hash(key), scopes=sorted(set(scopes)), rate_per_minute=rate_per_minute,
@@ -80,6 +85,19 @@ def clients_revoke(clients) -> int:
     count = clients.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
     clients_forget()
     return count
+
+
+def client_rekey(client: ApiClient) -> str:
+    """A new key for an active client, returned once (its scopes, rate, usage, webhooks and signing
+    secret stay): the old key is refused by this process at once and by the others within
+    CLIENT_SECONDS, as a revoked one is."""
+    if not client.active:
+        raise ValueError("a revoked client gets no new key")
+    prefix, key = _new_key()
+    ApiClient.objects.filter(pk=client.pk).update(prefix=prefix, key_hash=_hash(key))
+    clients_forget()
+    client.prefix, client.key_hash = prefix, _hash(key)
+    return key
 
 
 def client_revoke(client: ApiClient) -> None:

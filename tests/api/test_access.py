@@ -54,6 +54,28 @@ def test_staff_add_a_client_in_the_admin_and_see_its_key_once(admin_client, call
     assert again.status_code == 200 and again.context["adminform"].form.errors["name"] and ApiClient.objects.count() == 2
 
 
+def test_a_lost_key_is_replaced_on_the_clients_page_and_the_old_one_stops(admin_client, call, make_key, chinese):
+    from api.models import ApiClient
+
+    client, old_key = make_key("pos", scopes=["ingest"])
+    assert call("POST", "/members", BODY, key=old_key).status_code == 200
+    page = admin_client.get(f"/admin/api/apiclient/{client.pk}/change/").content.decode()
+    assert f'href="/admin/api/apiclient/{client.pk}/rekey/"' in page
+    assert "立即失效" in admin_client.get(f"/admin/api/apiclient/{client.pk}/rekey/").content.decode()  # asked first
+    assert call("POST", "/members", BODY, key=old_key).status_code == 200  # nothing changed by looking
+    answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/rekey/")
+    new_key = answer.context["key"]
+    assert new_key != old_key and new_key in answer.content.decode()
+    assert call("POST", "/members", BODY, key=old_key).status_code == 401
+    assert call("POST", "/members", BODY, key=new_key).status_code == 200
+    kept = ApiClient.objects.get(pk=client.pk)
+    assert (kept.scopes, kept.signing_secret) == (["ingest"], client.signing_secret)  # the rest stays
+    client_revoke(kept)
+    refused = admin_client.post(f"/admin/api/apiclient/{client.pk}/rekey/", follow=True)
+    assert "已吊销的客户端不能生成新密钥" in refused.content.decode()
+    assert call("POST", "/members", BODY, key=new_key).status_code == 401
+
+
 def test_staff_change_a_clients_scopes_by_ticking_them(admin_client, make_key):
     client, _key = make_key("pos", scopes=["ingest"])
     answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/change/", {
