@@ -1,5 +1,5 @@
 // django-celery-beat's periodic task form: the chosen schedule in words under the crontab field
-// ("At 00:05 AM, Asia/Shanghai"), as its own inline script does where no CSP refuses it.
+// ("At 12:05 AM Asia/Shanghai": cron-descriptor writes English), as its own inline script does where no CSP refuses it.
 (function () {
   var script = document.currentScript;
   var $ = django.jQuery;
