@@ -26,8 +26,7 @@ from crm.masking import mask_mobile
 from crm.models import Member
 from crm.privacy import mobile_reveal
 from crm.scoping import scope_to_user
-from loyalty.balances import balance_at
-from loyalty.services import rights_at
+from loyalty.services import balance_of, rights_at
 from segments.models import Tier
 from segments.services import gap_of, gap_text
 
@@ -129,8 +128,7 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
             "metrics__tier", "metrics__favourite_category", "metrics__second_category", "community"), pk=member_id
     )
     metrics = getattr(found, "metrics", None)
-    balance = getattr(found, "loyalty_balance", None)
-    shown = balance_at(balance, timezone.now()) if balance else None
+    balance = balance_of(found)  # as the member page shows it: past midnights the runs have not reached
     # What the member's tier gives him and what the next one adds: a leader offers the one and
     # names the other with the gap ("再买1次就升白银了，多享秒杀券").
     rights = rights_at(metrics.tier if metrics else None, Tier.objects.all())
@@ -142,8 +140,8 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         "title": found.name or found.external_id,
         **_card(found),
         "metrics": metrics,
-        "points": shown.available if shown else None,
-        "pending": shown.pending if shown else 0,
+        "points": balance.available,
+        "pending": balance.pending,
         "rights": "、".join(right.name for right in rights.mine),
         "next_tier": rights.next_tier,
         "next_adds": "、".join(right.name for right in rights.next_adds),
