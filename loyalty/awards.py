@@ -407,15 +407,24 @@ def _held_at(table: str, column: str) -> str:
 def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.datetime) -> tuple[str, list]:
     """The entries to append: awards, reversals and (reprice) differences.
 
-    One FULL JOIN of targets and held, each read once: PostgreSQL then streams the
+    On PostgreSQL one FULL JOIN of targets and held, each read once: it then streams the
     targets instead of materialising them (a CTE read twice is written out first,
-    19M rows to temporary files on a first award). SQLite has FULL JOIN since 3.39."""
+    19M rows to temporary files on a first award). SQLite plans a FULL JOIN as a
+    nested loop without an index (every target scans every held source: minutes for a
+    few thousand members once they have ledgers), so there the same rows come from two
+    LEFT JOINs, each of which it looks up through an automatic index."""
     table = TABLES[ledger]
     rules = [code for code, owner in RULE_LEDGER.items() if owner == ledger]
     points = ledger == Ledger.POINTS
     dates = f", COALESCE(t.available_at, {_held_at(table, 'available_at')}), COALESCE(t.expires_at, {_held_at(table, 'expires_at')})" if points else ""
     award = "t.amount <> COALESCE(h.total, 0)" if reprice else f"""(COALESCE(h.total, 0) = 0 AND t.amount > 0)
             OR (h.total <> 0 AND t.amount <> h.total AND {CHANGED_SINCE_HELD})"""
+    select = f"""SELECT COALESCE(t.member_id, h.member_id) AS member_id, COALESCE(t.amount, 0) - COALESCE(h.total, 0) AS amount,
+               COALESCE(t.rule, h.rule) AS rule, COALESCE(t.source_kind, h.source_kind) AS source_kind,
+               COALESCE(t.source_id, h.source_id) AS source_id, COALESCE(h.seq + 1, 0) AS seq,
+               COALESCE(t.occurred_at, {_held_at(table, 'occurred_at')}) AS occurred_at, %s AS recorded_at{dates},
+               t.version AS source_version"""  # nosec B608
+    on = "h.rule = t.rule AND h.source_kind = t.source_kind AND h.source_id = t.source_id"
     sql = f"""
         WITH targets AS ({targets}),
         held AS (
@@ -425,17 +434,26 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
               FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
              GROUP BY e.rule, e.source_kind, e.source_id
         )
-        SELECT COALESCE(t.member_id, h.member_id) AS member_id, COALESCE(t.amount, 0) - COALESCE(h.total, 0) AS amount,
-               COALESCE(t.rule, h.rule) AS rule, COALESCE(t.source_kind, h.source_kind) AS source_kind,
-               COALESCE(t.source_id, h.source_id) AS source_id, COALESCE(h.seq + 1, 0) AS seq,
-               COALESCE(t.occurred_at, {_held_at(table, 'occurred_at')}) AS occurred_at, %s AS recorded_at{dates},
-               t.version AS source_version
+        {select}
           FROM targets t
-          FULL JOIN held h ON h.rule = t.rule AND h.source_kind = t.source_kind AND h.source_id = t.source_id
-         WHERE (t.rule IS NOT NULL AND {award})   -- an award (or, repriced, a difference)
-            OR (t.rule IS NULL AND h.total <> 0)  -- no longer earned: the reversal
-    """  # nosec B608
-    return sql, [*rules, now]
+    """ + _sql(
+        f"""
+          FULL JOIN held h ON {on}
+         WHERE (t.rule IS NOT NULL AND ({award}))  -- an award (or, repriced, a difference)
+            OR (t.rule IS NULL AND h.total <> 0)    -- no longer earned: the reversal
+        """,
+        f"""
+          LEFT JOIN held h ON {on}
+         WHERE {award}                             -- an award (or, repriced, a difference)
+         UNION ALL
+        {select}
+          FROM held h
+          LEFT JOIN targets t ON {on}
+         WHERE t.rule IS NULL AND h.total <> 0     -- no longer earned: the reversal
+        """,
+    )  # nosec B608
+    # SQLite's form reads the select, and its recorded_at parameter, twice.
+    return sql, [*rules, now] if connection.vendor == "postgresql" else [*rules, now, now]
 
 
 def _columns(ledger: str, *, versioned: bool = False) -> str:

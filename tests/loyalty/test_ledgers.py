@@ -16,9 +16,10 @@ from django.db.models import Sum
 
 from crm.models import EngagementEvent, Order, OrderStatus
 from loyalty import services
+from loyalty.awards import _decisions, growth_targets, points_targets
 from loyalty.balances import balances_differing
 from segments.days import local_midnight
-from loyalty.models import Balance, EarningRule, GrowthEntry, PointsEntry, Right, TierPoints
+from loyalty.models import Balance, EarningRule, GrowthEntry, LoyaltySettings, PointsEntry, Right, TierPoints
 from segments.models import Tier
 from tests.crm.factories import SHANGHAI, MemberFactory, OrderFactory
 
@@ -73,6 +74,27 @@ def test_every_award_happens_once_whatever_runs_again(frozen):
     assert GrowthEntry.objects.filter(member=member).count() == 2  # registration, first order
     assert PointsEntry.objects.filter(member=member).count() == 1
     assert balance(member).growth == 60 and balance(member).points == 50
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query plan; PostgreSQL hash-joins the FULL JOIN")
+@pytest.mark.parametrize("scoped", [False, True])
+def test_on_sqlite_a_settle_looks_up_what_is_held_through_an_index_not_a_scan_per_source(frozen, scoped):
+    """A second full settle of 3,000 demo members took over ten minutes on the embedded default:
+    SQLite planned the FULL JOIN of what is earned and what is held as a nested loop that scanned
+    every held source for every earned one. Every join there must be a lookup."""
+    member = MemberFactory()
+    OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("50"))
+    services.ledgers_settle()
+    with connection.cursor() as cursor:
+        if scoped:
+            services._scope_create(cursor, [member.pk])
+        for ledger, (targets, params) in (("growth", growth_targets(scoped)), ("points", points_targets(scoped, LoyaltySettings.current()))):
+            sql, more = _decisions(ledger, targets, scoped, False, timezone.now())
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, [*params, *more])
+            steps = [row[-1] for row in cursor.fetchall()]
+            joins = [step for step in steps if step.startswith(("SCAN h", "SCAN t", "SEARCH h", "SEARCH t"))]
+            assert not [step for step in joins if "LEFT-JOIN" in step and not step.startswith("SEARCH")], steps
+            assert len(joins) == 4, steps  # each side of the two LEFT JOINs: nothing left to a RIGHT JOIN's scan
 
 
 def test_a_refund_reverses_and_the_next_paid_order_takes_over_the_first_order_award(frozen):
