@@ -7,8 +7,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
 from crm.bulkload import load_rows
-from crm.models import OrderStatus
+from crm.models import Member, Order, OrderStatus
 from segments.recompute.base import (
     READ_ALL,
     READ_STORED,
@@ -34,6 +36,13 @@ class NightlyScope(NamedTuple):
     whole: frozenset[int] | set[int] = frozenset()  # an order of theirs changed since (a refund, an edit): read whole, never by difference
 
 
+def members_by(until: dt.datetime) -> QuerySet:
+    """The members there were by a past day's end: registered before it, or with a paid order
+    before it. A run as of that day covers them only; the others had not joined."""
+    paid_before = Order.objects.filter(member=OuterRef("pk"), status=OrderStatus.PAID, ordered_at__lt=until)
+    return Member.objects.filter(Q(registered_at__lt=until) | Exists(paid_before))
+
+
 def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope | None = None, *, until: dt.datetime | None = None) -> None:
     """seg_scope holds the members of this run (everyone when member_ids is None)
     and what the run reads again for each (reads, events): everything, unless
@@ -48,12 +57,8 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
         if until is None:
             cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM crm_member")  # nosec B608
         else:
-            cursor.execute(
-                f"""INSERT INTO {SCOPE} (member_id, reads, events) SELECT m.id, {READ_ALL}, 1 FROM crm_member m
-                    WHERE m.registered_at < %s OR EXISTS (
-                        SELECT 1 FROM crm_order o WHERE o.member_id = m.id AND o.status = %s AND o.ordered_at < %s)""",  # nosec B608
-                [until, OrderStatus.PAID, until],
-            )
+            members, params = members_by(until).values("id").query.sql_with_params()
+            cursor.execute(f"INSERT INTO {SCOPE} (member_id, reads, events) SELECT id, {READ_ALL}, 1 FROM ({members}) m", params)  # nosec B608
         tables_analyze(cursor, SCOPE)
         return
     members = set(member_ids)
