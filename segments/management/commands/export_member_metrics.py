@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
 from django.db.models import Q
 from django.utils import timezone
 
+from segments.days import local_midnight
 from segments.export_columns import PROVIDERS
+from segments.ladder import RFM, tier_for
 from segments.models import ChangeReason, CircleMembership, MemberMetrics, RecomputeRun, RunStatus
+from segments.recompute.scope import members_by
+from segments.services import ladder_load
 
 HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
 CHUNK = 20_000
@@ -30,6 +35,11 @@ class Command(BaseCommand):
     def handle(self, *args, as_of: dt.date | None, file: Path, **options) -> None:
         as_of = as_of or timezone.localdate()
         self._warn_if_stale(as_of)
+        # A past day: who had not joined by its end (registered later, no paid order by then) had,
+        # that day, no orders and so the catch-all tier, whatever their stored row of a later run says.
+        until = local_midnight(as_of + dt.timedelta(days=1)) if as_of < timezone.localdate() else None
+        not_joined = tier_for(RFM(None, 0, Decimal(0)), ladder_load()).code if until else ""
+        later = 0
         rows = 0
         with file.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -50,7 +60,12 @@ class Command(BaseCommand):
                 ):
                     circles.setdefault(member_id, []).append(name)
                 extra = [(provider.values(ids, as_of), ("",) * len(provider.headers)) for provider in PROVIDERS]
+                joined = set(members_by(until).filter(id__in=ids).values_list("id", flat=True)) if until else None
                 for member_id, external_id, last_order_at, orders, spend, tier, p_alive, expected in chunk:
+                    if joined is not None and member_id not in joined:
+                        later += 1
+                        last_order_at, orders, spend, tier, p_alive, expected = None, 0, Decimal(0), not_joined, None, None
+                        circles.pop(member_id, None)
                     recency = (as_of - timezone.localtime(last_order_at).date()).days if last_order_at else ""
                     writer.writerow(
                         [
@@ -64,6 +79,11 @@ class Command(BaseCommand):
                 rows += len(chunk)
                 last_id = ids[-1]
         self.stdout.write(f"Wrote {rows:,} members to {file}.")
+        if later:
+            self.stderr.write(
+                f"{later:,} members had not joined by {as_of} (registered later, no paid order by then): "
+                f"written as that day had them, with no orders, in tier {not_joined}."
+            )
 
     def _warn_if_stale(self, as_of: dt.date) -> None:
         """The windowed figures, tiers and circles are the stored ones of the last recompute, while

@@ -7,9 +7,12 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Count
+from django.utils import timezone
 
 from crm.models import Member
+from segments.days import local_midnight
 from segments.models import ChangeReason, MemberMetrics
+from segments.recompute.scope import members_by
 from segments.services import tiers_recompute
 from segments.signals import recomputed_from_command
 
@@ -42,9 +45,10 @@ class Command(BaseCommand):
             f"As of {run.as_of}: {run.members:,} members evaluated in {seconds:.1f} s, "
             f"{run.tier_changes:,} tier changes, {run.reviews:,} held for review."
         )
-        tiers = (
-            MemberMetrics.objects.filter(member_id__in=member_ids) if member_ids else MemberMetrics.objects.all()
-        ).values_list("tier__code", "tier__name").annotate(members=Count("pk")).order_by("-tier__rank")
+        counted = MemberMetrics.objects.filter(member_id__in=member_ids) if member_ids else MemberMetrics.objects.all()
+        if run.as_of < timezone.localdate():  # who had not joined by then keeps the figures of a later run
+            counted = counted.filter(member__in=members_by(local_midnight(run.as_of + dt.timedelta(days=1))))
+        tiers = counted.values_list("tier__code", "tier__name").annotate(members=Count("pk")).order_by("-tier__rank")
         for code, name, members in tiers:
             self.stdout.write(f"  {code} {name}: {members:,}")
         self.stdout.write("  " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in run.timings.items()))
