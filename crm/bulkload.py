@@ -124,6 +124,14 @@ def reset_sequences(models: Sequence) -> None:
             cursor.execute(statement)
 
 
+def analyze_on_sqlite(tables: Sequence[str]) -> None:
+    """After a full run rewrote these tables: SQLite gathers no planner statistics by itself
+    (PostgreSQL's autovacuum does), and without them it read the points ledger's admin list
+    of 20,000 members by scanning the members and sorting (0.7 s, 0.5 ms with them)."""
+    if connection.vendor == "sqlite":
+        analyze(tables)
+
+
 def analyze(tables: Sequence[str]) -> None:
     """Planner statistics (and on PostgreSQL the visibility map, so that index-only
     scans work on freshly loaded tables; VACUUM cannot run inside a transaction)."""

@@ -20,6 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from crm.bulkload import analyze_on_sqlite
 from crm.models import EngagementEvent, Member, Order, OrderStatus
 from loyalty.awards import SCOPE, Moves, expiry_settle, expiry_unwritten, ledger_settle, misplaced_reverse
 from loyalty.balances import EXPIRING_DAYS, balance_at, balances_refresh
@@ -132,6 +133,8 @@ def ledgers_settle(*, member_ids: Sequence[int] | None = None, now: dt.datetime 
         run.timings = stages.timings
         run.finished_at = timezone.now()
         run.save()
+    if not scoped:
+        analyze_on_sqlite([GrowthEntry._meta.db_table, PointsEntry._meta.db_table, Balance._meta.db_table])
     return run
 
 

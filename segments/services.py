@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.audit import audit_record
+from crm.bulkload import analyze_on_sqlite
 from crm.models import AuditAction, EngagementEvent, Member, Order, OrderLine, OrderStatus
 from segments.circles import v_score_threshold_forget
 from segments.days import moves_at
@@ -33,6 +34,7 @@ from segments.ladder import (
 from segments.models import (
     ChangeReason,
     Circle,
+    CircleMembership,
     GroupMove,
     GroupMoveStatus,
     MemberMetrics,
@@ -223,6 +225,8 @@ def tiers_recompute(
     except Exception as error:
         RecomputeRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now(), message=str(error)[:2000])
         raise
+    if full:
+        analyze_on_sqlite([MemberMetrics._meta.db_table, CircleMembership._meta.db_table, TierChange._meta.db_table])
     return run
 
 

@@ -377,9 +377,9 @@ def import_table(
         pass
     if not outcome.committed and not outcome.dry_run:
         outcome.created = outcome.updated = 0
-    elif outcome.committed and outcome.created + outcome.updated >= ANALYZE_AFTER_ROWS and connection.vendor == "postgresql":
-        # Autovacuum analyzes a grown table only a minute or more later; a campaign
-        # launched meanwhile on a million fresh consents was planned as a nested loop
+    elif outcome.committed and outcome.created + outcome.updated >= ANALYZE_AFTER_ROWS:
+        # Autovacuum analyzes a grown table only a minute or more later (SQLite: never); a
+        # campaign launched meanwhile on a million fresh consents was planned as a nested loop
         # over a table thought empty and ran for over ten minutes instead of 25 s.
         analyze(spec.tables)
     return outcome

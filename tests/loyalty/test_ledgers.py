@@ -97,6 +97,29 @@ def test_on_sqlite_a_settle_looks_up_what_is_held_through_an_index_not_a_scan_pe
             assert len(joins) == 4, steps  # each side of the two LEFT JOINs: nothing left to a RIGHT JOIN's scan
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's autovacuum gathers the statistics")
+def test_on_sqlite_a_full_run_leaves_the_planner_statistics_of_what_it_wrote(frozen):
+    """Without them SQLite read the points ledger's admin list (newest first, 50 rows) of 20,000
+    members by scanning every member and sorting all their entries: 0.7 s instead of 0.5 ms."""
+    from segments.services import tiers_recompute
+
+    OrderFactory(member=MemberFactory(), ordered_at=at(2026, 3, 1, 9), amount=Decimal("50"))
+
+    def analyzed() -> set[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'")
+            if not cursor.fetchall():
+                return set()
+            cursor.execute("SELECT DISTINCT tbl FROM sqlite_stat1")
+            return {row[0] for row in cursor.fetchall()}
+
+    services.ledgers_settle(member_ids=[1])  # one member's settle leaves the statistics alone
+    assert "loyalty_pointsentry" not in analyzed()
+    services.ledgers_settle()
+    tiers_recompute()
+    assert {"loyalty_growthentry", "loyalty_pointsentry", "loyalty_balance", "segments_membermetrics"} <= analyzed()
+
+
 def test_a_refund_reverses_and_the_next_paid_order_takes_over_the_first_order_award(frozen):
     member = MemberFactory()
     first = OrderFactory(member=member, ordered_at=at(2026, 3, 1, 9), amount=Decimal("30"))
