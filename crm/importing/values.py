@@ -36,6 +36,8 @@ class CellError(ValueError):
 
 _DATE_SEP = re.compile(r"^(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?$")
 _DATE_COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:[ T]*(\d{1,2}):?(\d{2})(?::?(\d{2}))?)?$")
+# A time written with its zone (ISO 8601, as the shop's API takes it): 2026-11-29T20:00:00-05:00, ...Z, ... +0800.
+_ZONED = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}[ T]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?) ?(Z|[+-]\d{2}:?\d{2})$")
 
 
 def _date_parts(raw: str) -> tuple[int, ...]:
@@ -70,7 +72,8 @@ def parse_past_datetime(raw: str) -> dt.datetime:
 
 
 def parse_datetime(raw: str, *, latest: dt.datetime | None = None) -> dt.datetime:
-    """An aware datetime; a time without zone is Asia/Shanghai."""
+    """An aware datetime in Asia/Shanghai; a time without zone is Beijing time, one with its
+    offset (ISO 8601) is converted."""
     # Fast path for YYYY-MM-DD[ HH:MM[:SS]]: an order file repeats its dates
     # and times endlessly, so each part is checked once and then looked up.
     if len(raw) in (10, 16, 19) and raw[4] in "-/" and raw[7] == raw[4] and raw[10:11] in ("", " ", "T"):
@@ -83,9 +86,16 @@ def parse_datetime(raw: str, *, latest: dt.datetime | None = None) -> dt.datetim
                 raise CellError(_("no such date or time")) from None
             value = dt.datetime(year, month, day, hour, minute, second, tzinfo=SHANGHAI)
             return _checked(value, latest)
+    zoned = _ZONED.match(raw)
+    if zoned:
+        raw, zone = zoned.groups()
     year, month, day, hour, minute, second = _date_parts(raw)
     try:
-        value = dt.datetime(year, month, day, hour, minute, second, tzinfo=SHANGHAI)
+        if zoned:
+            offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[-2:])) * (-1 if zone[0] == "-" else 1) if zone != "Z" else dt.timedelta(0)
+            value = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone(offset)).astimezone(SHANGHAI)
+        else:
+            value = dt.datetime(year, month, day, hour, minute, second, tzinfo=SHANGHAI)
     except ValueError:
         raise CellError(_("no such date or time")) from None
     return _checked(value, latest)

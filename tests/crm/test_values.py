@@ -43,7 +43,18 @@ def test_datetimes_without_zone_are_beijing_time(raw, expected):
     assert value.utcoffset() == dt.timedelta(hours=8)
 
 
-@pytest.mark.parametrize("raw", ["2025-02-30", "2025-13-01", "2025-05-01 25:00", "01/05/2025", "yesterday", "2025-05-01 9:6"])
+@pytest.mark.parametrize(
+    "raw",
+    ["2025-05-01T01:30:15Z", "2025-05-01T09:30:15+08:00", "2025-04-30T20:30:15-05:00", "2025-05-01 07:00:15 +0530", "2025-05-01T01:30:15.250Z"],
+)
+def test_a_time_with_its_offset_is_converted_to_beijing_time(raw):
+    """As the shop's API takes them: an order exported at 20:30 in New York was placed at 09:30 the next day in Beijing."""
+    value = parse_datetime(raw)
+    assert value.replace(microsecond=0) == dt.datetime(2025, 5, 1, 9, 30, 15, tzinfo=SH)
+    assert value.utcoffset() == dt.timedelta(hours=8)
+
+
+@pytest.mark.parametrize("raw", ["2025-02-30", "2025-13-01", "2025-05-01 25:00", "01/05/2025", "yesterday", "2025-05-01 9:6", "2025-05-01+08:00", "2025-05-01T09:30+25:00"])
 def test_impossible_or_unknown_dates_are_refused(raw):
     with pytest.raises(CellError):
         parse_datetime(raw)
