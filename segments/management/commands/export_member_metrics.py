@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from decimal import Decimal
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
@@ -13,10 +12,8 @@ from django.utils import timezone
 
 from segments.days import local_midnight
 from segments.export_columns import PROVIDERS
-from segments.ladder import RFM, tier_for
 from segments.models import ChangeReason, CircleMembership, MemberMetrics, RecomputeRun, RunStatus
 from segments.recompute.scope import members_by
-from segments.services import ladder_load
 
 HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
 CHUNK = 20_000
@@ -35,10 +32,9 @@ class Command(BaseCommand):
     def handle(self, *args, as_of: dt.date | None, file: Path, **options) -> None:
         as_of = as_of or timezone.localdate()
         self._warn_if_stale(as_of)
-        # A past day: who had not joined by its end (registered later, no paid order by then) had,
-        # that day, no orders and so the catch-all tier, whatever their stored row of a later run says.
+        # A past day lists the members there were by its end, as a run as of that day covers them:
+        # not those who joined later, whose stored rows (if a later run made them) are of another day.
         until = local_midnight(as_of + dt.timedelta(days=1)) if as_of < timezone.localdate() else None
-        not_joined = tier_for(RFM(None, 0, Decimal(0)), ladder_load()).code if until else ""
         later = 0
         rows = 0
         with file.open("w", newline="", encoding="utf-8") as handle:
@@ -64,8 +60,7 @@ class Command(BaseCommand):
                 for member_id, external_id, last_order_at, orders, spend, tier, p_alive, expected in chunk:
                     if joined is not None and member_id not in joined:
                         later += 1
-                        last_order_at, orders, spend, tier, p_alive, expected = None, 0, Decimal(0), not_joined, None, None
-                        circles.pop(member_id, None)
+                        continue
                     recency = (as_of - timezone.localtime(last_order_at).date()).days if last_order_at else ""
                     writer.writerow(
                         [
@@ -76,14 +71,11 @@ class Command(BaseCommand):
                             *(value for values, empty in extra for value in values.get(member_id, empty)),
                         ]
                     )
-                rows += len(chunk)
+                    rows += 1
                 last_id = ids[-1]
         self.stdout.write(f"Wrote {rows:,} members to {file}.")
         if later:
-            self.stderr.write(
-                f"{later:,} members had not joined by {as_of} (registered later, no paid order by then): "
-                f"written as that day had them, with no orders, in tier {not_joined}."
-            )
+            self.stderr.write(f"Left out {later:,} members who had not joined by {as_of} (registered later, no paid order by then).")
 
     def _warn_if_stale(self, as_of: dt.date) -> None:
         """The windowed figures, tiers and circles are the stored ones of the last recompute, while
