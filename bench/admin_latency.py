@@ -6,7 +6,8 @@
 Seed the database first: manage.py seed_demo --members 1000000 (about 20M
 orders). Each page is requested --repeat times after three warm-up requests,
 through Django's test client in this process, logged in as a superuser.
-Target: p95 under 150 ms for the member and order lists and the member page.
+Target: p95 under 150 ms for the member and order lists and the member page
+(and, measured beside them, the tier history, the two ledgers and the balances).
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def pages(rng: random.Random) -> list[tuple[str, callable]]:
         ("order list, one day", lambda: "/admin/crm/order/?ordered_after=2026-03-01&ordered_before=2026-03-01"),
         ("order list, refunded", lambda: "/admin/crm/order/?status=refunded"),
         ("order page", lambda: f"/admin/crm/order/{rng.randint(1, order_count)}/change/"),
+        ("tier history", lambda: "/admin/segments/tierchange/"),
+        ("growth value ledger", lambda: "/admin/loyalty/growthentry/"),
+        ("points ledger", lambda: "/admin/loyalty/pointsentry/"),
+        ("points ledger, one member", lambda: f"/admin/loyalty/pointsentry/?q={some_member().external_id}"),
+        ("balances", lambda: "/admin/loyalty/balance/"),
     ]
 
 
