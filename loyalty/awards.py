@@ -145,6 +145,14 @@ def member_rows(table: str, where: str, scoped: bool) -> str:
     return f"(SELECT x.* FROM {table} x WHERE x.member_id IN (SELECT member_id FROM {SCOPE}) AND {where})"  # nosec B608
 
 
+def registered_sql(member: str) -> str:
+    """The business time of a member's registration: his registration time, or where none is known,
+    the earliest evidence of him, his first order (of any status) or else when he was recorded."""
+    return f"""COALESCE({member}.registered_at,
+                        (SELECT MIN(o.ordered_at) FROM crm_order o WHERE o.member_id = {member}.id AND o.ordered_at < {member}.created_at),
+                        {member}.created_at)"""  # nosec B608 - an alias of our own
+
+
 def growth_targets(scoped: bool) -> tuple[str, list]:
     """(member_id, rule, source_kind, source_id, occurred_at, amount, available_at, expires_at, version) of
     every source that earns growth value now; version: the source's changed_at as read (registrations: none)."""
@@ -152,7 +160,7 @@ def growth_targets(scoped: bool) -> tuple[str, list]:
     members_in_scope = f"m.id IN (SELECT member_id FROM {SCOPE})" if scoped else "1 = 1"  # nosec B608 - a fixed table name
     raw = f"""
         SELECT m.id AS member_id, %s AS rule, %s AS source_kind, m.id AS source_id,
-               COALESCE(m.registered_at, m.created_at) AS occurred_at, 1 AS qty, {_sql("CAST(NULL AS TIMESTAMPTZ)", "NULL")} AS version
+               {registered_sql("m")} AS occurred_at, 1 AS qty, {_sql("CAST(NULL AS TIMESTAMPTZ)", "NULL")} AS version
           FROM crm_member m WHERE {members_in_scope}
         UNION ALL
         SELECT o.member_id, CASE WHEN ROW_NUMBER() OVER (PARTITION BY o.member_id ORDER BY o.ordered_at, o.id) = 1
@@ -235,7 +243,7 @@ def _sources_now(ledger: str, scoped: bool, moved_only: bool) -> list[tuple[str,
         sources += [
             (SourceKind.EVENT, [RuleCode.SHARE, RuleCode.UGC],
              select("crm_engagementevent", "x.member_id", "x.occurred_at", "x.changed_at IS NOT NULL")),
-            (SourceKind.REGISTRATION, [RuleCode.REGISTER], select("crm_member", "x.id", "COALESCE(x.registered_at, x.created_at)", "1 = 1")),
+            (SourceKind.REGISTRATION, [RuleCode.REGISTER], select("crm_member", "x.id", registered_sql("x"), "1 = 1")),
         ]
     return sources
 

@@ -18,6 +18,7 @@ from crm.models import EngagementEvent, Order, OrderStatus
 from loyalty import services
 from loyalty.awards import _decisions, growth_targets, points_targets
 from loyalty.balances import balances_differing
+from loyalty.exports import as_of_values
 from segments.days import local_midnight
 from loyalty.models import Balance, EarningRule, GrowthEntry, LoyaltySettings, PointsEntry, Right, TierPoints
 from segments.models import Tier
@@ -521,6 +522,26 @@ def test_a_corrected_order_or_event_time_moves_its_awards_to_the_new_day(frozen,
     assert (balance(member).points, balance(member).growth) == (0, 10 + 30)
     services.ledgers_settle()  # nothing left to write
     assert PointsEntry.objects.count() + GrowthEntry.objects.count() == entries + 2
+    assert_ledgers_agree()
+
+
+def test_a_member_without_a_registration_time_is_registered_by_his_first_order_not_when_he_was_imported(frozen):
+    """A shop's history imported today, its members without registration times: each was a member
+    by his first order, so his growth value as of that order's day has the registration's 10 with the
+    order's 50, not 50 alone with the 10 arriving on the day of the import. An earlier order found
+    later moves it there."""
+    member = MemberFactory(registered_at=None)
+    OrderFactory(member=member, ordered_at=at(2025, 6, 1, 9), amount=Decimal("80"))
+    quiet = MemberFactory(registered_at=None)  # no order: recorded today, registered today
+    services.ledgers_settle()
+    registration = GrowthEntry.objects.filter(rule="register", source_kind="registration")
+    assert registration.get(source_id=member.pk).occurred_at == at(2025, 6, 1, 9)
+    assert registration.get(source_id=quiet.pk).occurred_at == quiet.created_at
+    assert as_of_values([member.pk], dt.date(2025, 6, 1))[member.pk][0] == 10 + 50
+    OrderFactory(member=member, ordered_at=at(2025, 3, 1, 9), amount=Decimal("20"), status=OrderStatus.REFUNDED)
+    services.ledgers_settle()
+    assert as_of_values([member.pk], dt.date(2025, 3, 1))[member.pk][0] == 10
+    assert balance(member).growth == 60
     assert_ledgers_agree()
 
 
