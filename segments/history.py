@@ -233,7 +233,8 @@ def _step_write(cursor, bounds: Bounds, ladder, *, at: dt.datetime) -> int:
     cursor.execute("CREATE TEMP TABLE seg_rfm (member_id bigint PRIMARY KEY, tier_id bigint, held integer NOT NULL DEFAULT 0)")
     cursor.execute(
         f"""INSERT INTO seg_rfm (member_id, tier_id)
-            SELECT a.member_id, {tier_case} FROM hist_agg a WHERE a.registered_at < %s OR a.last_at IS NOT NULL""",  # nosec B608
+            SELECT a.member_id, {tier_case} FROM hist_agg a
+             WHERE a.registered_at < %s OR a.registered_at IS NULL OR a.last_at IS NOT NULL""",  # nosec B608 - as members_by
         [*params, bounds.end],
     )
     tables_analyze(cursor, "seg_rfm")

@@ -37,10 +37,11 @@ class NightlyScope(NamedTuple):
 
 
 def members_by(until: dt.datetime) -> QuerySet:
-    """The members there were by a past day's end: registered before it, or with a paid order
-    before it. A run as of that day covers them only; the others had not joined."""
+    """The members there were by a past day's end: registered before it, with a paid order before
+    it, or with no registration time known (nothing says they joined later). A run as of that day
+    covers them only; the others had not joined."""
     paid_before = Order.objects.filter(member=OuterRef("pk"), status=OrderStatus.PAID, ordered_at__lt=until)
-    return Member.objects.filter(Q(registered_at__lt=until) | Exists(paid_before))
+    return Member.objects.filter(Q(registered_at__lt=until) | Q(registered_at__isnull=True) | Exists(paid_before))
 
 
 def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope | None = None, *, until: dt.datetime | None = None) -> None:
@@ -49,7 +50,7 @@ def scope_create(cursor, member_ids: Sequence[int] | None, nightly: NightlyScope
     a nightly scope says less. A member without a metrics row yet is read whole.
 
     until (a run as of a past day: that day's end): everyone is only the members
-    there were by then, registered or with a paid order before it."""
+    there were by then (members_by)."""
     cursor.execute(
         f"CREATE TEMP TABLE {SCOPE} (member_id bigint PRIMARY KEY, reads smallint NOT NULL, events smallint NOT NULL, trend_only smallint NOT NULL DEFAULT 0)"
     )

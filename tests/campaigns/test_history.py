@@ -36,7 +36,8 @@ def today():
 @pytest.fixture
 def shop(today):
     """60 members over 18 months of random orders, with buyers crossing every tier
-    edge somewhere in the range; one registered and buying only late in it, one pinned."""
+    edge somewhere in the range; one registered and buying only late in it, one buying late
+    whose registration time is unknown, one pinned."""
     rng = random.Random(20261206)
     members = [MemberFactory(registered_at=NOON - dt.timedelta(days=rng.randint(130, 600))) for _ in range(60)]
     for member in members[:50]:
@@ -46,10 +47,12 @@ def shop(today):
                          status="paid" if rng.random() > 0.1 else "refunded")
     late = MemberFactory(registered_at=NOON - dt.timedelta(days=40))
     OrderFactory(member=late, ordered_at=NOON - dt.timedelta(days=35), amount=Decimal("88"))
+    unknown = MemberFactory(registered_at=None)  # no registration time: nothing says he joined late
+    OrderFactory(member=unknown, ordered_at=NOON - dt.timedelta(days=20), amount=Decimal("66"))
     pinned = members[55]
     TierPin.objects.create(member=pinned, tier=Tier.objects.get(code="A"), starts_on=START + dt.timedelta(days=20),
                            ends_on=START + dt.timedelta(days=50), reason="大客户")
-    return {"members": members, "late": late, "pinned": pinned}
+    return {"members": members, "late": late, "pinned": pinned, "unknown": unknown}
 
 
 def rebuilt_tiers(day: dt.date) -> dict[int, str]:
@@ -71,6 +74,7 @@ def test_each_rebuilt_day_has_the_tiers_a_recompute_as_of_that_day_gives(shop):
     days = [START, START + dt.timedelta(weeks=3), START + dt.timedelta(weeks=8), TODAY - dt.timedelta(days=1)]
     rebuilt = {day: (rebuilt_tiers(day), snapshot_counts(day)) for day in days}
     assert shop["late"].pk not in rebuilt[START][0]  # not a member yet on the first day
+    assert rebuilt[START][0][shop["unknown"].pk] == "C"  # a member whose registration time is unknown is there from the start
     assert rebuilt[days[-1]][0][shop["late"].pk] == "C"
     assert rebuilt[START + dt.timedelta(weeks=3)][0][shop["pinned"].pk] == "A"  # the pin was in force
     assert len({tuple(sorted(counts.items())) for _tiers, counts in rebuilt.values()}) > 1  # the mix moved over the range

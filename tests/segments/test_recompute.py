@@ -622,6 +622,20 @@ def test_a_past_days_export_and_summary_leave_out_a_member_who_joined_later(tmp_
     assert rows["M-LATE"]["orders_365"] == "3"
 
 
+def test_a_past_day_covers_a_member_whose_registration_time_is_unknown(tmp_path):
+    """Nothing says he joined after the day (imported today without a registration time): a run
+    and an export as of the day have him, as a prospect while he had not ordered yet."""
+    unknown = MemberFactory(external_id="M-UNKNOWN", registered_at=None)
+    OrderFactory(member=unknown, amount=Decimal("50"), ordered_at=dt.datetime(2026, 11, 25, 9, tzinfo=SHANGHAI))
+    out = StringIO()
+    call_command("recompute_tiers", "--as-of", AS_OF.isoformat(), stdout=out)
+    assert "1 members evaluated" in out.getvalue() and "C 潜客/新客: 1" in out.getvalue()
+    target = tmp_path / "metrics.csv"
+    call_command("export_member_metrics", "--as-of", AS_OF.isoformat(), str(target), stdout=StringIO(), stderr=StringIO())
+    row = next(csv.DictReader(target.open(encoding="utf-8")))
+    assert (row["external_id"], row["recency_days"], row["orders_365"], row["tier"]) == ("M-UNKNOWN", "", "0", "C")
+
+
 def test_the_nightly_run_places_its_members_by_the_nights_top_v_line_not_an_earlier_cached_one():
     members = [MemberFactory() for _ in range(20)]
     day = dt.datetime(2026, 10, 1, 10, tzinfo=SHANGHAI)
