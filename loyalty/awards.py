@@ -433,18 +433,7 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
                COALESCE(t.occurred_at, {_held_at(table, 'occurred_at')}) AS occurred_at, %s AS recorded_at{dates},
                t.version AS source_version"""  # nosec B608
     on = "h.rule = t.rule AND h.source_kind = t.source_kind AND h.source_id = t.source_id"
-    sql = f"""
-        WITH targets AS ({targets}),
-        held AS (
-            SELECT e.rule, e.source_kind, e.source_id, MAX(e.seq * {PACK} + e.member_id) %% {PACK} AS member_id,
-                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MAX(e.recorded_at) AS recorded_at,
-                   MAX(e.source_version) AS version
-              FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
-             GROUP BY e.rule, e.source_kind, e.source_id
-        )
-        {select}
-          FROM targets t
-    """ + _sql(
+    joined = _sql(
         f"""
           FULL JOIN held h ON {on}
          WHERE (t.rule IS NOT NULL AND ({award}))  -- an award (or, repriced, a difference)
@@ -458,8 +447,21 @@ def _decisions(ledger: str, targets: str, scoped: bool, reprice: bool, now: dt.d
           FROM held h
           LEFT JOIN targets t ON {on}
          WHERE t.rule IS NULL AND h.total <> 0     -- no longer earned: the reversal
-        """,
-    )  # nosec B608
+        """,  # nosec B608 - fixed fragments
+    )
+    sql = f"""
+        WITH targets AS ({targets}),
+        held AS (
+            SELECT e.rule, e.source_kind, e.source_id, MAX(e.seq * {PACK} + e.member_id) %% {PACK} AS member_id,
+                   SUM(e.amount) AS total, MAX(e.seq) AS seq, MAX(e.recorded_at) AS recorded_at,
+                   MAX(e.source_version) AS version
+              FROM {member_rows(table, f"x.rule IN ({', '.join(['%s'] * len(rules))})", scoped)} e
+             GROUP BY e.rule, e.source_kind, e.source_id
+        )
+        {select}
+          FROM targets t
+        {joined}
+    """  # nosec B608
     # SQLite's form reads the select, and its recorded_at parameter, twice.
     return sql, [*rules, now] if connection.vendor == "postgresql" else [*rules, now, now]
 
