@@ -91,11 +91,8 @@ def parse_datetime(raw: str, *, latest: dt.datetime | None = None) -> dt.datetim
         raw, zone = zoned.groups()
     year, month, day, hour, minute, second = _date_parts(raw)
     try:
-        if zoned:
-            offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[-2:])) * (-1 if zone[0] == "-" else 1) if zone != "Z" else dt.timedelta(0)
-            value = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone(offset)).astimezone(SHANGHAI)
-        else:
-            value = dt.datetime(year, month, day, hour, minute, second, tzinfo=SHANGHAI)
+        zone_info = dt.datetime.strptime(zone, "%z").tzinfo if zoned else SHANGHAI  # Z, +08:00, +0800
+        value = dt.datetime(year, month, day, hour, minute, second, tzinfo=zone_info).astimezone(SHANGHAI)
     except ValueError:
         raise CellError(_("no such date or time")) from None
     return _checked(value, latest)
