@@ -66,7 +66,7 @@ from segments.recompute.rfm import (
     tier_case_sql,
     tier_changes_write,
 )
-from segments.recompute.scope import NightlyScope, changes_create, scope_create
+from segments.recompute.scope import NightlyScope, changes_create, past_day_end, scope_create
 from segments.recompute.scores import (
     band_moves,
     churn_inputs,
@@ -181,7 +181,7 @@ def tiers_recompute(
                 "max_line_id": OrderLine.objects.aggregate(value=Max("id"))["value"] or 0,
             }
             with stage("scope"):
-                scope_create(cursor, member_ids, nightly, until=bounds.end if as_of < timezone.localdate(now) else None)
+                scope_create(cursor, member_ids, nightly, until=past_day_end(as_of, timezone.localdate(now)))
                 base = changes_create(cursor, bounds, nightly, max_order_id=watermarks["max_order_id"])
                 if full:
                     cursor.execute("SELECT MAX(member_id) FROM seg_scope")

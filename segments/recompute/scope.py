@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from crm.bulkload import load_rows
 from crm.models import Member, Order, OrderStatus
+from segments.days import local_midnight
 from segments.recompute.base import (
     READ_ALL,
     READ_STORED,
@@ -34,6 +35,12 @@ class NightlyScope(NamedTuple):
     base_as_of: dt.date | None = None  # the last nightly or full run the scope was worked out from
     base_max_order_id: int = 0  # and its order watermark
     whole: frozenset[int] | set[int] = frozenset()  # an order of theirs changed since (a refund, an edit): read whole, never by difference
+
+
+def past_day_end(as_of: dt.date, today: dt.date) -> dt.datetime | None:
+    """The end of a past as-of day, by which a run, its summary and an export count the members
+    (members_by); None for today or later, when everyone counts."""
+    return local_midnight(as_of + dt.timedelta(days=1)) if as_of < today else None
 
 
 def members_by(until: dt.datetime) -> QuerySet:

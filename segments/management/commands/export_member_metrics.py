@@ -10,10 +10,9 @@ from django.core.management.base import BaseCommand
 from django.db.models import Q
 from django.utils import timezone
 
-from segments.days import local_midnight
 from segments.export_columns import PROVIDERS
 from segments.models import ChangeReason, CircleMembership, MemberMetrics, RecomputeRun, RunStatus
-from segments.recompute.scope import members_by
+from segments.recompute.scope import members_by, past_day_end
 
 HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
 CHUNK = 20_000
@@ -34,7 +33,7 @@ class Command(BaseCommand):
         self._warn_if_stale(as_of)
         # A past day lists the members there were by its end, as a run as of that day covers them:
         # not those who joined later, whose stored rows (if a later run made them) are of another day.
-        until = local_midnight(as_of + dt.timedelta(days=1)) if as_of < timezone.localdate() else None
+        until = past_day_end(as_of, timezone.localdate())
         later = 0
         rows = 0
         with file.open("w", newline="", encoding="utf-8") as handle:

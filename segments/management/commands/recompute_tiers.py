@@ -10,9 +10,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from crm.models import Member
-from segments.days import local_midnight
 from segments.models import ChangeReason, MemberMetrics
-from segments.recompute.scope import members_by
+from segments.recompute.scope import members_by, past_day_end
 from segments.services import tiers_recompute
 from segments.signals import recomputed_from_command
 
@@ -46,8 +45,9 @@ class Command(BaseCommand):
             f"{run.tier_changes:,} tier changes, {run.reviews:,} held for review."
         )
         counted = MemberMetrics.objects.filter(member_id__in=member_ids) if member_ids else MemberMetrics.objects.all()
-        if run.as_of < timezone.localdate():  # who had not joined by then keeps the figures of a later run
-            counted = counted.filter(member__in=members_by(local_midnight(run.as_of + dt.timedelta(days=1))))
+        until = past_day_end(run.as_of, timezone.localdate())
+        if until:  # who had not joined by then keeps the figures of a later run
+            counted = counted.filter(member__in=members_by(until))
         tiers = counted.values_list("tier__code", "tier__name").annotate(members=Count("pk")).order_by("-tier__rank")
         for code, name, members in tiers:
             self.stdout.write(f"  {code} {name}: {members:,}")
