@@ -94,9 +94,9 @@ def client_rekey(client: ApiClient) -> str:
     if not client.active:
         raise ValueError("a revoked client gets no new key")
     prefix, key = _new_key()
-    ApiClient.objects.filter(pk=client.pk).update(prefix=prefix, key_hash=_hash(key))
-    clients_forget()
     client.prefix, client.key_hash = prefix, _hash(key)
+    ApiClient.objects.filter(pk=client.pk).update(prefix=client.prefix, key_hash=client.key_hash)
+    clients_forget()
     return key
 
 
