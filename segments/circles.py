@@ -25,6 +25,7 @@ from crm.models import AgeBand, Category, Community, Gender, Member
 from crm.replica import read_connection
 from segments.days import local_midnight
 from segments.models import Circle, MemberMetrics, RecomputeRun, RiskBand, RunStatus, Tier, Trend
+from segments.recompute.scope import members_by, past_day_end
 
 V_THRESHOLD_SECONDS = 3600
 
@@ -109,35 +110,42 @@ class CircleFilter(django_filters.FilterSet):
         return queryset.filter(**{f"{self.member}registered_at__lt": local_midnight(self.as_of - dt.timedelta(days=int(value) - 1))})
 
     def filter_v_top_percent(self, queryset: QuerySet, name: str, value: Decimal) -> QuerySet:
-        threshold = v_score_threshold(float(value))
+        threshold = v_score_threshold(float(value), until=past_day_end(self.as_of, timezone.localdate()))
         if threshold is None:
             return queryset.none()
         return queryset.filter(**{f"{self.metrics}v_score__gte": threshold, f"{self.metrics}v_score__gt": 0})
 
 
-def v_score_threshold(top_percent: float) -> float | None:
-    """The V score at the top_percent line of all members (served by the v_score
-    index). Cached for an hour: the line moves slowly and counting a million
-    rows on every per-order update would not."""
-    key = f"segments:v_threshold:{top_percent}"
+def v_score_threshold(top_percent: float, *, until: dt.datetime | None = None) -> float | None:
+    """The V score at the top_percent line of the members who can be in a circle: not erased, and
+    for a past day (until, its end) only the members there were by then (members_by), not those
+    whose stored rows a later run made. Served by the v_score index; cached for an hour: the line
+    moves slowly and counting a million rows on every per-order update would not."""
+    key = _v_threshold_key(top_percent, until)
     cached = cache.get(key)
     if cached is not None:
         return cached[0]
-    members = MemberMetrics.objects.count()
+    ranked = MemberMetrics.objects.filter(~Exists(Member.objects.filter(pk=OuterRef("member_id"), erased_at__isnull=False)))
+    if until is not None:
+        ranked = ranked.filter(member__in=members_by(until))
+    members = ranked.count()
     position = math.ceil(members * top_percent / 100) - 1
     if members == 0 or position < 0:
         return None
-    row = MemberMetrics.objects.order_by("-v_score").values_list("v_score", flat=True)[position : position + 1]
-    values = list(row)
+    values = list(ranked.order_by("-v_score").values_list("v_score", flat=True)[position : position + 1])
     threshold = values[0] if values else None
     cache.set(key, (threshold,), V_THRESHOLD_SECONDS)
     return threshold
 
 
-def v_score_threshold_forget() -> None:
-    cache.delete_many(
-        [f"segments:v_threshold:{float(circle.rules['v_top_percent'])}" for circle in Circle.objects.all() if "v_top_percent" in circle.rules]
-    )
+def _v_threshold_key(top_percent: float, until: dt.datetime | None) -> str:
+    return f"segments:v_threshold:{top_percent}" + (f":{until.isoformat()}" if until else "")
+
+
+def v_score_threshold_forget(until: dt.datetime | None = None) -> None:
+    """Forget the cached lines of today, and of the past day ending at until."""
+    percents = [float(circle.rules["v_top_percent"]) for circle in Circle.objects.all() if "v_top_percent" in circle.rules]
+    cache.delete_many([_v_threshold_key(percent, day_end) for percent in percents for day_end in {None, until}])
 
 
 class RulesError(ValueError):

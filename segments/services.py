@@ -210,7 +210,7 @@ def tiers_recompute(
                 tables_drop(cursor, *STAGED)
             with stage("circles"):
                 if full or stored:  # a night places everyone in its scope by today's line, whatever the cache holds
-                    v_score_threshold_forget()
+                    v_score_threshold_forget(past_day_end(as_of, timezone.localdate()))
                 circles_write(cursor, list(Circle.objects.filter(active=True)), as_of, full, now, at)
             cursor.execute("SELECT COUNT(*) FROM seg_scope")
             members = cursor.fetchone()[0]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from segments.circles import circle_queryset
 from segments.models import Circle, CircleMembership
@@ -20,6 +21,7 @@ from segments.recompute.base import (
     tables_analyze,
     tables_drop,
 )
+from segments.recompute.scope import past_day_end
 
 _COMPILED: dict[tuple, object] = {}
 _COMPILED_MAX = 512
@@ -40,7 +42,8 @@ def _compiled(kind: str, circle: Circle, as_of: dt.date, full: bool, build):
     from crm.models import Member
     from segments.circles import v_score_threshold
 
-    line = v_score_threshold(float(circle.rules["v_top_percent"])) if "v_top_percent" in circle.rules else None
+    until = past_day_end(as_of, timezone.localdate())  # the line the rules' own filter draws
+    line = v_score_threshold(float(circle.rules["v_top_percent"]), until=until) if "v_top_percent" in circle.rules else None
     key = (kind, json.dumps(circle.rules, sort_keys=True), as_of, full, line)
     if key not in _COMPILED:
         scope = Member.objects.all() if full else Member.objects.filter(id__in=RawSQL(f"SELECT member_id FROM {SCOPE}", []))  # nosec B608 B611

@@ -653,6 +653,45 @@ def test_the_nightly_run_places_its_members_by_the_nights_top_v_line_not_an_earl
     assert members[4].pk in inside and members[17].pk not in inside
 
 
+def test_a_past_days_top_v_line_is_drawn_over_that_days_members_whatever_ran_before(tmp_path):
+    """Members who joined after the day, with rows and V scores from today's run, are no part of
+    the day's top 5%: the day's influencers are the same whether or not today's run came first."""
+    early = [MemberFactory(external_id=f"E{n:02}") for n in range(1, 21)]
+    for n, member in enumerate(early, start=1):
+        EngagementEvent.objects.create(member=member, kind="share", occurred_at=dt.datetime(2026, 10, 1, 10, tzinfo=SHANGHAI), count=n)
+    for n in range(5):
+        late = MemberFactory(registered_at=dt.datetime(2026, 11, 25, 10, tzinfo=SHANGHAI))
+        EngagementEvent.objects.create(member=late, kind="share", occurred_at=dt.datetime(2026, 11, 26, 10, tzinfo=SHANGHAI), count=100)
+    influencers = Circle.objects.get(name="影响力节点")
+
+    def the_days_influencers() -> set[str]:
+        tiers_recompute(as_of=AS_OF)
+        target = tmp_path / "metrics.csv"
+        call_command("export_member_metrics", "--as-of", AS_OF.isoformat(), str(target), stdout=StringIO(), stderr=StringIO())
+        exported = {row["external_id"] for row in csv.DictReader(target.open(encoding="utf-8")) if "影响力节点" in row["circles"].split("|")}
+        kept = CircleMembership.objects.filter(circle=influencers, member__external_id__startswith="E")
+        assert exported == set(kept.values_list("member__external_id", flat=True))
+        return exported
+
+    assert the_days_influencers() == {"E20"}  # the top 5% of the day's 20 members: one
+    tiers_recompute()  # today: the five who joined later take the top places
+    assert the_days_influencers() == {"E20"}
+
+
+def test_an_erased_member_takes_no_place_in_the_top_v_line(admin_user):
+    from crm.privacy import member_erase
+
+    members = [MemberFactory() for _ in range(20)]
+    for n, member in enumerate(members, start=1):
+        EngagementEvent.objects.create(member=member, kind="share", occurred_at=dt.datetime(2026, 10, 1, 10, tzinfo=SHANGHAI), count=n)
+    tiers_recompute(as_of=AS_OF)
+    member_erase(member=members[19], actor=admin_user, reason="本人申请")  # the top V, kept in the metrics
+    tiers_recompute(as_of=AS_OF)
+    influencers = Circle.objects.get(name="影响力节点")
+    # The top 5% of the 19 members who can be in a circle is one: the best of them, not nobody.
+    assert set(CircleMembership.objects.filter(circle=influencers).values_list("member_id", flat=True)) == {members[18].pk}
+
+
 def test_an_erased_member_leaves_every_circle(admin_user):
     from crm.privacy import member_erase
 
