@@ -34,7 +34,8 @@ Definitions, for the day D (Asia/Shanghai) with END = the midnight after D:
   over issued in Y.
 - growth deciles: the segment's top ceil(10%) members by growth value before
   END against the others: their average spend in Y (growth_top_spend,
-  growth_rest_spend) and its ratio (growth_spend_ratio; the seeds report 3.2).
+  growth_rest_spend) and its ratio (growth_spend_ratio; DOMAIN.md quotes 3.2x for
+  its seeds; this demo's 2,000 members show 6.6x, its tiers 1.4x to 2.9x).
 - campaigns (and journeys, their steps summed) with a message sent in the 90
   days before END: sent, converted, revenue (last touch, campaigns.reports),
   cost (messages × KpiSettings.message_cost + redeemed coupon values) and
