@@ -89,7 +89,15 @@ def parse_datetime(raw: str, *, latest: dt.datetime | None = None) -> dt.datetim
     zoned = _ZONED.match(raw)
     if zoned:
         raw, zone = zoned.groups()
-    year, month, day, hour, minute, second = _date_parts(raw)
+    try:
+        year, month, day, hour, minute, second = _date_parts(raw)
+    except CellError:
+        raise CellError(
+            _(
+                "not a date and time: use YYYY-MM-DD HH:MM[:SS] (Beijing time; YYYY/MM/DD or YYYYMMDD too) "
+                "or ISO 8601 with an offset, such as 2026-11-29T20:00:00+08:00"
+            )
+        ) from None
     try:
         zone_info = dt.datetime.strptime(zone, "%z").tzinfo if zoned else SHANGHAI  # Z, +08:00, +0800
         value = dt.datetime(year, month, day, hour, minute, second, tzinfo=zone_info).astimezone(SHANGHAI)

@@ -130,3 +130,13 @@ def test_tags_are_split_on_bars_deduplicated_and_sorted():
 )
 def test_age_band_on_a_given_day(birthday, band):
     assert age_band_for(birthday, dt.date(2026, 5, 1)) == band
+
+
+def test_a_time_in_no_accepted_form_is_told_every_form_a_time_may_take():
+    """A shop exporting "29/11/2026 20:00" is told the forms a time column takes, the zoned ISO
+    8601 one included; a birthday column is told the date forms only."""
+    with pytest.raises(CellError, match=r"YYYY-MM-DD HH:MM\[:SS\].*ISO 8601 with an offset, such as 2026-11-29T20:00:00\+08:00"):
+        parse_datetime("29/11/2026 20:00")
+    with pytest.raises(CellError, match="not a date: use YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD") as refused:
+        parse_date("29/11/1970")
+    assert "ISO 8601" not in str(refused.value)
