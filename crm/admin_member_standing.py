@@ -92,6 +92,29 @@ def _metrics(member: Member):
         return None
 
 
+def _months_table(months) -> str:
+    """The last 12 calendar months side by side: the month, its paid orders and spend (whole yuan;
+    the cent figure in the cell's title)."""
+    cells = [
+        (
+            format_html('<th scope="col" title="{}">{}</th>', first.strftime("%Y-%m"), _("month %(month)s") % {"month": first.month}),
+            format_html("<td>{}</td>", orders or "·"),
+            format_html('<td title="¥{}">{}</td>', f"{spend:,.2f}", f"{spend:,.0f}" if spend else "·"),
+        )
+        for first, orders, spend in months
+    ]
+    return format_html(
+        '<table class="crm-months"><caption>{}</caption><thead><tr><th></th>{}</tr></thead><tbody>'
+        "<tr><th scope=\"row\">{}</th>{}</tr><tr><th scope=\"row\">{}</th>{}</tr></tbody></table>",
+        _("from %(first)s to %(last)s") % {"first": months[0][0].strftime("%Y-%m"), "last": months[-1][0].strftime("%Y-%m")},
+        format_html_join("", "{}", ((head,) for head, _o, _s in cells)),
+        _("orders"),
+        format_html_join("", "{}", ((count,) for _h, count, _s in cells)),
+        _("spend (¥)"),
+        format_html_join("", "{}", ((spend,) for _h, _o, spend in cells)),
+    )
+
+
 class MemberStandingMixin:
     """Columns, filters and read-only panels of the member admin that come from segments."""
 
@@ -131,6 +154,7 @@ class MemberStandingMixin:
             (_("orders (365 days, F)"), metrics.orders_365),
             (_("spend (365 days, M)"), f"¥{metrics.spend_365:,.2f}"),
             (_("orders / spend per month"), f"{metrics.orders_365 / 12:.1f} / ¥{metrics.spend_365 / 12:,.2f}"),
+            (_("month by month (paid orders, spend)"), _months_table(state["months"])),
             (_("average order value"), f"¥{metrics.avg_order_value:,.2f}"),
             (_("trend (30 days against the 90 before)"), f"{metrics.get_trend_display()} ({state['orders_30d']} / {state['orders_prior_90d']})"),
             (_("promo share"), f"{metrics.promo_share:.0%}"),

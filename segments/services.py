@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -21,7 +22,7 @@ from crm.audit import audit_record
 from crm.bulkload import analyze_on_sqlite
 from crm.models import AuditAction, EngagementEvent, Member, Order, OrderLine, OrderStatus
 from segments.circles import v_score_threshold_forget
-from segments.days import moves_at
+from segments.days import local_midnight, moves_at
 from segments.ladder import (
     RFM,
     Gap,
@@ -350,7 +351,28 @@ def member_standing(member: Member, *, as_of: dt.date | None = None) -> dict | N
         "recency_days": rfm.recency_days,
         "gap": gap,
         "expected_next_order": _expected_next_order(metrics, as_of),
+        "months": monthly_orders(member, as_of),
     }
+
+
+def monthly_orders(member: Member, as_of: dt.date, months: int = 12) -> list[tuple[dt.date, int, Decimal]]:
+    """(first day of the month, paid orders, paid spend) for each calendar month (Asia/Shanghai) of
+    the months ending with as_of's, oldest first; the last one counts up to as_of's end."""
+    firsts = []
+    year, month = as_of.year, as_of.month
+    for _n in range(months):
+        firsts.append(dt.date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    firsts.reverse()
+    totals: dict[dt.date, tuple[int, Decimal]] = {}
+    paid = Order.objects.filter(
+        member=member, status=OrderStatus.PAID, ordered_at__gte=local_midnight(firsts[0]), ordered_at__lt=local_midnight(as_of + dt.timedelta(days=1))
+    )
+    for ordered_at, amount in paid.values_list("ordered_at", "amount"):
+        first = timezone.localtime(ordered_at).date().replace(day=1)
+        orders, spend = totals.get(first, (0, Decimal("0")))
+        totals[first] = (orders + 1, spend + amount)
+    return [(first, *totals.get(first, (0, Decimal("0")))) for first in firsts]
 
 
 def gap_of(metrics: MemberMetrics, *, as_of: dt.date | None = None) -> Gap | None:

@@ -136,3 +136,40 @@ def test_reviews_are_approved_from_the_queue(admin_client):
     review.refresh_from_db()
     assert review.status == "approved"
     assert member.metrics.__class__.objects.get(member=member).tier.code == "S"
+
+
+def test_the_member_page_shows_his_paid_orders_and_spend_month_by_month(admin_client, chinese):
+    """F and M per calendar month (DOMAIN.md section 2): the twelve months ending with this one,
+    Beijing-time months, refunds left out; the month before them is not shown."""
+    import re
+
+    from segments.services import monthly_orders
+
+    member = MemberFactory()
+    today = dt.datetime.now(tz=SHANGHAI).date()
+    this_month = today.replace(day=1)
+    last_month = (this_month - dt.timedelta(days=1)).replace(day=1)
+    oldest = this_month
+    for _ in range(11):
+        oldest = (oldest - dt.timedelta(days=1)).replace(day=1)
+
+    def order(day: dt.date, amount: str, *, at=dt.time(0, 0, 30), status="paid") -> None:
+        OrderFactory(member=member, amount=Decimal(amount), ordered_at=dt.datetime.combine(day, at, tzinfo=SHANGHAI), status=status)
+
+    order(this_month, "100")
+    order(this_month, "50", status="refunded")
+    order(last_month + dt.timedelta(days=14), "200")
+    order(last_month + dt.timedelta(days=20), "300.50")
+    order(oldest, "40")  # the first half-minute of the oldest month shown
+    order(oldest - dt.timedelta(days=1), "999", at=dt.time(23, 59, 59))  # the month before: not shown
+    tiers_recompute()
+
+    months = monthly_orders(member, today)
+    assert [first for first, _orders, _spend in months][0] == oldest and months[-1][0] == this_month and len(months) == 12
+    assert months[-1][1:] == (1, Decimal("100")) and months[-2][1:] == (2, Decimal("500.50")) and months[0][1:] == (1, Decimal("40"))
+    assert sum(orders for _first, orders, _spend in months) == 4
+
+    html = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+    table = re.search(r'<table class="crm-months".*?</table>', html, re.S).group(0)
+    assert f"{oldest:%Y-%m} 至 {this_month:%Y-%m}" in table and f">{this_month.month}月</th>" in table
+    assert 'title="¥500.50">500<' in table and 'title="¥100.00">100<' in table and "999" not in table
