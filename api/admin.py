@@ -46,6 +46,24 @@ class ApiClientForm(forms.ModelForm):
         fields = ("scopes",)  # the admin adds the others, with its overrides (https URLs)
 
 
+class RekeyForm(forms.Form):
+    """How long the present key keeps working beside the new one."""
+
+    OVERLAPS = {"0": None, "1h": timezone.timedelta(hours=1), "24h": timezone.timedelta(hours=24), "7d": timezone.timedelta(days=7)}
+    overlap = forms.ChoiceField(
+        label=_("the present key"),
+        choices=[
+            ("0", _("stops at once (the key was lost or leaked)")),
+            ("1h", _("keeps working for 1 hour")),
+            ("24h", _("keeps working for 24 hours (a routine rotation: deploy the new key meanwhile)")),
+            ("7d", _("keeps working for 7 days")),
+        ],
+        initial="0",
+        required=False,  # nothing chosen: at once, the safe side
+        widget=forms.RadioSelect,
+    )
+
+
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
     """A shop system's client. Adding one makes its key and shows it once, with the signing
@@ -56,8 +74,8 @@ class ApiClientAdmin(admin.ModelAdmin):
     list_display = ("name", "prefix", "scope_list", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at", "calls_today")
     list_filter = ("require_signature", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "prefix")
-    readonly_fields = ("prefix", "created_at", "revoked_at")
-    fields = ("name", "prefix", "scopes", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at")
+    readonly_fields = ("prefix", "previous_key", "created_at", "revoked_at")
+    fields = ("name", "prefix", "previous_key", "scopes", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at")
     actions = ("revoke",)
     inlines = (ApiUsageInline,)
     formfield_overrides = HTTPS_URLS
@@ -107,13 +125,23 @@ class ApiClientAdmin(admin.ModelAdmin):
         if not client.active:
             self.message_user(request, _("A revoked client gets no new key: add a new client."), messages.ERROR)
             return HttpResponseRedirect(change_url)
-        if request.method == "POST":
-            key = client_rekey(client)
+        form = RekeyForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            key = client_rekey(client, overlap=RekeyForm.OVERLAPS[form.cleaned_data["overlap"] or "0"])
             self.log_change(request, client, [{"changed": {"fields": ["key"]}}])
             return self._key_once(request, client, key)
         context = {**self.admin_site.each_context(request), "title": _("A new key for %(name)s") % {"name": client.name},
-                   "opts": self.opts, "client": client, "change_url": change_url}
+                   "opts": self.opts, "client": client, "change_url": change_url, "form": form}
         return TemplateResponse(request, "admin/api/apiclient/rekey.html", context)
+
+    @admin.display(description=_("previous key"))
+    def previous_key(self, client: ApiClient) -> str:
+        if not client.previous_prefix or not client.previous_valid_until:
+            return "-"
+        until = admin.utils.display_for_value(client.previous_valid_until, "-")
+        if client.previous_valid_until <= timezone.now():
+            return _("%(prefix)s: stopped at %(until)s") % {"prefix": client.previous_prefix, "until": until}
+        return _("%(prefix)s: works until %(until)s, beside the new key") % {"prefix": client.previous_prefix, "until": until}
 
     @admin.display(description=_("scopes"))
     def scope_list(self, client: ApiClient) -> str:

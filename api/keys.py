@@ -3,6 +3,7 @@ the body signature of a request."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from api.models import ApiClient, Scope
@@ -59,21 +61,30 @@ _clients: dict[str, tuple[float, ApiClient | None]] = {}
 
 
 def client_for_key(key: str) -> ApiClient | None:
-    """The active client of a key, or None (unknown, malformed or revoked)."""
+    """The active client of a key, or None (unknown, malformed or revoked): his present key, or
+    the one before it until it stops (client_rekey with an overlap)."""
     if not key.startswith(KEY_START) or len(key) > 100:
         return None
     prefix = key[len(KEY_START) :].split("_", 1)[0]
+    if not prefix:
+        return None
     kept = _clients.get(prefix)
     if kept is not None and kept[0] > time.monotonic():
         client = kept[1]
     else:
-        client = ApiClient.objects.filter(prefix=prefix, revoked_at=None).first()
+        client = ApiClient.objects.filter(Q(prefix=prefix) | Q(previous_prefix=prefix), revoked_at=None).first()
         if len(_clients) > 1000:
             _clients.clear()
         _clients[prefix] = (time.monotonic() + CLIENT_SECONDS, client)
-    if client is None or not hmac.compare_digest(client.key_hash, _hash(key)):
+    if client is None:
         return None
-    return client
+    if client.prefix == prefix:
+        expected = client.key_hash
+    elif client.previous_prefix == prefix and client.previous_valid_until and client.previous_valid_until > timezone.now():
+        expected = client.previous_key_hash
+    else:
+        return None
+    return client if hmac.compare_digest(expected, _hash(key)) else None
 
 
 def clients_forget() -> None:
@@ -87,15 +98,23 @@ def clients_revoke(clients) -> int:
     return count
 
 
-def client_rekey(client: ApiClient) -> str:
+def client_rekey(client: ApiClient, *, overlap: dt.timedelta | None = None) -> str:
     """A new key for an active client, returned once (its scopes, rate, usage, webhooks and signing
-    secret stay): the old key is refused by this process at once and by the others within
-    CLIENT_SECONDS, as a revoked one is."""
+    secret stay). Without an overlap (a key lost or leaked) the old key is refused by this process
+    at once and by the others within CLIENT_SECONDS, as a revoked one is; with one (a routine
+    rotation) it keeps working that long beside the new one, so that the shop can deploy the new
+    key without an outage. A key replaced before its overlap ended stops with the new rotation."""
     if not client.active:
         raise ValueError("a revoked client gets no new key")
     prefix, key = _new_key()
-    client.prefix, client.key_hash = prefix, _hash(key)
-    ApiClient.objects.filter(pk=client.pk).update(prefix=client.prefix, key_hash=client.key_hash)
+    if overlap:
+        previous = {"previous_prefix": client.prefix, "previous_key_hash": client.key_hash, "previous_valid_until": timezone.now() + overlap}
+    else:
+        previous = {"previous_prefix": None, "previous_key_hash": "", "previous_valid_until": None}
+    changes = {"prefix": prefix, "key_hash": _hash(key), **previous}
+    for name, value in changes.items():
+        setattr(client, name, value)
+    ApiClient.objects.filter(pk=client.pk).update(**changes)
     clients_forget()
     return key
 

@@ -39,6 +39,11 @@ class ApiClient(models.Model):
         help_text=_("Requests must carry X-Timestamp and X-Signature (HMAC-SHA256 of timestamp.body with the signing secret), at most 5 minutes old."),
     )
     signing_secret = models.CharField(_("signing secret"), max_length=64, editable=False)
+    # The key before the last new one, kept working until previous_valid_until (a rotation
+    # with overlap: the shop deploys the new key meanwhile); empty once a key is replaced at once.
+    previous_prefix = models.CharField(max_length=12, unique=True, null=True, blank=True, editable=False)
+    previous_key_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_valid_until = models.DateTimeField(_("previous key works until"), null=True, blank=True, editable=False)
     webhook_url = models.URLField(_("webhook URL"), blank=True, help_text=_("Tier changes and new coupons are posted here, signed with the signing secret."))
     # What the webhook collector has already turned into events for this client.
     tier_change_cursor = models.BigIntegerField(default=0, editable=False)

@@ -76,6 +76,45 @@ def test_a_lost_key_is_replaced_on_the_clients_page_and_the_old_one_stops(admin_
     assert call("POST", "/members", BODY, key=new_key).status_code == 401
 
 
+def test_a_routine_rotation_keeps_the_old_key_working_beside_the_new_one_until_it_stops(admin_client, call, make_key, chinese):
+    """The shop deploys the new key while the old one still works: no outage. Once the overlap
+    ends, or the key is replaced at once, or the client revoked, the old key is refused."""
+    from django.utils import timezone
+
+    from api.keys import clients_forget
+    from api.models import ApiClient
+
+    client, first_key = make_key("pos", scopes=["ingest"])
+    form = admin_client.get(f"/admin/api/apiclient/{client.pk}/rekey/").content.decode()
+    assert 'value="24h"' in form and "继续有效 24 小时" in form
+    answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/rekey/", {"overlap": "24h"})
+    second_key = answer.context["key"]
+    assert "旧密钥继续有效至" in answer.content.decode()
+    assert call("POST", "/members", BODY, key=first_key).status_code == 200  # still works: the shop has not switched yet
+    assert call("POST", "/members", BODY, key=second_key).status_code == 200
+    page = admin_client.get(f"/admin/api/apiclient/{client.pk}/change/").content.decode()
+    assert f"{client.prefix}：与新密钥并行有效至" in page
+
+    ApiClient.objects.filter(pk=client.pk).update(previous_valid_until=timezone.now() - timezone.timedelta(seconds=1))
+    clients_forget()
+    assert call("POST", "/members", BODY, key=first_key).status_code == 401  # the overlap is over
+    assert call("POST", "/members", BODY, key=second_key).status_code == 200
+    assert "已于" in admin_client.get(f"/admin/api/apiclient/{client.pk}/change/").content.decode()
+
+    answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/rekey/", {"overlap": "7d"})
+    third_key = answer.context["key"]
+    assert call("POST", "/members", BODY, key=second_key).status_code == 200
+    answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/rekey/", {"overlap": "0"})  # leaked: at once
+    fourth_key = answer.context["key"]
+    for stopped in (first_key, second_key, third_key):
+        assert call("POST", "/members", BODY, key=stopped).status_code == 401
+    assert call("POST", "/members", BODY, key=fourth_key).status_code == 200
+
+    admin_client.post(f"/admin/api/apiclient/{client.pk}/rekey/", {"overlap": "24h"})
+    client_revoke(ApiClient.objects.get(pk=client.pk))
+    assert call("POST", "/members", BODY, key=fourth_key).status_code == 401  # a revoked client's old key too
+
+
 def test_staff_change_a_clients_scopes_by_ticking_them(admin_client, make_key):
     client, _key = make_key("pos", scopes=["ingest"])
     answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/change/", {
