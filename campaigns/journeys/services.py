@@ -27,7 +27,7 @@ from campaigns.models import Delivery, DeliveryStatus, SendingPolicy, SkipReason
 from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason, Journey, JourneyStep, JourneyTrigger
 from campaigns.policy import Rules
 from campaigns.split import JOURNEY_CONTROL, bucket
-from crm.models import Consent, Member, Order, OrderStatus
+from crm.models import Consent, Member, Order, OrderStatus, birthday_on
 from loyalty.balances import EXPIRING_DAYS
 from loyalty.models import Balance, PointsEntry
 from segments.models import CircleMembership, TierChange
@@ -89,14 +89,8 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
         return [Trigger(member_id, f"tierchange:{pk}", at, tier_id) for member_id, pk, at, tier_id in rows]
     if journey.trigger == JourneyTrigger.BIRTHDAY:
         today = timezone.localdate(now)
-        days = [(today.month, today.day)]
-        if today.month == 2 and today.day == 28 and not _is_leap(today.year):
-            days.append((2, 29))  # born on 29 February: celebrated on the 28th in other years
-        condition = Q()
-        for month, day in days:
-            condition |= Q(birthday__month=month, birthday__day=day)
         started = _local_midnight(today)
-        return [Trigger(pk, f"birthday:{today.year}", started) for pk in live.filter(condition).values_list("pk", flat=True)]
+        return [Trigger(pk, f"birthday:{today.year}", started) for pk in live.filter(birthday_on(today)).values_list("pk", flat=True)]
     if journey.trigger == JourneyTrigger.POINTS_DUE:
         # Entered the 30 days before a points expiry with points left to lose (the stored balance's
         # "expiring"): once per member and expiry day, when the window opens.
@@ -112,10 +106,6 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
             for member_id, expires_at in rows
         ]
     return []
-
-
-def _is_leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 def _in_control(member_id: int, journey: Journey) -> bool:
