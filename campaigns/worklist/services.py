@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from campaigns.worklist.models import WorklistItem, WorklistKind, WorklistRule, WorklistSettings
 from campaigns.rendering import contexts_for
 from campaigns.templating import compile_template, render
-from crm.models import Member
+from crm.models import Member, birthday_on
 from segments.models import CircleMembership, GroupMove, GroupMoveStatus, MemberMetrics, RiskBand, TierChange
 
 FOLLOW_UP_DAYS = 30
@@ -60,9 +60,7 @@ def _candidates(day: dt.date, now: dt.datetime, settings: WorklistSettings, kind
             days = _days_since(row["last_order_at"], day)
             found.append(Candidate(row["member_id"], WorklistKind.DORMANT_VIP, _("was a high-value member, no order for %(days)s days") % {"days": days}, float(row["spend_365"])))
     if WorklistKind.BIRTHDAY in kinds:
-        born = Member.objects.filter(
-            erased_at__isnull=True, community__leader__isnull=False, birthday__month=day.month, birthday__day=day.day
-        ).values_list("pk", flat=True)
+        born = Member.objects.filter(birthday_on(day), erased_at__isnull=True, community__leader__isnull=False).values_list("pk", flat=True)
         found += [Candidate(pk, WorklistKind.BIRTHDAY, _("birthday today")) for pk in born]
     if WorklistKind.NO_SECOND in kinds:
         start = now - dt.timedelta(days=settings.new_member_to_days)

@@ -163,3 +163,23 @@ def test_a_worklist_script_with_an_unknown_variable_is_refused():
     with pytest.raises(ValidationError) as refused:
         rule.full_clean()
     assert "unknown variable “member.mobile”" in str(refused.value.message_dict["script"])
+
+
+@pytest.mark.parametrize(
+    "day, listed",
+    [(dt.date(2027, 2, 28), True), (dt.date(2027, 3, 1), False), (dt.date(2028, 2, 28), False), (dt.date(2028, 2, 29), True)],
+)
+def test_a_member_born_on_29_february_is_on_his_leaders_list_on_the_28th_in_other_years(day, listed):
+    """As the birthday journey greets him then: the leader's call and the message fall on one day."""
+    from campaigns.journeys.models import Journey
+    from campaigns.journeys.services import journeys_run
+    from tests.crm.factories import CommunityFactory, MemberFactory
+
+    member = MemberFactory(community=CommunityFactory(), birthday=dt.date(1992, 2, 29))
+    morning = dt.datetime.combine(day, dt.time(7, 30), tzinfo=SHANGHAI)
+    with time_machine.travel(morning, tick=False):
+        worklist_build()
+        Journey.objects.exclude(name="生日祝福").update(active=False)
+        journeys_run()
+    assert WorklistItem.objects.filter(member=member, day=day, kind=WorklistKind.BIRTHDAY).exists() is listed
+    assert member.enrolments.filter(journey__name="生日祝福").exists() is listed
