@@ -209,6 +209,10 @@ _STATUS = {
     "refunded": OrderStatus.REFUNDED,
     "已退款": OrderStatus.REFUNDED,
     "退款": OrderStatus.REFUNDED,
+    # A returned order is refunded (DOMAIN.md section 1: "refunded/returned flag").
+    "returned": OrderStatus.REFUNDED,
+    "已退货": OrderStatus.REFUNDED,
+    "退货": OrderStatus.REFUNDED,
 }
 
 
@@ -236,8 +240,17 @@ class OrderSpec(Spec):
         ),
         Column("channel", "渠道", text_parser(32), default=""),
         Column("coupon_code", "优惠券码", text_parser(64), default=""),
+        # The refund as a flag (1/0, 是/否), as many shop exports write it: 1 makes the order refunded.
+        Column(
+            "refunded", "是否退款", parse_bool, sql_type="bool",
+            aliases=("is_refunded", "refund", "returned", "is_returned", "refunded_flag", "退款", "已退款", "退货", "是否退货", "退款标记"),
+        ),
     ]
     _optional = {"status": "'paid'", "channel": "''", "coupon_code": "''"}
+
+    def finish_row(self, values: dict[str, Any], now: dt.datetime) -> None:
+        if values["refunded"]:
+            values["status"] = OrderStatus.REFUNDED
 
     def check(self, ctx: Context) -> None:
         ctx.reject_duplicates(["order_no"], "order_no")
@@ -265,9 +278,10 @@ class OrderSpec(Spec):
             "ordered_at": "s.ordered_at",
             "amount": "s.amount",
         }
+        present = ctx.present | ({"status"} if "refunded" in ctx.present else set())  # the flag sets the status (finish_row)
         for column, absent in self._optional.items():
-            values[column] = f"s.{column}" if column in ctx.present else absent
-        update = ["member_id", "ordered_at", "amount", *(c for c in self._optional if c in ctx.present)]
+            values[column] = f"s.{column}" if column in present else absent
+        update = ["member_id", "ordered_at", "amount", *(c for c in self._optional if c in present)]
         return ctx.upsert(
             table="crm_order",
             key=["order_no"],

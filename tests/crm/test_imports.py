@@ -167,6 +167,26 @@ def test_orders_need_known_members_and_valid_amounts(write_file, members_m1_m2):
     assert Order.objects.get(order_no="SO4").status == "paid"
 
 
+@pytest.mark.parametrize("heading", ["refunded", "是否退款", "returned", "退货"])
+def test_a_refund_flag_column_sets_each_orders_status_and_a_later_file_refunds_a_paid_order(write_file, members_m1_m2, heading):
+    """Many shop exports carry the refund as a flag (1/0, 是/否), not as a status: it is read,
+    never dropped as an unknown column that would count refunded orders as paid."""
+    text = f"order_no,member_external_id,ordered_at,amount,{heading}\nSO1,M1,2025-05-01,100,0\nSO2,M1,2025-05-02,50,1\nSO3,M2,2025-05-03,80,是\nSO4,M2,2025-05-04,20,\n"
+    outcome = run_import(SPECS["orders"], write_file("o.csv", text), mode="all")
+    assert outcome.committed and outcome.ignored_columns == []
+    assert dict(Order.objects.values_list("order_no", "status")) == {"SO1": "paid", "SO2": "refunded", "SO3": "refunded", "SO4": "paid"}
+    again = run_import(SPECS["orders"], write_file("o2.csv", f"order_no,member_external_id,ordered_at,amount,{heading}\nSO1,M1,2025-05-01,100,1\n"), mode="all")
+    assert (again.created, again.updated) == (0, 1) and Order.objects.get(order_no="SO1").status == "refunded"
+    bad = run_import(SPECS["orders"], write_file("o3.csv", f"order_no,member_external_id,ordered_at,amount,{heading}\nSO5,M1,2025-05-05,10,maybe\n"), mode="all")
+    assert [(e.row_no, e.column) for e in bad.errors] == [(2, "refunded")] and not Order.objects.filter(order_no="SO5").exists()
+
+
+def test_a_returned_order_is_refunded(write_file, members_m1_m2):
+    text = "order_no,member_external_id,ordered_at,amount,status\nSO1,M1,2025-05-01,100,returned\nSO2,M1,2025-05-02,50,已退货\n"
+    run_import(SPECS["orders"], write_file("o.csv", text), mode="all")
+    assert set(Order.objects.values_list("status", flat=True)) == {"refunded"}
+
+
 def test_order_lines_create_products_and_categories(write_file, members_m1_m2):
     OrderFactory(order_no="SO1", member=members_m1_m2[0])
     text = "订单号,商品编码,商品名称,品类,数量,单价,促销\nSO1,SKU1,土鸡蛋30枚,生鲜,2,39.80,1\nSO9,SKU2,洗衣液,日化,1,49,0\n"
