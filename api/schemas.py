@@ -63,6 +63,7 @@ class MemberItem(Closed):
     source_channel: Optional[Text] = None
     wechat_unionid: Optional[Text] = None
     email: Optional[Text] = None
+    personalised: Optional[StrictBool] = Field(None, description="personalised recommendation on or off (PIPL art. 24); left out: as it is")
 
 
 class LineItem(Closed):

@@ -84,6 +84,11 @@ class MemberSpec(Spec):
         Column("source_channel", "来源渠道", text_parser(32), default=""),
         Column("wechat_unionid", "微信unionid", text_parser(64), default=""),
         Column("email", "邮箱", parse_email, default="", aliases=("email", "电子邮箱")),
+        # Personalised recommendation on (1) or off (0), PIPL art. 24; an empty cell leaves it as it is.
+        Column(
+            "personalised", "个性化推荐", parse_bool, sql_type="bool",
+            aliases=("personalised_recommendation", "personalized", "personalization", "个性化推荐同意"),
+        ),
     ]
     # Member columns copied from the stage as they are; the value used for a
     # new member when the file lacks the column.
@@ -142,12 +147,25 @@ class MemberSpec(Spec):
             update_only_where="t.erased_at IS NULL",
         )
         cursor.execute(f"DELETE FROM {STAGE} WHERE external_id IN (SELECT external_id FROM crm_member WHERE erased_at IS NOT NULL)")  # nosec B608
+        if "personalised" in present:
+            self._merge_personalised(ctx)
         if "tags" in present:
             self._merge_tags(ctx)
         for column, channel in CONSENT_COLUMNS.items():
             if column in present:
                 self._merge_consent(ctx, column, channel)
         return counts
+
+    def _merge_personalised(self, ctx: Context) -> None:
+        """Turned off: opted out from now (an earlier opt-out keeps its time); turned on: no opt-out."""
+        ctx.cursor.execute(
+            f"UPDATE crm_member SET personalisation_opt_out = NOT s.personalised, "  # nosec B608
+            f"personalisation_opt_out_at = CASE WHEN s.personalised THEN NULL "
+            f"ELSE COALESCE(crm_member.personalisation_opt_out_at, %s) END "
+            f"FROM {STAGE} s WHERE s.external_id = crm_member.external_id AND s.personalised IS NOT NULL "
+            f"AND crm_member.erased_at IS NULL AND crm_member.personalisation_opt_out = s.personalised",
+            [ctx.now_param()],
+        )
 
     def _merge_tags(self, ctx: Context) -> None:
         if ctx.postgres:

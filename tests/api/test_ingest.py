@@ -33,6 +33,21 @@ def test_members_are_created_then_updated_then_unchanged(call):
     assert member.name == "张三" and member.community.name == "阳光花园"
 
 
+def test_a_member_turns_personalised_recommendation_off_and_on_from_the_shop(call):
+    call("POST", "/members", members("M1", name="张三"))
+    assert call("POST", "/members", members("M1", personalised=False)).status_code == 200
+    member = Member.objects.get(external_id="M1")
+    assert member.personalisation_opt_out and member.personalisation_opt_out_at is not None
+    call("POST", "/members", members("M1", name="张三丰"))  # left out: as it was
+    member.refresh_from_db()
+    assert member.personalisation_opt_out and member.name == "张三丰"
+    call("POST", "/members", members("M1", personalised=True))
+    member.refresh_from_db()
+    assert not member.personalisation_opt_out
+    refused = call("POST", "/members", members("M1", personalised="no"))
+    assert refused.status_code == 422 and not Member.objects.get(external_id="M1").personalisation_opt_out
+
+
 def test_orders_with_lines_and_iso_times_with_an_offset(call):
     call("POST", "/members", members("M1"))
     answer = call("POST", "/orders", {"items": [

@@ -141,6 +141,23 @@ def test_consent_changes_are_kept_as_history(write_file):
     assert Consent.objects.get().granted is False
 
 
+def test_personalised_recommendation_is_turned_off_and_on_by_the_file_and_an_empty_cell_leaves_it(write_file, members_m1_m2):
+    """DOMAIN.md section 1: personalised recommendation on/off (PIPL art. 24) comes by import too."""
+    text = "external_id,个性化推荐\nM1,0\nM2,1\nM3,\n"
+    outcome = run_import(SPECS["members"], write_file("m.csv", text), mode="all")
+    assert outcome.committed and outcome.ignored_columns == []
+    flags = {m.external_id: (m.personalisation_opt_out, m.personalisation_opt_out_at is not None) for m in Member.objects.all()}
+    assert flags == {"M1": (True, True), "M2": (False, False), "M3": (False, False)}
+    opted_out_at = Member.objects.get(external_id="M1").personalisation_opt_out_at
+    run_import(SPECS["members"], write_file("m2.csv", "external_id,personalised\nM1,0\nM2,\n"), mode="all")
+    assert Member.objects.get(external_id="M1").personalisation_opt_out_at == opted_out_at  # the first opt-out's time stays
+    run_import(SPECS["members"], write_file("m3.csv", "external_id,personalised\nM1,1\n"), mode="all")
+    m1 = Member.objects.get(external_id="M1")
+    assert (m1.personalisation_opt_out, m1.personalisation_opt_out_at) == (False, None)
+    bad = run_import(SPECS["members"], write_file("m4.csv", "external_id,personalised\nM2,perhaps\n"), mode="all")
+    assert [(e.row_no, e.column) for e in bad.errors] == [(2, "personalised")]
+
+
 def test_tags_follow_the_file(write_file):
     run_import(SPECS["members"], write_file("a.csv", "external_id,tags\nM1,宝妈|健身\n"), mode="all")
     run_import(SPECS["members"], write_file("b.csv", "external_id,tags\nM1,健身|退休\n"), mode="all")
