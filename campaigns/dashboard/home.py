@@ -256,6 +256,7 @@ def _full(day: dt.date, latest: KpiSnapshot, rows: list[KpiSnapshot], thresholds
                 {
                     "kind": r.get_kind_display(), "name": r.label, "sent": f["sent"], "converted": f["converted"],
                     "revenue": formatted(f["revenue"], "yuan"), "cost": formatted(f["cost"], "yuan"),
+                    "incremental": formatted(f.get("incremental"), "yuan"),
                     "roi": formatted(f.get("roi"), "ratio"), "light": light_for(thresholds, Indicator.ROI, f.get("roi")),
                 }
             )

@@ -37,9 +37,12 @@ Definitions, for the day D (Asia/Shanghai) with END = the midnight after D:
   growth_rest_spend) and its ratio (growth_spend_ratio; DOMAIN.md quotes 3.2x for
   its seeds; this demo's 2,000 members show 6.6x, its tiers 1.4x to 2.9x).
 - campaigns (and journeys, their steps summed) with a message sent in the 90
-  days before END: sent, converted, revenue (last touch, campaigns.reports),
-  cost (messages × KpiSettings.message_cost + redeemed coupon values) and
-  roi = (revenue - cost) / cost.
+  days before END: sent, converted, revenue (attributed: last touch,
+  campaigns.reports), cost (messages × KpiSettings.message_cost + redeemed
+  coupon values), roi = (revenue - cost) / cost, and incremental: the revenue
+  above what as many members of the control group bought in the same window
+  (revenue - sent × control revenue / control members; None without a control
+  group, for a journey unless every step has one).
 
 Everything is computed set-based from a temporary table of one row per member
 (one GROUP BY over the orders), so a day costs a few aggregate queries."""
@@ -344,23 +347,32 @@ def _campaign_results(end: dt.datetime, settings: KpiSettings) -> tuple[dict, di
     journeys: dict[int, dict] = {}
     for campaign in recent:
         sent = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT, sent_at__lt=end).count()
+        held = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.CONTROL, due_at__lt=end).count()
         converted = revenue = 0
+        held_revenue = Decimal(0)
         for (variant, status), (members, _orders, amount) in conversions(campaign, until=end).items():
             if status == DeliveryStatus.SENT:
                 converted += members
                 revenue += amount
+            elif status == DeliveryStatus.CONTROL:
+                held_revenue += amount
         coupons = Coupon.objects.filter(campaign=campaign, redeemed_at__isnull=False, redeemed_at__lt=end).aggregate(v=Sum("value"))["v"] or 0
         cost = Decimal(sent) * settings.message_cost + Decimal(str(coupons))
-        row = {"name": campaign.name, "sent": sent, "converted": converted, "revenue": float(revenue), "cost": float(cost)}
+        # Above what the same number of members held back bought in the same window: None without a control group.
+        incremental = float(revenue - sent * held_revenue / held) if held else None
+        row = {"name": campaign.name, "sent": sent, "converted": converted, "revenue": float(revenue), "cost": float(cost), "incremental": incremental}
         if campaign.status == CampaignStatus.JOURNEY and hasattr(campaign, "journey_step"):
             journey = campaign.journey_step.journey
-            total = journeys.setdefault(journey.pk, {"name": journey.name, "sent": 0, "converted": 0, "revenue": 0.0, "cost": 0.0})
+            total = journeys.setdefault(journey.pk, {"name": journey.name, "sent": 0, "converted": 0, "revenue": 0.0, "cost": 0.0, "incremental": 0.0})
             for name in ("sent", "converted", "revenue", "cost"):
                 total[name] += row[name]
+            # A journey's incremental revenue is known when every step's is.
+            total["incremental"] = None if total["incremental"] is None or incremental is None else total["incremental"] + incremental
         else:
             campaigns[campaign.pk] = row
     for row in (*campaigns.values(), *journeys.values()):
         row["revenue"], row["cost"] = _money(row["revenue"]), _money(row["cost"])
+        row["incremental"] = None if row["incremental"] is None else _money(row["incremental"])
         row["roi"] = _ratio(row["revenue"] - row["cost"], row["cost"])
     return campaigns, journeys
 

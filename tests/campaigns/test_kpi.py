@@ -279,6 +279,34 @@ def test_a_past_days_campaign_figures_count_the_orders_placed_by_that_day_only()
     assert figures(0) == (1, 1, 100)
 
 
+def test_a_campaign_with_a_control_group_shows_its_revenue_above_the_control_beside_the_attributed(admin_client, chinese):
+    """Attributed revenue counts every converted order; the incremental revenue takes away what as
+    many members of the control group bought in the same window. Without a control group it is —."""
+    sent_at = NOON - dt.timedelta(days=10)
+    tested = campaign_for(name="回归礼包")
+    for amount in ("100", "50", None, None):
+        member = member_with(True)
+        Delivery.objects.create(campaign=tested, member=member, channel="sms", status="sent", due_at=sent_at, sent_at=sent_at)
+        if amount:
+            OrderFactory(member=member, ordered_at=sent_at + dt.timedelta(days=2), amount=Decimal(amount))
+    for amount, days in (("30", 2), ("500", tested.conversion_days + 1)):  # the second order falls after the window
+        member = member_with(True)
+        Delivery.objects.create(campaign=tested, member=member, channel="sms", status="control", due_at=sent_at)
+        OrderFactory(member=member, ordered_at=sent_at + dt.timedelta(days=days), amount=Decimal(amount))
+    untested = campaign_for(name="新品试吃")
+    member = member_with(True)
+    Delivery.objects.create(campaign=untested, member=member, channel="sms", status="sent", due_at=sent_at, sent_at=sent_at)
+    OrderFactory(member=member, ordered_at=sent_at + dt.timedelta(days=1), amount=Decimal("80"))
+    with time_machine.travel(NOON, tick=False):
+        snapshot_build(DAY)
+        html = admin_client.get(reverse("admin:index")).content.decode()
+    row = KpiSnapshot.objects.get(day=DAY, kind=SnapshotKind.CAMPAIGN, key=str(tested.pk)).figures
+    assert (row["revenue"], row["incremental"]) == (150.0, 150.0 - 4 * 30 / 2)
+    assert KpiSnapshot.objects.get(day=DAY, kind=SnapshotKind.CAMPAIGN, key=str(untested.pk)).figures["incremental"] is None
+    assert "归因销售额" in html and "增量销售额" in html
+    assert "<td>¥150.00</td><td>¥90.00</td>" in html and "<td>¥80.00</td><td>—</td>" in html
+
+
 def test_a_leader_sees_his_own_line_of_the_board_and_nothing_else(shop, client):
     from django.contrib.auth.models import Group
 
