@@ -3,8 +3,6 @@ and what they agreed to. Nothing here knows about tiers or campaigns."""
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
@@ -167,14 +165,6 @@ class Member(models.Model):
     @property
     def masked_mobile(self) -> str:
         return mask_mobile(self.mobile)
-
-
-def birthday_on(day: dt.date) -> models.Q:
-    """The members whose birthday falls on day: those born on 29 February on the 28th in other years."""
-    condition = models.Q(birthday__month=day.month, birthday__day=day.day)
-    if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
-        condition |= models.Q(birthday__month=2, birthday__day=29)
-    return condition
 
 
 class MemberTag(models.Model):

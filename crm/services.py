@@ -1,8 +1,12 @@
-"""Writes about members that several screens and tasks share."""
+"""What several screens and tasks share about members: the consent write, and whose birthday a day is."""
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
+
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from crm.models import Consent, ConsentEvent, Member
@@ -22,3 +26,11 @@ def consent_set(*, member: Member, channel: str, granted: bool, source: str) -> 
         consent.save(update_fields=["granted", "changed_at", "source"])
     ConsentEvent.objects.create(member=member, channel=channel, granted=granted, occurred_at=now, source=source[:120])
     return True
+
+
+def birthday_on(day: dt.date) -> Q:
+    """The members whose birthday falls on day: those born on 29 February on the 28th in other years."""
+    condition = Q(birthday__month=day.month, birthday__day=day.day)
+    if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
+        condition |= Q(birthday__month=2, birthday__day=29)
+    return condition

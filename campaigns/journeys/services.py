@@ -27,7 +27,8 @@ from campaigns.models import Delivery, DeliveryStatus, SendingPolicy, SkipReason
 from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason, Journey, JourneyStep, JourneyTrigger
 from campaigns.policy import Rules
 from campaigns.split import JOURNEY_CONTROL, bucket
-from crm.models import Consent, Member, Order, OrderStatus, birthday_on
+from crm.models import Consent, Member, Order, OrderStatus
+from crm.services import birthday_on
 from loyalty.balances import EXPIRING_DAYS
 from loyalty.models import Balance, PointsEntry
 from segments.models import CircleMembership, TierChange

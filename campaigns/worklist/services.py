@@ -23,7 +23,8 @@ from django.utils.translation import gettext as _
 from campaigns.worklist.models import WorklistItem, WorklistKind, WorklistRule, WorklistSettings
 from campaigns.rendering import contexts_for
 from campaigns.templating import compile_template, render
-from crm.models import Member, birthday_on
+from crm.models import Member
+from crm.services import birthday_on
 from segments.models import CircleMembership, GroupMove, GroupMoveStatus, MemberMetrics, RiskBand, TierChange
 
 FOLLOW_UP_DAYS = 30
