@@ -35,6 +35,8 @@ class CellError(ValueError):
 
 
 _DATE_SEP = re.compile(r"^(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?$")
+# As Chinese exports write it: 2026年11月29日 08:05.
+_DATE_ZH = re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日(?:\s*(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 _DATE_COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:[ T]*(\d{1,2}):?(\d{2})(?::?(\d{2}))?)?$")
 # A time written with its zone (ISO 8601, as the shop's API takes it): 2026-11-29T20:00:00-05:00, ...Z, ... +0800.
 _ZONED = re.compile(r"^(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}[ T]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?) ?(Z|[+-]\d{2}:?\d{2})$")
@@ -45,9 +47,9 @@ def _date_parts(raw: str) -> tuple[int, ...]:
     if match:
         year, _sep, month, day, hour, minute, second = match.groups()
     else:
-        match = _DATE_COMPACT.match(raw)
+        match = _DATE_COMPACT.match(raw) or _DATE_ZH.match(raw)
         if not match:
-            raise CellError(_("not a date: use YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD, optionally with HH:MM[:SS]"))
+            raise CellError(_("not a date: use YYYY-MM-DD, YYYY/MM/DD, YYYYMMDD or YYYY年M月D日, optionally with HH:MM[:SS]"))
         year, month, day, hour, minute, second = match.groups()
     return int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
 
@@ -94,7 +96,7 @@ def parse_datetime(raw: str, *, latest: dt.datetime | None = None) -> dt.datetim
     except CellError:
         raise CellError(
             _(
-                "not a date and time: use YYYY-MM-DD HH:MM[:SS] (Beijing time; YYYY/MM/DD or YYYYMMDD too) "
+                "not a date and time: use YYYY-MM-DD HH:MM[:SS] (Beijing time; YYYY/MM/DD, YYYYMMDD or YYYY年M月D日 too) "
                 "or ISO 8601 with an offset, such as 2026-11-29T20:00:00+08:00"
             )
         ) from None

@@ -34,6 +34,9 @@ SH = ZoneInfo("Asia/Shanghai")
         ("2025/05/01 23:59:59", dt.datetime(2025, 5, 1, 23, 59, 59, tzinfo=SH)),
         ("2025-05-01T09:30:15", dt.datetime(2025, 5, 1, 9, 30, 15, tzinfo=SH)),
         ("20250501 0930", dt.datetime(2025, 5, 1, 9, 30, tzinfo=SH)),
+        ("2025年5月1日", dt.datetime(2025, 5, 1, tzinfo=SH)),  # as Chinese exports write it
+        ("2025年05月01日 09:30", dt.datetime(2025, 5, 1, 9, 30, tzinfo=SH)),
+        ("2025年5月1日 9:30:15", dt.datetime(2025, 5, 1, 9, 30, 15, tzinfo=SH)),
     ],
 )
 def test_datetimes_without_zone_are_beijing_time(raw, expected):
@@ -71,6 +74,9 @@ def test_dates_before_2000_and_in_the_future_are_refused():
 
 def test_birthday_is_a_plain_date():
     assert parse_date("1970/3/5") == dt.date(1970, 3, 5)
+    assert parse_date("1970年3月5日") == dt.date(1970, 3, 5)
+    with pytest.raises(CellError, match="no such date"):
+        parse_date("1970年2月30日")
     with pytest.raises(CellError):
         parse_date("1970-02-29")
     assert parse_date("1970-03-05 08:30") == dt.date(1970, 3, 5)
@@ -137,6 +143,6 @@ def test_a_time_in_no_accepted_form_is_told_every_form_a_time_may_take():
     8601 one included; a birthday column is told the date forms only."""
     with pytest.raises(CellError, match=r"YYYY-MM-DD HH:MM\[:SS\].*ISO 8601 with an offset, such as 2026-11-29T20:00:00\+08:00"):
         parse_datetime("29/11/2026 20:00")
-    with pytest.raises(CellError, match="not a date: use YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD") as refused:
+    with pytest.raises(CellError, match="not a date: use YYYY-MM-DD, YYYY/MM/DD, YYYYMMDD or YYYY年M月D日") as refused:
         parse_date("29/11/1970")
     assert "ISO 8601" not in str(refused.value)
