@@ -131,11 +131,11 @@ def parse_date(raw: str) -> dt.date:
     return value
 
 
-_MONEY_STRIP = str.maketrans("", "", "¥￥, ")
+_MONEY_STRIP = str.maketrans("", "", "¥￥, 元")  # ¥1,280.00, 128.50元
 
 
 def parse_money(raw: str, *, max_digits: int = 12) -> Decimal:
-    """A non-negative amount in yuan with at most two decimals; ¥ and thousands separators allowed."""
+    """A non-negative amount in yuan with at most two decimals; ¥, 元 and thousands separators allowed."""
     try:
         value = Decimal(raw.translate(_MONEY_STRIP))
     except InvalidOperation:

@@ -86,7 +86,7 @@ def test_birthday_is_a_plain_date():
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("0", Decimal("0")), ("128.5", Decimal("128.5")), ("¥1,280.00", Decimal("1280.00")), ("￥12", Decimal("12")), ("3.100", Decimal("3.10"))],
+    [("0", Decimal("0")), ("128.5", Decimal("128.5")), ("¥1,280.00", Decimal("1280.00")), ("￥12", Decimal("12")), ("3.100", Decimal("3.10")), ("128.50元", Decimal("128.50"))],
 )
 def test_money(raw, expected):
     assert parse_money(raw) == expected
