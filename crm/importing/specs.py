@@ -413,6 +413,14 @@ _EVENT_KINDS = {
     "发起拼团": EngagementKind.ORGANISED_GROUP_BUY,
     "ugc": EngagementKind.UGC,
     "用户内容": EngagementKind.UGC,
+    # The kinds of user content DOMAIN.md names (a recipe, a review, a photo post), as exports name them.
+    "recipe": EngagementKind.UGC,
+    "review": EngagementKind.UGC,
+    "photo_post": EngagementKind.UGC,
+    "食谱": EngagementKind.UGC,
+    "评价": EngagementKind.UGC,
+    "晒单": EngagementKind.UGC,
+    "晒图": EngagementKind.UGC,
 }
 
 

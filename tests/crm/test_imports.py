@@ -223,6 +223,12 @@ def test_events_upsert_by_member_kind_and_time(write_file, members_m1_m2):
     assert EngagementEvent.objects.get().count == 5
 
 
+def test_a_review_a_recipe_or_a_photo_post_is_user_content(write_file, members_m1_m2):
+    text = "member_external_id,kind,occurred_at\nM1,评价,2025-05-01 12:00\nM1,食谱,2025-05-02 12:00\nM2,晒单,2025-05-03 12:00\nM2,review,2025-05-04 12:00\n"
+    outcome = run_import(SPECS["events"], write_file("e.csv", text), mode="all")
+    assert outcome.committed and set(EngagementEvent.objects.values_list("kind", flat=True)) == {"ugc"}
+
+
 def test_a_missing_required_column_names_row_1(write_file):
     outcome = run_import(SPECS["orders"], write_file("o.csv", "order_no,amount\nSO1,1\n"), mode="all")
     assert [(e.row_no, e.column) for e in outcome.errors] == [(1, "member_external_id"), (1, "ordered_at")]
