@@ -200,7 +200,7 @@ def _step_source(step: JourneyStep, cutoff: dt.datetime) -> Source:
         from_sql="campaigns_enrolment e JOIN crm_member m ON m.id = e.member_id",
         with_sql="reached AS MATERIALIZED (SELECT enrolment_id FROM campaigns_delivery WHERE campaign_id = %s AND enrolment_id IS NOT NULL)",
         with_params=[step.campaign_id],
-        where_sql="e.status = %s AND e.next_step_id = %s AND e.started_at <= %s "
+        where_sql="e.status = %s AND e.next_step_id = %s AND e.started_at < %s "
         "AND NOT EXISTS (SELECT 1 FROM reached r WHERE r.enrolment_id = e.id)",
         where_params=[EnrolmentStatus.ACTIVE, step.pk, cutoff],
         control_sql="e.is_control",
@@ -209,8 +209,13 @@ def _step_source(step: JourneyStep, cutoff: dt.datetime) -> Source:
 
 
 def step_send(step: JourneyStep, following: JourneyStep | None, now: dt.datetime, rules: Rules) -> int:
-    """Write the messages of one step for every enrolment whose day has come, and move those enrolments on."""
-    cutoff = now - dt.timedelta(days=step.day)
+    """Write the messages of one step for every enrolment whose day has come, and move those enrolments on.
+
+    Step day N falls on the Nth calendar day after the day the enrolment started (Asia/Shanghai),
+    from its midnight; the sending rules then choose the hour (quiet hours, the usual order hour).
+    Counted in hours, an evening first order's D1 fell in the next evening's quiet hours and went
+    out a day late."""
+    cutoff = _local_midnight(timezone.localdate(now) - dt.timedelta(days=step.day - 1))  # started before it
     sql, params = select_sql(step.campaign, now=now, rules=rules, source=_step_source(step, cutoff))
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -221,7 +226,7 @@ def step_send(step: JourneyStep, following: JourneyStep | None, now: dt.datetime
             )
             written = cursor.rowcount
         moved = Enrolment.objects.filter(
-            status=EnrolmentStatus.ACTIVE, next_step=step, started_at__lte=cutoff,
+            status=EnrolmentStatus.ACTIVE, next_step=step, started_at__lt=cutoff,
         ).filter(Exists(Delivery.objects.filter(campaign_id=step.campaign_id, enrolment_id=OuterRef("pk"))))
         if following is not None:
             moved.update(next_step=following)

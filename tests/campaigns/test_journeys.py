@@ -99,6 +99,23 @@ def test_a_step_due_in_quiet_hours_waits_for_the_morning(newcomer, outbox):
     assert [sent_day(line) for line in welcome_lines(outbox)] == [2]  # D1's message, the next morning
 
 
+def test_the_steps_of_an_evening_first_order_fall_on_their_calendar_days(outbox):
+    """D1 is the day after the first order's day (DOMAIN.md: days are calendar days in Shanghai),
+    not 24 hours later: an order at 21:30 gets its D1 message the next morning, not two days on,
+    after a day-1 evening lost to quiet hours."""
+    welcome()
+    evening = START.replace(hour=21, minute=30)
+    with time_machine.travel(evening - dt.timedelta(days=3), tick=False):
+        member = member_with(True, name="赵敏", gender="F", age_band="25-34")
+    with time_machine.travel(evening, tick=False):
+        OrderFactory(member=member, ordered_at=evening, amount=Decimal("88.00"))
+    for hour in range(0, 24 * 8, 2):  # the beat, every two hours for eight days
+        run_at(evening + dt.timedelta(hours=hour, minutes=5))
+    lines = welcome_lines(outbox)
+    assert [sent_day(line) for line in lines] == [1, 3, 7]
+    assert all(8 <= Delivery.objects.get(pk=line["id"]).sent_at.astimezone(SHANGHAI).hour < 20 for line in lines)
+
+
 def test_the_frequency_cap_holds_for_journey_messages(newcomer, outbox):
     welcome()
     run_at(START + dt.timedelta(minutes=5))
