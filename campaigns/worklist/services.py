@@ -25,6 +25,7 @@ from campaigns.rendering import contexts_for
 from campaigns.templating import compile_template, render
 from crm.models import Member
 from crm.services import birthday_on
+from segments.days import local_midnight
 from segments.models import CircleMembership, GroupMove, GroupMoveStatus, MemberMetrics, RiskBand, TierChange
 
 FOLLOW_UP_DAYS = 30
@@ -64,9 +65,10 @@ def _candidates(day: dt.date, now: dt.datetime, settings: WorklistSettings, kind
         born = Member.objects.filter(birthday_on(day), erased_at__isnull=True, community__leader__isnull=False).values_list("pk", flat=True)
         found += [Candidate(pk, WorklistKind.BIRTHDAY, _("birthday today")) for pk in born]
     if WorklistKind.NO_SECOND in kinds:
-        start = now - dt.timedelta(days=settings.new_member_to_days)
-        end = now - dt.timedelta(days=settings.new_member_from_days)
-        for row in led.filter(orders_total=1, first_order_at__gte=start, first_order_at__lte=end).values(*fields):
+        # Days since the first order as calendar days (Beijing time), as the reason counts them.
+        start = local_midnight(day - dt.timedelta(days=settings.new_member_to_days))
+        end = local_midnight(day - dt.timedelta(days=settings.new_member_from_days - 1))
+        for row in led.filter(orders_total=1, first_order_at__gte=start, first_order_at__lt=end).values(*fields):
             days = _days_since(row["first_order_at"], day)
             found.append(Candidate(row["member_id"], WorklistKind.NO_SECOND, _("first order %(days)s days ago, no second order yet") % {"days": days}, float(row["spend_365"])))
     if WorklistKind.GROUP_MOVE in kinds:

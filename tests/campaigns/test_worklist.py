@@ -59,7 +59,7 @@ def expected_reasons(community: Community, now: dt.datetime) -> dict[int, set[st
             reasons.add(WorklistKind.DORMANT_VIP)
         if member.birthday and (member.birthday.month, member.birthday.day) == (today.month, today.day):
             reasons.add(WorklistKind.BIRTHDAY)
-        if len(paid) == 1 and dt.timedelta(days=3) <= now - paid[0] <= dt.timedelta(days=30):
+        if len(paid) == 1 and 3 <= (today - timezone.localdate(paid[0])).days <= 30:
             reasons.add(WorklistKind.NO_SECOND)
         if member.pk in moves:
             reasons.add(WorklistKind.GROUP_MOVE)
@@ -183,3 +183,24 @@ def test_a_member_born_on_29_february_is_on_his_leaders_list_on_the_28th_in_othe
         journeys_run()
     assert WorklistItem.objects.filter(member=member, day=day, kind=WorklistKind.BIRTHDAY).exists() is listed
     assert member.enrolments.filter(journey__name="生日祝福").exists() is listed
+
+
+@pytest.mark.parametrize("first_order, listed", [
+    (dt.datetime(2026, 11, 17, 21, 30), True),  # three calendar days before, in the evening
+    (dt.datetime(2026, 11, 18, 6, 0), False),  # two days before
+    (dt.datetime(2026, 10, 21, 0, 5), True),  # thirty days before
+    (dt.datetime(2026, 10, 20, 23, 55), False),  # thirty-one
+])
+def test_a_new_member_without_a_second_order_is_listed_from_the_third_to_the_thirtieth_calendar_day(first_order, listed):
+    from tests.crm.factories import CommunityFactory, MemberFactory, OrderFactory
+
+    member = MemberFactory(community=CommunityFactory())
+    OrderFactory(member=member, ordered_at=first_order.replace(tzinfo=SHANGHAI))
+    with time_machine.travel(MORNING, tick=False):
+        tiers_recompute(as_of=TODAY)
+        worklist_build()
+    item = WorklistItem.objects.filter(member=member, day=TODAY, kind=WorklistKind.NO_SECOND).first()
+    assert (item is not None) is listed
+    if item:
+        days = (TODAY - first_order.date()).days
+        assert f"first order {days} days ago" in item.reason
