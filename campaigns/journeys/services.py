@@ -62,12 +62,15 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
         )
         return [Trigger(row["member_id"], "first_order", row["first"]) for row in firsts]
     if journey.trigger == JourneyTrigger.NO_ORDER:
-        cutoff = now - dt.timedelta(days=journey.trigger_days)
-        members = live.filter(registered_at__gte=since - dt.timedelta(days=journey.trigger_days), registered_at__lte=cutoff).exclude(
+        # N calendar days after the registration's day (Beijing time), from that day's midnight: the
+        # day the circle 注册7天未下单 takes him (registered_days_min), whatever the hour he registered.
+        days = dt.timedelta(days=journey.trigger_days)
+        cutoff = _local_midnight(timezone.localdate(now) - days + dt.timedelta(days=1))
+        members = live.filter(registered_at__gte=since - days, registered_at__lt=cutoff).exclude(
             Exists(Order.objects.filter(member_id=OuterRef("pk"), status=OrderStatus.PAID))
         )
         return [
-            Trigger(pk, "no_order", registered + dt.timedelta(days=journey.trigger_days))
+            Trigger(pk, "no_order", _local_midnight(timezone.localdate(registered) + days))
             for pk, registered in members.values_list("pk", "registered_at")
         ]
     if journey.trigger == JourneyTrigger.CIRCLE:

@@ -116,6 +116,23 @@ def test_the_steps_of_an_evening_first_order_fall_on_their_calendar_days(outbox)
     assert all(8 <= Delivery.objects.get(pk=line["id"]).sent_at.astimezone(SHANGHAI).hour < 20 for line in lines)
 
 
+@pytest.mark.parametrize("hour", [9, 21])
+def test_registered_without_an_order_starts_on_the_seventh_calendar_day_as_its_circle_does(outbox, hour):
+    """注册7天未下单: a member registered on 2 November, morning or evening, with no order, is
+    enrolled and messaged on 9 November, the day the circle of the same name takes him."""
+    journey = Journey.objects.get(name="注册7天未下单")
+    Journey.objects.exclude(pk=journey.pk).update(active=False)
+    registered = START.replace(hour=hour, minute=30)
+    with time_machine.travel(registered, tick=False):
+        member = member_with(True, name="钱多多", registered_at=registered)
+    for step in range(0, 24 * 9, 2):
+        run_at(registered.replace(hour=0, minute=5) + dt.timedelta(hours=step))
+    enrolment = Enrolment.objects.get(member=member, journey=journey)
+    assert enrolment.started_at.astimezone(SHANGHAI).date() == dt.date(2026, 11, 9)
+    first = next(line for line in welcome_lines(outbox))
+    assert Delivery.objects.get(pk=first["id"]).sent_at.astimezone(SHANGHAI).date() == dt.date(2026, 11, 9)
+
+
 def test_the_frequency_cap_holds_for_journey_messages(newcomer, outbox):
     welcome()
     run_at(START + dt.timedelta(minutes=5))
