@@ -20,6 +20,7 @@ from campaigns.models import Campaign, Delivery, DeliveryStatus, SkipReason
 from campaigns.policy import Rules, send_times_by_hour
 from campaigns.split import CAMPAIGN_CONTROL, CAMPAIGN_VARIANT, bucket_sql
 from crm.models import Channel, Member, OrderLine, OrderStatus
+from segments.days import local_midnight
 from segments.models import CircleMembership
 
 CONTACT_COLUMN = {Channel.SMS: "mobile", Channel.WECOM: "wechat_unionid", Channel.EMAIL: "email", Channel.PUSH: "external_id"}
@@ -37,7 +38,8 @@ def audience(campaign: Campaign, *, now: dt.datetime | None = None) -> QuerySet[
     if not tiers and not circles and not campaign.target_product_id:
         return members.none()
     if campaign.target_product_id:
-        since = (now or timezone.now()) - dt.timedelta(days=campaign.target_product_days)
+        # The window of DOMAIN.md: today and the days before it, N calendar days in all.
+        since = local_midnight(timezone.localdate(now or timezone.now()) - dt.timedelta(days=campaign.target_product_days - 1))
         buyers = OrderLine.objects.filter(
             product_id=campaign.target_product_id, order__status=OrderStatus.PAID, order__ordered_at__gte=since
         ).values("order__member_id")

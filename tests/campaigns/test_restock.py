@@ -54,3 +54,19 @@ def test_notify_past_buyers_wants_exactly_one_product(admin_client, buyers):
     )
     assert "Choose exactly one product." in response.content.decode()
     assert not Campaign.objects.filter(target_product__isnull=False).exists()
+
+
+def test_bought_within_90_days_is_the_90_calendar_days_ending_today(buyers):
+    """The window rule of DOMAIN.md: today and the 89 days before, whatever the hour of the order."""
+    from django.utils import timezone
+
+    from crm.models import OrderStatus
+    from segments.days import local_midnight
+
+    today = timezone.localdate(NOW)
+    first_day, day_before = local_midnight(today - dt.timedelta(days=89)), local_midnight(today - dt.timedelta(days=89)) - dt.timedelta(seconds=1)
+    edge, outside = member_with(True, name="孙丽"), member_with(True, name="周红")
+    OrderLineFactory(order=OrderFactory(member=edge, ordered_at=first_day, status=OrderStatus.PAID), product=buyers["eggs"])
+    OrderLineFactory(order=OrderFactory(member=outside, ordered_at=day_before, status=OrderStatus.PAID), product=buyers["eggs"])
+    campaign = Campaign.objects.create(name="补货", target_product=buyers["eggs"], target_product_days=90)
+    assert set(audience.audience(campaign).values_list("pk", flat=True)) == {buyers["recent"].pk, edge.pk}
