@@ -51,6 +51,7 @@ class MemberItem(Closed):
     age_band: Optional[Annotated[StrictStr, Field(max_length=10)]] = None
     registered_at: Optional[Time] = None
     community: Optional[Text] = None
+    leader: Optional[Text] = Field(None, description="the community's group leader, by display name or mobile; he must be known to the CRM")
     tags: Optional[Annotated[list[Annotated[StrictStr, Field(max_length=60)]], Field(max_length=50)]] = None
     consent_sms: Optional[StrictBool] = None
     consent_wecom: Optional[StrictBool] = None

@@ -68,6 +68,8 @@ class MemberSpec(Spec):
         ),
         Column("registered_at", "注册时间", parse_past_datetime, sql_type="datetime"),
         Column("community", "社群", text_parser(100), default=""),
+        # The community's group leader, by his display name or mobile: he must be known (团长).
+        Column("leader", "团长", text_parser(64), default="", aliases=("group_leader", "团长姓名", "团长手机")),
         Column("tags", "标签", parse_tags, default="[]"),
         Column("consent_sms", "短信营销同意", parse_bool, sql_type="bool"),
         Column("consent_wecom", "企微营销同意", parse_bool, sql_type="bool"),
@@ -110,6 +112,38 @@ class MemberSpec(Spec):
 
     def check(self, ctx: Context) -> None:
         ctx.reject_duplicates(["external_id"], "external_id")
+        if "leader" in ctx.present:
+            self._check_leaders(ctx)
+
+    @staticmethod
+    def _leaders(alias: str, select: str) -> str:
+        return f"(SELECT {select} FROM crm_groupleader g WHERE g.display_name = {alias}.leader OR g.mobile = {alias}.leader)"  # nosec B608
+
+    def _check_leaders(self, ctx: Context) -> None:
+        """A leader named leads the row's community: the community is given, the leader known to
+        the CRM (one, by display name or mobile), and the file gives the community one leader."""
+        named = f"SELECT s.row_no, s.leader FROM {STAGE} s WHERE s.leader <> ''"  # nosec B608
+        ctx.reject_rows(
+            f"{named} AND s.community = '' ORDER BY s.row_no", [], "leader",
+            lambda row: _("a group leader leads a community: fill in the community (社群) of this row too"),
+        )
+        ctx.reject_rows(
+            f"{named} AND {self._leaders('s', 'COUNT(*)')} = 0 ORDER BY s.row_no", [], "leader",
+            lambda row: _("no group leader with this name or mobile: add him under 团长 first"),
+        )
+        ctx.reject_rows(
+            f"{named} AND {self._leaders('s', 'COUNT(*)')} > 1 ORDER BY s.row_no", [], "leader",
+            lambda row: _("more than one group leader has this name: write his mobile instead"),
+        )
+        ctx.reject_rows(
+            f"SELECT s.row_no, s.leader, f.row_no FROM {STAGE} s "  # nosec B608
+            f"JOIN (SELECT community, MIN(row_no) AS first_row FROM {STAGE} WHERE leader <> '' GROUP BY community) d "
+            f"ON d.community = s.community JOIN {STAGE} f ON f.row_no = d.first_row "
+            f"WHERE s.leader <> '' AND s.row_no > f.row_no AND {self._leaders('s', 'MIN(g.id)')} <> {self._leaders('f', 'MIN(g.id)')} "
+            f"ORDER BY s.row_no",
+            [], "leader",
+            lambda row: _("row %(row)d gives this community another group leader") % {"row": row[2]},
+        )
 
     def touched_members_sql(self) -> str:
         return f"SELECT m.id AS member_id FROM {STAGE} s JOIN crm_member m ON m.external_id = s.external_id"  # nosec B608
@@ -122,6 +156,14 @@ class MemberSpec(Spec):
                 f"INSERT INTO crm_community (name, created_at) SELECT DISTINCT community, %s FROM {STAGE} "  # nosec B608
                 "WHERE community <> '' ON CONFLICT (name) DO NOTHING",
                 [ctx.now_param()],
+            )
+        if "leader" in present:
+            cursor.execute(
+                f"UPDATE crm_community SET leader_id = x.leader_id FROM ("  # nosec B608
+                f"SELECT community, MIN(leader_id) AS leader_id FROM ("
+                f"SELECT s.community AS community, {self._leaders('s', 'MIN(g.id)')} AS leader_id FROM {STAGE} s WHERE s.leader <> '') y "
+                f"GROUP BY community) x "
+                f"WHERE crm_community.name = x.community AND (crm_community.leader_id IS NULL OR crm_community.leader_id <> x.leader_id)"
             )
         values = {"external_id": "s.external_id"}
         for column, absent in self._plain.items():

@@ -158,6 +158,37 @@ def test_personalised_recommendation_is_turned_off_and_on_by_the_file_and_an_emp
     assert [(e.row_no, e.column) for e in bad.errors] == [(2, "personalised")]
 
 
+def test_the_member_file_names_each_communitys_group_leader_by_name_or_mobile(write_file):
+    """DOMAIN.md section 1: the community and its group leader come by import too. The leader must
+    be known (团长); a row naming none, an unknown or ambiguous one, or a second leader for a
+    community is a bad row, and nothing is written."""
+    from crm.models import Community
+    from tests.crm.factories import GroupLeaderFactory
+
+    wang = GroupLeaderFactory(display_name="王团长", mobile="13900001111")
+    li = GroupLeaderFactory(display_name="李团长", mobile="13900002222")
+    GroupLeaderFactory(display_name="张团长", mobile="13900003333")
+    GroupLeaderFactory(display_name="张团长", mobile="13900004444")
+    bad = (
+        "external_id,community,团长\n"
+        "M1,幸福里一群,王团长\nM2,幸福里一群,王团长\nM3,阳光二群,13900002222\n"
+        "M4,,王团长\nM5,向阳三群,赵团长\nM6,幸福里一群,李团长\nM7,向阳三群,张团长\n"
+    )
+    outcome = run_import(SPECS["members"], write_file("m.csv", bad), mode="all")
+    errors = {e.row_no: (e.column, e.message) for e in outcome.errors}
+    assert set(errors) == {5, 6, 7, 8} and {column for column, _m in errors.values()} == {"leader"}
+    assert "fill in the community" in errors[5][1] and "add him under 团长 first" in errors[6][1]
+    assert "row 2 gives this community another group leader" in errors[7][1] and "write his mobile instead" in errors[8][1]
+    assert not Member.objects.exists() and not Community.objects.exists()
+
+    run_import(SPECS["members"], write_file("m.csv", bad), mode="valid_only")
+    assert dict(Community.objects.values_list("name", "leader_id")) == {"幸福里一群": wang.pk, "阳光二群": li.pk}
+    run_import(SPECS["members"], write_file("m2.csv", "external_id,community,leader\nM1,幸福里一群,13900002222\n"), mode="all")
+    assert Community.objects.get(name="幸福里一群").leader_id == li.pk  # the community changes hands
+    run_import(SPECS["members"], write_file("m3.csv", "external_id,community,leader\nM2,幸福里一群,\n"), mode="all")
+    assert Community.objects.get(name="幸福里一群").leader_id == li.pk  # an empty cell leaves him
+
+
 def test_tags_follow_the_file(write_file):
     run_import(SPECS["members"], write_file("a.csv", "external_id,tags\nM1,宝妈|健身\n"), mode="all")
     run_import(SPECS["members"], write_file("b.csv", "external_id,tags\nM1,健身|退休\n"), mode="all")
