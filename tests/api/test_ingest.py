@@ -48,6 +48,18 @@ def test_a_member_turns_personalised_recommendation_off_and_on_from_the_shop(cal
     assert refused.status_code == 422 and not Member.objects.get(external_id="M1").personalisation_opt_out
 
 
+def test_the_shop_names_a_communitys_group_leader_and_an_unknown_one_is_refused_by_field(call):
+    from crm.models import Community
+    from tests.crm.factories import GroupLeaderFactory
+
+    leader = GroupLeaderFactory(display_name="王团长", mobile="13900001111")
+    assert call("POST", "/members", members("M1", community="幸福里一群", leader="13900001111")).status_code == 200
+    assert Community.objects.get(name="幸福里一群").leader_id == leader.pk
+    refused = call("POST", "/members", members("M2", community="阳光二群", leader="赵团长"))
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "leader"
+    assert not Member.objects.filter(external_id="M2").exists()
+
+
 def test_orders_with_lines_and_iso_times_with_an_offset(call):
     call("POST", "/members", members("M1"))
     answer = call("POST", "/orders", {"items": [
