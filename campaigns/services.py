@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import unicodedata
 from decimal import Decimal
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -257,7 +258,8 @@ def coupons_redeem(*, order_ids: list[int] | None = None, member_ids: list[int] 
 
 
 def _is_unsubscribe(text: str) -> bool:
-    cleaned = re.sub(r"[\s。.!！,，]", "", text or "").upper()
+    # NFKC: a phone's full-width Ｒ or ＴＤ is R or TD.
+    cleaned = re.sub(r"[\s。.!！,，]", "", unicodedata.normalize("NFKC", text or "")).upper()
     return cleaned in UNSUBSCRIBE_WORDS
 
 

@@ -61,12 +61,17 @@ def test_replies_need_a_valid_signature_and_ordinary_text_changes_nothing(client
 def test_a_file_of_replies_unsubscribes_td_and_退订(tmp_path, frozen):
     first, second, third = member_with(True), member_with(True), member_with(True)
     path = tmp_path / "replies.csv"
-    path.write_text(f"mobile,text,received_at\n{first.mobile},TD,2026-11-20 09:00\n{second.mobile},退订,\n{third.mobile},好的,\n", encoding="utf-8")
+    fourth = member_with(True)
+    path.write_text(
+        f"mobile,text,received_at\n{first.mobile},TD,2026-11-20 09:00\n{second.mobile},退订,\n{third.mobile},好的,\n"
+        f"{fourth.mobile},ｔｄ ,\n",  # full-width, as some phones type it
+        encoding="utf-8",
+    )
     out = StringIO()
     call_command("sms_replies_import", str(path), stdout=out)
-    assert "3 replies read, 2 unsubscribed" in out.getvalue()
+    assert "4 replies read, 3 unsubscribed" in out.getvalue()
     granted = dict(Consent.objects.filter(channel="sms").values_list("member_id", "granted"))
-    assert granted == {first.pk: False, second.pk: False, third.pk: True}
+    assert granted == {first.pk: False, second.pk: False, third.pk: True, fourth.pk: False}
 
 
 def test_coupons_are_issued_once_and_redeemed_once_within_validity(frozen, outbox, django_capture_on_commit_callbacks):
