@@ -1,4 +1,5 @@
 import re
+import unicodedata
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -8,8 +9,8 @@ _SEPARATORS = str.maketrans("", "", " -\t()（）")
 
 
 def normalise_cn_mobile(raw: str) -> str:
-    """Strip separators and a +86 / 0086 prefix; validation is separate."""
-    digits = raw.strip().translate(_SEPARATORS)
+    """Strip separators and a +86 / 0086 prefix, full-width digits made plain; validation is separate."""
+    digits = unicodedata.normalize("NFKC", raw).strip().translate(_SEPARATORS)
     if digits.startswith("+86"):
         digits = digits[3:]
     elif digits.startswith("0086"):
