@@ -4,7 +4,7 @@ import unicodedata
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-CN_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+CN_MOBILE_RE = re.compile(r"^1[3-9][0-9]{9}$")  # ASCII digits only: \d takes any script's
 _SEPARATORS = str.maketrans("", "", " -\t()（）")
 
 

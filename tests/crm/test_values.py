@@ -146,3 +146,8 @@ def test_a_time_in_no_accepted_form_is_told_every_form_a_time_may_take():
     with pytest.raises(CellError, match="not a date: use YYYY-MM-DD, YYYY/MM/DD, YYYYMMDD or YYYY年M月D日") as refused:
         parse_date("29/11/1970")
     assert "ISO 8601" not in str(refused.value)
+
+
+def test_a_mobile_in_another_scripts_digits_is_refused():
+    with pytest.raises(CellError, match="11"):
+        parse_mobile("138٠٠١٣٨٠٠٠")  # Arabic-Indic digits, which \\d took
