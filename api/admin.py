@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from api import webhooks
-from api.keys import client_create, client_rekey, clients_revoke
+from api.keys import client_create, client_rekey, client_resecret, clients_revoke
 from api.models import ApiClient, ApiUsage, Offer, Scope, WebhookEvent
 
 
@@ -47,7 +47,7 @@ class ApiClientForm(forms.ModelForm):
 
 
 class RekeyForm(forms.Form):
-    """How long the present key keeps working beside the new one."""
+    """How long the present key (or signing secret) keeps working beside the new one."""
 
     OVERLAPS = {"0": None, "1h": timezone.timedelta(hours=1), "24h": timezone.timedelta(hours=24), "7d": timezone.timedelta(days=7)}
     overlap = forms.ChoiceField(
@@ -74,8 +74,10 @@ class ApiClientAdmin(admin.ModelAdmin):
     list_display = ("name", "prefix", "scope_list", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at", "calls_today")
     list_filter = ("require_signature", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "prefix")
-    readonly_fields = ("prefix", "previous_key", "created_at", "revoked_at")
-    fields = ("name", "prefix", "previous_key", "scopes", "rate_per_minute", "require_signature", "webhook_url", "created_at", "revoked_at")
+    readonly_fields = ("prefix", "previous_key", "previous_secret", "created_at", "revoked_at")
+    fields = (
+        "name", "prefix", "previous_key", "scopes", "rate_per_minute", "require_signature", "webhook_url", "previous_secret", "created_at", "revoked_at",
+    )
     actions = ("revoke",)
     inlines = (ApiUsageInline,)
     formfield_overrides = HTTPS_URLS
@@ -101,10 +103,11 @@ class ApiClientAdmin(admin.ModelAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         return self._key_once(request, ApiClient.objects.get(pk=obj.pk), request._api_key)
 
-    def _key_once(self, request, client: ApiClient, key: str):
+    def _key_once(self, request, client: ApiClient, key: str | None):
+        """The page that shows a new key (and the signing secret) once; key None: a new signing secret only."""
         context = {
             **self.admin_site.each_context(request),
-            "title": _("The key of %(name)s") % {"name": client.name},
+            "title": (_("The key of %(name)s") if key else _("The signing secret of %(name)s")) % {"name": client.name},
             "opts": self.opts,
             "client": client,
             "scopes": scope_names(client),
@@ -114,7 +117,8 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         rekey = path("<int:client_id>/rekey/", self.admin_site.admin_view(self.rekey_view), name="api_apiclient_rekey")
-        return [rekey, *super().get_urls()]
+        resecret = path("<int:client_id>/resecret/", self.admin_site.admin_view(self.resecret_view), name="api_apiclient_resecret")
+        return [rekey, resecret, *super().get_urls()]
 
     def rekey_view(self, request, client_id: int):
         """A new key for a client whose key was lost or leaked: asked to confirm, then shown once."""
@@ -133,6 +137,35 @@ class ApiClientAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": _("A new key for %(name)s") % {"name": client.name},
                    "opts": self.opts, "client": client, "change_url": change_url, "form": form}
         return TemplateResponse(request, "admin/api/apiclient/rekey.html", context)
+
+    def resecret_view(self, request, client_id: int):
+        """A new signing secret, at once (leaked) or with an overlap (a routine rotation): asked, then shown once."""
+        client = get_object_or_404(ApiClient, pk=client_id)
+        if not self.has_change_permission(request, client):
+            raise PermissionDenied
+        change_url = reverse("admin:api_apiclient_change", args=[client.pk])
+        if not client.active:
+            self.message_user(request, _("A revoked client gets no new signing secret: add a new client."), messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        form = RekeyForm(request.POST if request.method == "POST" else None)
+        form.fields["overlap"].label = _("the present signing secret")
+        if request.method == "POST" and form.is_valid():
+            client_resecret(client, overlap=RekeyForm.OVERLAPS[form.cleaned_data["overlap"] or "0"])
+            self.log_change(request, client, [{"changed": {"fields": ["signing secret"]}}])
+            return self._key_once(request, client, None)
+        context = {**self.admin_site.each_context(request), "title": _("A new signing secret for %(name)s") % {"name": client.name},
+                   "opts": self.opts, "client": client, "change_url": change_url, "form": form}
+        return TemplateResponse(request, "admin/api/apiclient/resecret.html", context)
+
+    @admin.display(description=_("previous signing secret"))
+    def previous_secret(self, client: ApiClient) -> str:
+        until = client.previous_secret_valid_until
+        if not client.previous_signing_secret or not until:
+            return "-"
+        shown = admin.utils.display_for_value(until, "-")
+        if until <= timezone.now():
+            return _("stopped at %(until)s") % {"until": shown}
+        return _("still taken, and signed on webhooks as X-Signature-Previous, until %(until)s") % {"until": shown}
 
     @admin.display(description=_("previous key"))
     def previous_key(self, client: ApiClient) -> str:

@@ -119,6 +119,25 @@ def client_rekey(client: ApiClient, *, overlap: dt.timedelta | None = None) -> s
     return key
 
 
+def client_resecret(client: ApiClient, *, overlap: dt.timedelta | None = None) -> str:
+    """A new signing secret for an active client, returned. Without an overlap the old one stops
+    at once (on every server within CLIENT_SECONDS); with one, requests signed with it are still
+    taken and webhooks carry its signature too (X-Signature-Previous) until the overlap ends."""
+    if not client.active:
+        raise ValueError("a revoked client gets no new signing secret")
+    secret = secrets.token_hex(32)
+    if overlap:
+        previous = {"previous_signing_secret": client.signing_secret, "previous_secret_valid_until": timezone.now() + overlap}
+    else:
+        previous = {"previous_signing_secret": "", "previous_secret_valid_until": None}  # nosec B105 - clears the previous secret
+    changes = {"signing_secret": secret, **previous}
+    for name, value in changes.items():
+        setattr(client, name, value)
+    ApiClient.objects.filter(pk=client.pk).update(**changes)
+    clients_forget()
+    return secret
+
+
 def client_revoke(client: ApiClient) -> None:
     clients_revoke(ApiClient.objects.filter(pk=client.pk))
     client.refresh_from_db(fields=["revoked_at"])
@@ -184,4 +203,8 @@ def rates_forget() -> None:
 
 
 def signed(client: ApiClient, stamp: str, body: bytes, signature: str) -> bool:
-    return signature_valid(client.signing_secret, stamp, body, signature, max_age=SIGNATURE_MAX_AGE)
+    """Signed with the client's secret, or with the one before it while its overlap lasts."""
+    return any(
+        signature_valid(secret, stamp, body, signature, max_age=SIGNATURE_MAX_AGE)
+        for secret in (client.signing_secret, client.previous_secret()) if secret
+    )

@@ -39,6 +39,10 @@ class ApiClient(models.Model):
         help_text=_("Requests must carry X-Timestamp and X-Signature (HMAC-SHA256 of timestamp.body with the signing secret), at most 5 minutes old."),
     )
     signing_secret = models.CharField(_("signing secret"), max_length=64, editable=False)
+    # The secret before the last new one, still taken on requests and sent on webhooks beside the
+    # new one until previous_secret_valid_until (a rotation with overlap).
+    previous_signing_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
+    previous_secret_valid_until = models.DateTimeField(_("previous signing secret works until"), null=True, blank=True, editable=False)
     # The key before the last new one, kept working until previous_valid_until (a rotation
     # with overlap: the shop deploys the new key meanwhile); empty once a key is replaced at once.
     previous_prefix = models.CharField(max_length=12, unique=True, null=True, blank=True, editable=False)
@@ -67,6 +71,11 @@ class ApiClient(models.Model):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def previous_secret(self, now=None) -> str:
+        """The secret before the last new one while its overlap lasts, else ''."""
+        until = self.previous_secret_valid_until
+        return self.previous_signing_secret if until and until > (now or timezone.now()) else ""
 
 
 class ApiUsage(models.Model):

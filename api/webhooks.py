@@ -108,9 +108,11 @@ def _post(event: WebhookEvent, client: ApiClient) -> str:
     """'' when the client took it (2xx), else why not."""
     body = body_of(event)
     stamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "X-Timestamp": stamp, "X-Signature": sign(client.signing_secret, stamp, body), "X-Event-Id": str(event.event_id)}
+    if previous := client.previous_secret():  # a rotation's overlap: a receiver still on the old secret checks this one
+        headers["X-Signature-Previous"] = sign(previous, stamp, body)
     request = urllib.request.Request(  # noqa: S310 - the URL is one staff set for the client
-        client.webhook_url, data=body, method="POST",
-        headers={"Content-Type": "application/json", "X-Timestamp": stamp, "X-Signature": sign(client.signing_secret, stamp, body), "X-Event-Id": str(event.event_id)},
+        client.webhook_url, data=body, method="POST", headers=headers,
     )
     try:
         with urllib.request.urlopen(request, timeout=settings.API_WEBHOOK_TIMEOUT) as response:  # nosec B310

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from api.keys import client_revoke
 from api.models import ApiUsage
 from api import usage
-from campaigns.backends import sign
+from campaigns.backends import sign, signature_valid
 from crm.models import Member
 
 pytestmark = pytest.mark.django_db
@@ -181,6 +181,60 @@ def test_a_client_that_must_sign_is_refused_without_a_fresh_signature(call, make
     assert not Member.objects.exists()
     good = call("POST", "/members", raw=raw, key=key, x_timestamp=now, x_signature=sign(client.signing_secret, now, raw))
     assert good.status_code == 200 and Member.objects.filter(external_id="M1").exists()
+
+
+def test_a_signing_secret_rotation_keeps_the_old_secret_taken_and_signed_on_webhooks_until_it_stops(admin_client, call, make_key, chinese, monkeypatch):
+    from django.utils import timezone
+
+    from api import webhooks
+    from api.keys import clients_forget
+    from api.models import ApiClient, WebhookEvent
+
+    client, key = make_key("signed", scopes=["ingest"], require_signature=True, webhook_url="https://shop.example/hooks")
+    old = client.signing_secret
+    raw = b'{"items": [{"external_id": "M1"}]}'
+
+    def signed_call(secret: str) -> int:
+        now = str(int(time.time()))
+        return call("POST", "/members", raw=raw, key=key, x_timestamp=now, x_signature=sign(secret, now, raw)).status_code
+
+    page = admin_client.get(f"/admin/api/apiclient/{client.pk}/change/").content.decode()
+    assert f'href="/admin/api/apiclient/{client.pk}/resecret/"' in page and "生成新签名密钥" in page
+    answer = admin_client.post(f"/admin/api/apiclient/{client.pk}/resecret/", {"overlap": "24h"})
+    new = ApiClient.objects.get(pk=client.pk).signing_secret
+    assert new != old and new in answer.content.decode() and key not in answer.content.decode()
+    assert "旧签名密钥在" in answer.content.decode()
+    assert signed_call(old) == 200 and signed_call(new) == 200  # the shop switches in its own time
+
+    sent = []
+
+    class Taken:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self, *args):
+            return b""
+
+    monkeypatch.setattr(webhooks.urllib.request, "urlopen", lambda request, timeout: sent.append(request) or Taken())
+    event = WebhookEvent.objects.create(client=client, kind="tier_changed", payload={"member": "M1"})
+    assert webhooks._post(event, ApiClient.objects.get(pk=client.pk)) == ""
+    headers = {name.lower(): value for name, value in sent[0].header_items()}
+    body, stamp = sent[0].data, headers["x-timestamp"]
+    assert signature_valid(new, stamp, body, headers["x-signature"]) and signature_valid(old, stamp, body, headers["x-signature-previous"])
+
+    ApiClient.objects.filter(pk=client.pk).update(previous_secret_valid_until=timezone.now() - timezone.timedelta(seconds=1))
+    clients_forget()
+    assert signed_call(old) == 401 and signed_call(new) == 200  # the overlap is over
+    assert webhooks._post(event, ApiClient.objects.get(pk=client.pk)) == ""
+    assert "x-signature-previous" not in {name.lower() for name, _value in sent[1].header_items()}
+
+    admin_client.post(f"/admin/api/apiclient/{client.pk}/resecret/", {"overlap": "0"})  # leaked: at once
+    assert signed_call(new) == 401 and signed_call(ApiClient.objects.get(pk=client.pk).signing_secret) == 200
 
 
 def test_calls_are_counted_per_client_and_operation(call, make_key, settings):
