@@ -31,6 +31,7 @@ from crm.models import Consent, Member, Order, OrderStatus
 from crm.services import birthday_on
 from loyalty.balances import EXPIRING_DAYS
 from loyalty.models import Balance, PointsEntry
+from segments.days import local_midnight
 from segments.models import CircleMembership, TierChange
 
 
@@ -41,10 +42,6 @@ class Trigger:
     key: str
     started_at: dt.datetime
     tier_id: int | None = None
-
-
-def _local_midnight(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
 def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
@@ -65,12 +62,12 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
         # N calendar days after the registration's day (Beijing time), from that day's midnight: the
         # day the circle 注册7天未下单 takes him (registered_days_min), whatever the hour he registered.
         days = dt.timedelta(days=journey.trigger_days)
-        cutoff = _local_midnight(timezone.localdate(now) - days + dt.timedelta(days=1))
+        cutoff = local_midnight(timezone.localdate(now) - days + dt.timedelta(days=1))
         members = live.filter(registered_at__gte=since - days, registered_at__lt=cutoff).exclude(
             Exists(Order.objects.filter(member_id=OuterRef("pk"), status=OrderStatus.PAID))
         )
         return [
-            Trigger(pk, "no_order", _local_midnight(timezone.localdate(registered) + days))
+            Trigger(pk, "no_order", local_midnight(timezone.localdate(registered) + days))
             for pk, registered in members.values_list("pk", "registered_at")
         ]
     if journey.trigger == JourneyTrigger.CIRCLE:
@@ -93,7 +90,7 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
         return [Trigger(member_id, f"tierchange:{pk}", at, tier_id) for member_id, pk, at, tier_id in rows]
     if journey.trigger == JourneyTrigger.BIRTHDAY:
         today = timezone.localdate(now)
-        started = _local_midnight(today)
+        started = local_midnight(today)
         return [Trigger(pk, f"birthday:{today.year}", started) for pk in live.filter(birthday_on(today)).values_list("pk", flat=True)]
     if journey.trigger == JourneyTrigger.POINTS_DUE:
         # Entered the 30 days before a points expiry with points left to lose (the stored balance's
@@ -218,7 +215,7 @@ def step_send(step: JourneyStep, following: JourneyStep | None, now: dt.datetime
     from its midnight; the sending rules then choose the hour (quiet hours, the usual order hour).
     Counted in hours, an evening first order's D1 fell in the next evening's quiet hours and went
     out a day late."""
-    cutoff = _local_midnight(timezone.localdate(now) - dt.timedelta(days=step.day - 1))  # started before it
+    cutoff = local_midnight(timezone.localdate(now) - dt.timedelta(days=step.day - 1))  # started before it
     sql, params = select_sql(step.campaign, now=now, rules=rules, source=_step_source(step, cutoff))
     with transaction.atomic():
         with connection.cursor() as cursor:
