@@ -1,3 +1,6 @@
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
@@ -51,7 +54,6 @@ class RekeyForm(forms.Form):
 
     OVERLAPS = {"0": None, "1h": timezone.timedelta(hours=1), "24h": timezone.timedelta(hours=24), "7d": timezone.timedelta(days=7)}
     overlap = forms.ChoiceField(
-        label=_("the present key"),
         choices=[
             ("0", _("stops at once (the key was lost or leaked)")),
             ("1h", _("keeps working for 1 hour")),
@@ -62,6 +64,30 @@ class RekeyForm(forms.Form):
         required=False,  # nothing chosen: at once, the safe side
         widget=forms.RadioSelect,
     )
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A new key or a new signing secret: what makes it and what the pages say."""
+
+    rotate: Callable[..., str]
+    field: str
+    label: str
+    title: str
+    revoked: str
+    template: str
+
+
+ROTATIONS = {
+    "key": Rotation(
+        client_rekey, "key", _("the present key"), _("A new key for %(name)s"),
+        _("A revoked client gets no new key: add a new client."), "admin/api/apiclient/rekey.html",
+    ),
+    "secret": Rotation(
+        client_resecret, "signing secret", _("the present signing secret"), _("A new signing secret for %(name)s"),
+        _("A revoked client gets no new signing secret: add a new client."), "admin/api/apiclient/resecret.html",
+    ),
+}
 
 
 @admin.register(ApiClient)
@@ -121,41 +147,30 @@ class ApiClientAdmin(admin.ModelAdmin):
         return [rekey, resecret, *super().get_urls()]
 
     def rekey_view(self, request, client_id: int):
-        """A new key for a client whose key was lost or leaked: asked to confirm, then shown once."""
-        client = get_object_or_404(ApiClient, pk=client_id)
-        if not self.has_change_permission(request, client):
-            raise PermissionDenied
-        change_url = reverse("admin:api_apiclient_change", args=[client.pk])
-        if not client.active:
-            self.message_user(request, _("A revoked client gets no new key: add a new client."), messages.ERROR)
-            return HttpResponseRedirect(change_url)
-        form = RekeyForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            key = client_rekey(client, overlap=RekeyForm.OVERLAPS[form.cleaned_data["overlap"] or "0"])
-            self.log_change(request, client, [{"changed": {"fields": ["key"]}}])
-            return self._key_once(request, client, key)
-        context = {**self.admin_site.each_context(request), "title": _("A new key for %(name)s") % {"name": client.name},
-                   "opts": self.opts, "client": client, "change_url": change_url, "form": form}
-        return TemplateResponse(request, "admin/api/apiclient/rekey.html", context)
+        """A new key, at once (lost or leaked) or with an overlap (a routine rotation): asked, then shown once."""
+        return self._rotation_view(request, client_id, ROTATIONS["key"])
 
     def resecret_view(self, request, client_id: int):
         """A new signing secret, at once (leaked) or with an overlap (a routine rotation): asked, then shown once."""
+        return self._rotation_view(request, client_id, ROTATIONS["secret"])
+
+    def _rotation_view(self, request, client_id: int, rotation: Rotation):
         client = get_object_or_404(ApiClient, pk=client_id)
         if not self.has_change_permission(request, client):
             raise PermissionDenied
         change_url = reverse("admin:api_apiclient_change", args=[client.pk])
         if not client.active:
-            self.message_user(request, _("A revoked client gets no new signing secret: add a new client."), messages.ERROR)
+            self.message_user(request, rotation.revoked, messages.ERROR)
             return HttpResponseRedirect(change_url)
         form = RekeyForm(request.POST if request.method == "POST" else None)
-        form.fields["overlap"].label = _("the present signing secret")
+        form.fields["overlap"].label = rotation.label
         if request.method == "POST" and form.is_valid():
-            client_resecret(client, overlap=RekeyForm.OVERLAPS[form.cleaned_data["overlap"] or "0"])
-            self.log_change(request, client, [{"changed": {"fields": ["signing secret"]}}])
-            return self._key_once(request, client, None)
-        context = {**self.admin_site.each_context(request), "title": _("A new signing secret for %(name)s") % {"name": client.name},
+            made = rotation.rotate(client, overlap=RekeyForm.OVERLAPS[form.cleaned_data["overlap"] or "0"])
+            self.log_change(request, client, [{"changed": {"fields": [rotation.field]}}])
+            return self._key_once(request, client, made if rotation.field == "key" else None)
+        context = {**self.admin_site.each_context(request), "title": rotation.title % {"name": client.name},
                    "opts": self.opts, "client": client, "change_url": change_url, "form": form}
-        return TemplateResponse(request, "admin/api/apiclient/resecret.html", context)
+        return TemplateResponse(request, rotation.template, context)
 
     @admin.display(description=_("previous signing secret"))
     def previous_secret(self, client: ApiClient) -> str:
