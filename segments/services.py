@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -340,35 +340,39 @@ def member_standing(member: Member, *, as_of: dt.date | None = None) -> dict | N
         return None
     rfm, gap = _placed(metrics, as_of)
     bounds = Bounds(as_of)
-    counts = Order.objects.filter(member=member, status=OrderStatus.PAID, ordered_at__gte=bounds.prior_start, ordered_at__lt=bounds.end).aggregate(
-        recent=Count("id", filter=Q(ordered_at__gte=bounds.recent_start)), prior=Count("id", filter=Q(ordered_at__lt=bounds.recent_start))
+    firsts = month_firsts(as_of)
+    # One read of his paid orders since the first of those months (before the trend's 120 days) serves both.
+    paid = list(
+        Order.objects.filter(member=member, status=OrderStatus.PAID, ordered_at__gte=min(local_midnight(firsts[0]), bounds.prior_start), ordered_at__lt=bounds.end)
+        .values_list("ordered_at", "amount")
     )
     return {
         "metrics": metrics,
         # Counted here: a nightly run leaves the stored counts as they are while the trend holds.
-        "orders_30d": counts["recent"],
-        "orders_prior_90d": counts["prior"],
+        "orders_30d": sum(1 for ordered_at, _amount in paid if ordered_at >= bounds.recent_start),
+        "orders_prior_90d": sum(1 for ordered_at, _amount in paid if bounds.prior_start <= ordered_at < bounds.recent_start),
         "recency_days": rfm.recency_days,
         "gap": gap,
         "expected_next_order": _expected_next_order(metrics, as_of),
-        "months": monthly_orders(member, as_of),
+        "months": monthly_orders(paid, firsts),
     }
 
 
-def monthly_orders(member: Member, as_of: dt.date, months: int = 12) -> list[tuple[dt.date, int, Decimal]]:
-    """(first day of the month, paid orders, paid spend) for each calendar month (Asia/Shanghai) of
-    the months ending with as_of's, oldest first; the last one counts up to as_of's end."""
+def month_firsts(as_of: dt.date, months: int = 12) -> list[dt.date]:
+    """The first days of the calendar months ending with as_of's, oldest first."""
     firsts = []
     year, month = as_of.year, as_of.month
     for _n in range(months):
         firsts.append(dt.date(year, month, 1))
         year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    firsts.reverse()
+    return firsts[::-1]
+
+
+def monthly_orders(paid: Sequence[tuple[dt.datetime, Decimal]], firsts: Sequence[dt.date]) -> list[tuple[dt.date, int, Decimal]]:
+    """(first day of the month, paid orders, paid spend) for each of the calendar months (Asia/Shanghai)
+    beginning at firsts, from (ordered_at, amount) of paid orders; the others are left out."""
     totals: dict[dt.date, tuple[int, Decimal]] = {}
-    paid = Order.objects.filter(
-        member=member, status=OrderStatus.PAID, ordered_at__gte=local_midnight(firsts[0]), ordered_at__lt=local_midnight(as_of + dt.timedelta(days=1))
-    )
-    for ordered_at, amount in paid.values_list("ordered_at", "amount"):
+    for ordered_at, amount in paid:
         first = timezone.localtime(ordered_at).date().replace(day=1)
         orders, spend = totals.get(first, (0, Decimal("0")))
         totals[first] = (orders + 1, spend + amount)

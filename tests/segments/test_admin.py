@@ -143,7 +143,7 @@ def test_the_member_page_shows_his_paid_orders_and_spend_month_by_month(admin_cl
     Beijing-time months, refunds left out; the month before them is not shown."""
     import re
 
-    from segments.services import monthly_orders
+    from segments.services import member_standing
 
     member = MemberFactory()
     today = dt.datetime.now(tz=SHANGHAI).date()
@@ -164,7 +164,7 @@ def test_the_member_page_shows_his_paid_orders_and_spend_month_by_month(admin_cl
     order(oldest - dt.timedelta(days=1), "999", at=dt.time(23, 59, 59))  # the month before: not shown
     tiers_recompute()
 
-    months = monthly_orders(member, today)
+    months = member_standing(member, as_of=today)["months"]
     assert [first for first, _orders, _spend in months][0] == oldest and months[-1][0] == this_month and len(months) == 12
     assert months[-1][1:] == (1, Decimal("100")) and months[-2][1:] == (2, Decimal("500.50")) and months[0][1:] == (1, Decimal("40"))
     assert sum(orders for _first, orders, _spend in months) == 4
