@@ -54,7 +54,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus, Coupon, Delivery, DeliveryStatus
@@ -346,8 +346,11 @@ def _campaign_results(end: dt.datetime, settings: KpiSettings) -> tuple[dict, di
     campaigns: dict[int, dict] = {}
     journeys: dict[int, dict] = {}
     for campaign in recent:
-        sent = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT, sent_at__lt=end).count()
-        held = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.CONTROL, due_at__lt=end).count()
+        counts = Delivery.objects.filter(campaign=campaign).aggregate(
+            sent=Count("id", filter=Q(status=DeliveryStatus.SENT, sent_at__lt=end)),
+            held=Count("id", filter=Q(status=DeliveryStatus.CONTROL, due_at__lt=end)),
+        )
+        sent, held = counts["sent"], counts["held"]
         converted = revenue = 0
         held_revenue = Decimal(0)
         for (variant, status), (members, _orders, amount) in conversions(campaign, until=end).items():
