@@ -111,12 +111,16 @@ def client_rekey(client: ApiClient, *, overlap: dt.timedelta | None = None) -> s
         previous = {"previous_prefix": client.prefix, "previous_key_hash": client.key_hash, "previous_valid_until": timezone.now() + overlap}
     else:
         previous = {"previous_prefix": None, "previous_key_hash": "", "previous_valid_until": None}
-    changes = {"prefix": prefix, "key_hash": _hash(key), **previous}
+    _rotation_save(client, {"prefix": prefix, "key_hash": _hash(key), **previous})
+    return key
+
+
+def _rotation_save(client: ApiClient, changes: dict) -> None:
+    """Write a rotation's fields to the client and its row; this process forgets the clients it found."""
     for name, value in changes.items():
         setattr(client, name, value)
     ApiClient.objects.filter(pk=client.pk).update(**changes)
     clients_forget()
-    return key
 
 
 def client_resecret(client: ApiClient, *, overlap: dt.timedelta | None = None) -> str:
@@ -130,11 +134,7 @@ def client_resecret(client: ApiClient, *, overlap: dt.timedelta | None = None) -
         previous = {"previous_signing_secret": client.signing_secret, "previous_secret_valid_until": timezone.now() + overlap}
     else:
         previous = {"previous_signing_secret": "", "previous_secret_valid_until": None}  # nosec B105 - clears the previous secret
-    changes = {"signing_secret": secret, **previous}
-    for name, value in changes.items():
-        setattr(client, name, value)
-    ApiClient.objects.filter(pk=client.pk).update(**changes)
-    clients_forget()
+    _rotation_save(client, {"signing_secret": secret, **previous})
     return secret
 
 
