@@ -49,7 +49,7 @@ class ApiClientForm(forms.ModelForm):
         fields = ("scopes",)  # the admin adds the others, with its overrides (https URLs)
 
 
-class RekeyForm(forms.Form):
+class RotationForm(forms.Form):
     """How long the present key (or signing secret) keeps working beside the new one."""
 
     OVERLAPS = {"0": None, "1h": timezone.timedelta(hours=1), "24h": timezone.timedelta(hours=24), "7d": timezone.timedelta(days=7)}
@@ -162,10 +162,10 @@ class ApiClientAdmin(admin.ModelAdmin):
         if not client.active:
             self.message_user(request, rotation.revoked, messages.ERROR)
             return HttpResponseRedirect(change_url)
-        form = RekeyForm(request.POST if request.method == "POST" else None)
+        form = RotationForm(request.POST if request.method == "POST" else None)
         form.fields["overlap"].label = rotation.label
         if request.method == "POST" and form.is_valid():
-            made = rotation.rotate(client, overlap=RekeyForm.OVERLAPS[form.cleaned_data["overlap"] or "0"])
+            made = rotation.rotate(client, overlap=RotationForm.OVERLAPS[form.cleaned_data["overlap"] or "0"])
             self.log_change(request, client, [{"changed": {"fields": [rotation.field]}}])
             return self._key_once(request, client, made if rotation.field == "key" else None)
         context = {**self.admin_site.each_context(request), "title": rotation.title % {"name": client.name},
