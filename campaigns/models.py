@@ -187,7 +187,8 @@ class Campaign(CouponTerms):
         help_text=_("Members held back at random (no message), to measure the uplift."),
     )
     conversion_days = models.PositiveSmallIntegerField(
-        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)]
+        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text=_("A paid order after the message, dated at most this many calendar days after the day it was sent, converts it."),
     )
     send_at = models.DateTimeField(_("send at"), null=True, blank=True, help_text=_("Empty: when approved."))
     crontab = models.ForeignKey(

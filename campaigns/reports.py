@@ -2,7 +2,8 @@
 
 Attribution is last touch: a paid order converts a delivery when it comes
 after the send (for the control group, after the moment the message would
-have gone) and within the campaign's conversion window, and no other message
+have gone) and within the campaign's conversion window (dated at most N
+calendar days after the send's day, Asia/Shanghai), and no other message
 reached the member in between. Refunded orders never count."""
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import math
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import Count
 
 from campaigns.models import PENDING, Campaign, Delivery, DeliveryStatus, SkipReason
 from campaigns.services import coupon_totals
 from crm.models import OrderStatus
 from crm.replica import read_connection
+from segments.recompute.base import days_after_end_sql
 
 
 def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float] | None:
@@ -33,12 +34,6 @@ def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, floa
     return z, math.erfc(abs(z) / math.sqrt(2))
 
 
-def _window_end(ref: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"({ref} + %s * interval '1 day')"
-    return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', {ref}, '+' || %s || ' days')"
-
-
 def conversions(campaign: Campaign, *, until: dt.datetime | None = None) -> dict[tuple[int | None, str], tuple[int, int, Decimal]]:
     """(variant, status) → (members converted, orders, revenue); the control group under variant None.
     until: only the orders placed before it (a past day's figures, as they stood that day)."""
@@ -48,7 +43,7 @@ def conversions(campaign: Campaign, *, until: dt.datetime | None = None) -> dict
         SELECT d.variant_id, d.status, COUNT(DISTINCT d.id), COUNT(o.id), SUM(o.amount)
           FROM campaigns_delivery d
           JOIN crm_order o ON o.member_id = d.member_id AND o.status = %s
-                          AND o.ordered_at > {ref} AND o.ordered_at <= {_window_end(ref)} {cut}
+                          AND o.ordered_at > {ref} AND o.ordered_at < {days_after_end_sql(ref, '%s')} {cut}
          WHERE d.campaign_id = %s AND d.status IN (%s, %s)
            AND NOT EXISTS (
                 SELECT 1 FROM campaigns_delivery d2

@@ -13,8 +13,8 @@ Definitions, for the day D (Asia/Shanghai) with END = the midnight after D:
   monthly_orders: orders / 12 / members.
 - new_members: registered in the 30 days before END; first_order_conversion:
   the share of them with a paid order before END. retention_7d: of the members
-  whose first paid order fell 37 to 7 days before END, the share who ordered
-  again within 7 days of it.
+  whose first paid order fell 37 to 7 days before END, the share with another
+  paid order after it dated at most 7 calendar days after its day.
 - risk_*: churn risk bands of the current metrics (only on the day itself;
   a past day rebuilt has none). high_risk_share: high / members.
 - not_contacted_share: members with no message sent in the N days before END
@@ -63,6 +63,7 @@ from campaigns.worklist.services import follow_up_rates
 from crm.models import GroupLeader, OrderStatus
 from loyalty.models import LoyaltySettings, RuleCode
 from segments.history import tier_as_of_sql
+from segments.recompute.base import days_after_end_sql
 from segments.models import Tier
 
 BASE = ""
@@ -191,10 +192,7 @@ def _segments(cursor, end: dt.datetime, settings: KpiSettings, with_risk: bool, 
         add(tier_id, new_members=new, new_converted=int(converted or 0))
 
     cohort_from, cohort_to = end - dt.timedelta(days=37), end - dt.timedelta(days=7)
-    if connection.vendor == "postgresql":
-        within = "o.ordered_at <= k.first_at + interval '7 days'"
-    else:
-        within = "o.ordered_at <= strftime('%%Y-%%m-%%d %%H:%%M:%%f', k.first_at, '+7 days')"
+    within = f"o.ordered_at < {days_after_end_sql('k.first_at', '7')}"
     for tier_id, cohort, kept in _fetch(
         cursor,
         f"SELECT k.tier_id, COUNT(*), SUM(CASE WHEN EXISTS (SELECT 1 FROM crm_order o WHERE o.member_id = k.member_id "

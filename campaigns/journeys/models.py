@@ -46,7 +46,8 @@ class Journey(models.Model):
         help_text=_("Enrolled members held back at random from every step, to measure the uplift."),
     )
     conversion_days = models.PositiveSmallIntegerField(
-        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)]
+        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text=_("A paid order after the message, dated at most this many calendar days after the day it was sent, converts it."),
     )
     catch_up_days = models.PositiveSmallIntegerField(
         _("catch up days"), default=2, validators=[MaxValueValidator(30)],

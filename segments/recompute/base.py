@@ -137,3 +137,13 @@ def local_hour_sql() -> str:
 
 def local_day_sql() -> str:
     return vendor_sql(f"(o.ordered_at AT TIME ZONE '{settings.TIME_ZONE}')::date", "date(o.ordered_at, '+8 hours')")
+
+
+def days_after_end_sql(ref: str, days: str) -> str:
+    """The local midnight that ends the calendar day `days` days after ref's day:
+    an instant before it falls on ref's day + days or earlier ("within N days of
+    ref", counted in Beijing days like every day rule of DOMAIN.md)."""
+    return vendor_sql(
+        f"((date_trunc('day', {ref} AT TIME ZONE '{settings.TIME_ZONE}') + ({days} + 1) * interval '1 day') AT TIME ZONE '{settings.TIME_ZONE}')",
+        f"strftime('%%Y-%%m-%%d %%H:%%M:%%S', {ref}, '+8 hours', 'start of day', '+' || ({days} + 1) || ' days', '-8 hours')",
+    )

@@ -17,6 +17,7 @@ from campaigns.models import Campaign, Coupon, Delivery
 from campaigns.dashboard.models import KpiSnapshot, SnapshotKind
 from campaigns.worklist.models import WorklistItem
 from crm.models import Member, Order
+from segments.days import local_midnight
 from segments.models import TierChange
 from segments.services import tiers_recompute
 from tests.campaigns.conftest import campaign_for, member_with
@@ -116,7 +117,9 @@ def oracle(day: dt.date) -> dict:
         buyers = [i for i in ids if orders[i] >= 1]
         new = [i for i in ids if members[i].registered_at and month <= members[i].registered_at < end]
         cohort = [i for i in ids if paid[i] and end - dt.timedelta(days=37) <= min(o.ordered_at for o in paid[i]) < end - dt.timedelta(days=7)]
-        kept = [i for i in cohort if any(first < o.ordered_at <= first + dt.timedelta(days=7) for first in [min(o.ordered_at for o in paid[i])] for o in paid[i])]
+        kept = [i for i in cohort if any(
+            first < o.ordered_at and o.ordered_at.astimezone(SHANGHAI).date() <= first.astimezone(SHANGHAI).date() + dt.timedelta(days=7)
+            for first in [min(o.ordered_at for o in paid[i])] for o in paid[i])]
         contacted = {d.member_id for d in sent if d.sent_at >= end - dt.timedelta(days=60)}
         marketing = sum(1 for d in sent if d.is_marketing and d.sent_at >= month and d.member_id in ids)
         result[key] = {
@@ -228,14 +231,14 @@ def test_the_migration_matrix_leaders_and_campaign_roi(shop):
     sent = Delivery.objects.filter(campaign=campaign, status="sent").count()
     coupons = Coupon.objects.filter(campaign=campaign, redeemed_at__isnull=False)
     cost = sent * 0.05 + 5 * coupons.count()
-    # Last touch: paid orders within the window after the message, no other message in between.
+    # Last touch: paid orders after the message, dated at most N calendar days after its day, no other message in between.
     converted, revenue = 0, Decimal(0)
     for delivery in Delivery.objects.filter(campaign=campaign, status="sent"):
-        window_end = delivery.sent_at + dt.timedelta(days=campaign.conversion_days)
+        window_end = local_midnight(delivery.sent_at.astimezone(SHANGHAI).date() + dt.timedelta(days=campaign.conversion_days + 1))
         others = [d.sent_at for d in Delivery.objects.filter(member=delivery.member, status="sent").exclude(pk=delivery.pk)]
         won = [
             o for o in Order.objects.filter(member=delivery.member, status="paid")
-            if delivery.sent_at < o.ordered_at <= window_end and not any(delivery.sent_at < t < o.ordered_at for t in others)
+            if delivery.sent_at < o.ordered_at < window_end and not any(delivery.sent_at < t < o.ordered_at for t in others)
         ]
         converted += bool(won)
         revenue += sum((o.amount for o in won), Decimal(0))
@@ -277,6 +280,22 @@ def test_a_past_days_campaign_figures_count_the_orders_placed_by_that_day_only()
     assert figures(10) == (1, 0, 0)  # the day of the send, before the first order
     assert figures(8) == (1, 1, 66)
     assert figures(0) == (1, 1, 100)
+
+
+def test_seven_day_retention_counts_calendar_days_from_the_first_orders_day():
+    """First order at 09:00 on a day: back at 20:00 seven days later counts (the 7th calendar
+    day), back just after midnight on the 8th does not."""
+    first_day = DAY - dt.timedelta(days=20)
+    at = lambda day, hour, minute=0: dt.datetime.combine(day, dt.time(hour, minute), tzinfo=SHANGHAI)  # noqa: E731
+    kept, late = member_with(True), member_with(True)
+    for member, again in ((kept, at(first_day + dt.timedelta(days=7), 20)), (late, at(first_day + dt.timedelta(days=8), 0, 5))):
+        OrderFactory(member=member, ordered_at=at(first_day, 9), amount=Decimal("30"))
+        OrderFactory(member=member, ordered_at=again, amount=Decimal("40"))
+    with time_machine.travel(NOON, tick=False):
+        tiers_recompute(as_of=DAY)
+        snapshot_build(DAY)
+    base = KpiSnapshot.objects.get(day=DAY, kind=SnapshotKind.BASE).figures
+    assert (base["retention_cohort"], base["retention_7d"]) == (2, 0.5)
 
 
 def test_a_campaign_with_a_control_group_shows_its_revenue_above_the_control_beside_the_attributed(admin_client, chinese):

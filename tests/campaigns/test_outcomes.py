@@ -192,6 +192,22 @@ def test_the_report_equals_a_count_by_hand(frozen):
     assert printed["rows"][0]["revenue"] == "230.00" and printed["totals"]["converted"] == 2
 
 
+def test_the_conversion_window_counts_calendar_days_from_the_sends_day(frozen):
+    """Sent at 10:00 with a 7-day window: an order at 20:00 on the 7th day after converts, one
+    just after that day's midnight does not."""
+    campaign = campaign_for(conversion_days=7)
+    variant = campaign.variants.get()
+    inside, outside = MemberFactory(), MemberFactory()
+    for member in (inside, outside):
+        Delivery.objects.create(campaign=campaign, member=member, variant=variant, channel="sms", status=DeliveryStatus.SENT, due_at=NOW, sent_at=NOW)
+    seventh = NOW.date() + dt.timedelta(days=7)
+    OrderFactory(member=inside, amount=Decimal("88"), ordered_at=dt.datetime.combine(seventh, dt.time(20), tzinfo=NOW.tzinfo))
+    OrderFactory(member=outside, amount=Decimal("99"), ordered_at=dt.datetime.combine(seventh, dt.time(23, 59), tzinfo=NOW.tzinfo) + dt.timedelta(minutes=2))
+
+    row = campaign_report(campaign)["rows"][0]
+    assert (row["converted"], row["revenue"]) == (1, Decimal("88.00"))
+
+
 def test_the_significance_test_matches_the_textbook():
     z, p = two_proportion_test(120, 1000, 90, 1000)
     pooled = 210 / 2000
