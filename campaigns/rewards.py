@@ -25,7 +25,7 @@ def right_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.d
             return redemption, None
         if redemption.coupon_id:
             return redemption, Coupon.objects.filter(pk=redemption.coupon_id).first()
-        valid_until = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=right.coupon_days)
+        valid_until = sending.coupon_valid_until(now, right.coupon_days)
         for attempt in range(3):
             try:
                 with transaction.atomic():

@@ -142,6 +142,11 @@ def _new_codes(count: int) -> list[str]:
     return ["Q" + letters[start : start + CODE_LENGTH] for start in range(0, len(letters), CODE_LENGTH)]
 
 
+def coupon_valid_until(now: dt.datetime, days: int) -> dt.datetime:
+    """A coupon issued at now for `days` days is valid to the end of the days-th day after today (Beijing)."""
+    return timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=days)
+
+
 def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -> dict[int, CouponView]:
     """Each delivery's coupon, created once (a retried send finds and reuses it).
 
@@ -150,7 +155,7 @@ def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -
     which is drawn again."""
     if not campaign.coupon_kind or not deliveries:
         return {}
-    valid_until = timezone.localtime(now).replace(hour=23, minute=59, second=59, microsecond=0) + dt.timedelta(days=campaign.coupon_days)
+    valid_until = coupon_valid_until(now, campaign.coupon_days)
     found: dict[int, tuple[str, dt.datetime]] = {}
     member_of = {d["id"]: d["member_id"] for d in deliveries}
     missing = list(member_of)
