@@ -153,7 +153,8 @@ class CouponTerms(models.Model):
         Category, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("coupon category")
     )
     coupon_days = models.PositiveSmallIntegerField(
-        _("coupon valid days"), default=7, validators=[MinValueValidator(7), MaxValueValidator(14)]
+        _("coupon valid days"), default=7, validators=[MinValueValidator(7), MaxValueValidator(14)],
+        help_text=_("From its issue to the end of this many days after the day of issue (Beijing time): 7 on the 1st is valid through the 8th."),
     )
 
     class Meta:

@@ -53,7 +53,8 @@ class Right(models.Model):
         _("coupon minimum spend ¥"), max_digits=8, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
     )
     coupon_days = models.PositiveSmallIntegerField(
-        _("coupon valid days"), default=14, validators=[MinValueValidator(7), MaxValueValidator(14)]
+        _("coupon valid days"), default=14, validators=[MinValueValidator(7), MaxValueValidator(14)],
+        help_text=_("From its issue to the end of this many days after the day of issue (Beijing time): 7 on the 1st is valid through the 8th."),
     )
     position = models.PositiveSmallIntegerField(_("position"), default=0)
     active = models.BooleanField(_("active"), default=True)
