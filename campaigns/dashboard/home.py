@@ -69,7 +69,8 @@ def formatted(value, kind: str) -> str:
     if kind == "pct":
         return f"{value * 100:.1f}%"
     if kind == "yuan":
-        return f"¥{value:,.2f}" if abs(value) < 10_000 else f"¥{value:,.0f}"
+        sign, value = ("-", -value) if value < 0 else ("", value)  # -¥80.00, not ¥-80.00
+        return f"{sign}¥{value:,.2f}" if value < 10_000 else f"{sign}¥{value:,.0f}"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "ratio":

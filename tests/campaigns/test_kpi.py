@@ -326,6 +326,20 @@ def test_a_campaign_with_a_control_group_shows_its_revenue_above_the_control_bes
     assert "<td>¥150.00</td><td>¥90.00</td>" in html and "<td>¥80.00</td><td>—</td>" in html
 
 
+def test_a_campaign_whose_control_group_bought_more_shows_a_negative_incremental_revenue(admin_client, chinese):
+    sent_at = NOON - dt.timedelta(days=10)
+    campaign = campaign_for(name="清仓提醒")
+    for status in ("sent", "sent", "control"):
+        member = member_with(True)
+        Delivery.objects.create(campaign=campaign, member=member, channel="sms", status=status, due_at=sent_at,
+                                sent_at=sent_at if status == "sent" else None)
+    OrderFactory(member=member, ordered_at=sent_at + dt.timedelta(days=1), amount=Decimal("40"))  # the control member
+    with time_machine.travel(NOON, tick=False):
+        snapshot_build(DAY)
+        html = admin_client.get(reverse("admin:index")).content.decode()
+    assert "<td>¥0.00</td><td>-¥80.00</td>" in html
+
+
 def test_a_leader_sees_his_own_line_of_the_board_and_nothing_else(shop, client):
     from django.contrib.auth.models import Group
 
