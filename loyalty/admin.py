@@ -103,7 +103,7 @@ class LedgerAdmin(ReadOnlyAdmin, BigTableAdmin):
     list_display = ("occurred_at", "member", "rule", "amount", "source_kind", "source_id", "seq", "recorded_at")
     list_filter = ("rule", "source_kind")
     list_select_related = ("member",)
-    search_fields = ("=member__external_id",)
+    search_fields = ("member__external_id__exact",)
     raw_id_fields = ("member",)
     ordering = ("-id",)
 
@@ -135,7 +135,7 @@ class BalanceAdmin(ReadOnlyAdmin, BigTableAdmin):
     list_display = ("member", "growth", "available_points", "pending", "expiring", "points", "computed_at")
     list_filter = (NegativeFilter,)
     list_select_related = ("member",)
-    search_fields = ("=member__external_id",)
+    search_fields = ("member__external_id__exact",)
     ordering = ("-growth",)
 
     @admin.display(description=_("points available"))
@@ -149,7 +149,7 @@ class RedemptionAdmin(ReadOnlyAdmin, BigTableAdmin):
     list_display = ("created_at", "member", "right", "points", "coupon_id", "created_by")
     list_filter = ("right",)
     list_select_related = ("member", "right", "created_by")
-    search_fields = ("=member__external_id", "=key")
+    search_fields = ("member__external_id__exact", "key__exact")
 
 
 class AdjustmentForm(forms.ModelForm):
@@ -174,7 +174,7 @@ class AdjustmentAdmin(BigTableAdmin):
     list_filter = ("ledger",)
     list_select_related = ("member", "created_by")
     raw_id_fields = ("member",)
-    search_fields = ("=member__external_id",)
+    search_fields = ("member__external_id__exact",)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return obj is None and super().has_change_permission(request, obj)

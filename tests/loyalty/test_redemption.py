@@ -142,3 +142,14 @@ def test_an_adjustment_in_the_admin_writes_its_entry_and_the_balance(admin_clien
     adjustment = Adjustment.objects.get()
     assert adjustment.created_by.username == "boss" and available(member_with_600_points) == 550
     assert PointsEntry.objects.get(rule="adjustment").source_id == adjustment.pk
+
+
+def test_staff_find_a_members_ledger_entries_and_balance_by_his_member_id(admin_client, member_with_600_points):
+    other = MemberFactory(external_id="M-OTHER")
+    OrderFactory(member=other, ordered_at=dt.datetime(2026, 6, 2, 9, tzinfo=SHANGHAI), amount=Decimal("77"))
+    services.ledgers_settle(member_ids=[other.pk])
+    for name in ("loyalty_pointsentry", "loyalty_growthentry", "loyalty_balance"):
+        listed = admin_client.get(reverse(f"admin:{name}_changelist"), {"q": "M-POINTS"}).context["cl"].result_list
+        assert listed and {row.member_id for row in listed} == {member_with_600_points.pk}, name
+    points = admin_client.get(reverse("admin:loyalty_pointsentry_changelist"), {"q": "M-POINTS"}).context["cl"].result_list
+    assert [entry.amount for entry in points] == [600]
