@@ -224,7 +224,7 @@ class TierChange(models.Model):
         Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("from")
     )
     to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="+", verbose_name=_("to"))
-    at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    at = models.DateTimeField(_("when"), default=timezone.now)
     reason = models.CharField(_("why"), max_length=8, choices=ChangeReason.choices)
     run = models.ForeignKey(
         RecomputeRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("run")
@@ -235,7 +235,12 @@ class TierChange(models.Model):
         ordering = ("-at", "-id")
         verbose_name = _("tier change")
         verbose_name_plural = _("tier changes")
-        indexes = [models.Index(fields=["member", "at"], name="segments_tierchange_member_at")]
+        indexes = [
+            models.Index(fields=["member", "at"], name="segments_tierchange_member_at"),
+            # Windows of time, and the admin's history newest first (at, then id): the first page is
+            # read off the index, where a run's million moves sharing one `at` made it sort them all.
+            models.Index(fields=["at", "id"], name="segments_tierchange_at_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.member_id}: {self.from_tier_id} → {self.to_tier_id}"
