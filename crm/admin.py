@@ -197,7 +197,7 @@ class ConsentEventAdmin(ReadOnlyAdmin, BigTableAdmin):
     list_select_related = ("member",)
     list_filter = ("channel", "granted")
     search_fields = ("member__external_id__exact",)
-    ordering = ("-occurred_at",)
+    ordering = ("-id",)  # newest recorded first, off the primary key: sorting millions by occurred_at took 1.4 s
 
 
 @admin.register(AuditEvent)
