@@ -7,7 +7,7 @@ Seed the database first: manage.py seed_demo --members 1000000 (about 20M
 orders). Each page is requested --repeat times after three warm-up requests,
 through Django's test client in this process, logged in as a superuser.
 Target: p95 under 150 ms for the member and order lists and the member page
-(and, measured beside them, the tier history, the two ledgers and the balances).
+(and, measured beside them, the tier history, the two ledgers, the balances and the consent log).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def pages(rng: random.Random) -> list[tuple[str, callable]]:
         ("points ledger", lambda: "/admin/loyalty/pointsentry/"),
         ("points ledger, one member", lambda: f"/admin/loyalty/pointsentry/?q={some_member().external_id}"),
         ("balances", lambda: "/admin/loyalty/balance/"),
+        ("consent log", lambda: "/admin/crm/consentevent/"),
     ]
 
 
