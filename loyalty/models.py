@@ -327,6 +327,9 @@ class SettleRun(models.Model):
 
     class Meta:
         ordering = ("-started_at", "-id")
+        # The last run of a scope (the night's start, whether the expiry run is behind): a run is
+        # written per settle of a few members, so the table grows with the orders.
+        indexes = [models.Index(fields=["scope", "started_at"], name="settlerun_scope_started")]
         verbose_name = _("ledger run")
         verbose_name_plural = _("ledger runs")
 

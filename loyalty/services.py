@@ -73,9 +73,18 @@ def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages, 
     for ledger in (Ledger.GROWTH, Ledger.POINTS):
         written += ledger_settle(cursor, ledger, scoped=scoped, reprice=reprice, now=now)
         stages.done(ledger)
-    written += Moves(entries=expiry_settle(cursor, scoped=scoped, now=now, after_settle=True))
+    # A settle reads its members' expiries again only after a late lot, unless the last expiry day
+    # came without points_expire's run since (its beat late or stopped): then it writes them itself.
+    written += Moves(entries=expiry_settle(cursor, scoped=scoped, now=now, after_settle=not _expiry_run_behind(now)))
     stages.done("expiry")
     return written
+
+
+def _expiry_run_behind(now: dt.datetime) -> bool:
+    """Whether the last expiry day (1 January, local midnight) has come since the last run that brought
+    every member's expiries up to date: points_expire, or a settle or re-award of everyone."""
+    latest = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))
+    return not SettleRun.objects.filter(scope__in=["expiry", "all", "reprice"], started_at__gte=latest).exists()
 
 
 def _new_year_cutoffs(after: dt.datetime, until: dt.datetime) -> list[dt.datetime]:
@@ -231,7 +240,8 @@ def points_expire(*, now: dt.datetime | None = None) -> int:
     Points expire at a local 1 January midnight; each one since the last expiry run (or, the
     first time, since the earliest lot) is processed once, for the members with a lot expiring
     then (awards.expiry_settle: spending the oldest lots first). A settle brings the expiries of
-    its members up to date as well, for lots that change after their expiry day."""
+    its members up to date as well, for lots that change after their expiry day, and for every
+    lot when an expiry day has come without this run (its beat late or stopped)."""
     now = now or timezone.now()
     written = 0
     with transaction.atomic(), connection.cursor() as cursor:
