@@ -140,6 +140,14 @@ class CouponKind(models.TextChoices):
     CATEGORY = "category", _("amount off one category")
 
 
+def conversion_days_field() -> models.PositiveSmallIntegerField:
+    """A campaign's conversion window, and a journey's, which its steps' campaigns take."""
+    return models.PositiveSmallIntegerField(
+        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text=_("A paid order after the message, dated at most this many calendar days after the day it was sent, converts it."),
+    )
+
+
 class CouponTerms(models.Model):
     """What a per-member coupon gives; a campaign and a journey step both carry one."""
 
@@ -187,10 +195,7 @@ class Campaign(CouponTerms):
         _("control group %"), default=0, validators=[MaxValueValidator(50)],
         help_text=_("Members held back at random (no message), to measure the uplift."),
     )
-    conversion_days = models.PositiveSmallIntegerField(
-        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)],
-        help_text=_("A paid order after the message, dated at most this many calendar days after the day it was sent, converts it."),
-    )
+    conversion_days = conversion_days_field()
     send_at = models.DateTimeField(_("send at"), null=True, blank=True, help_text=_("Empty: when approved."))
     crontab = models.ForeignKey(
         "django_celery_beat.CrontabSchedule", on_delete=models.PROTECT, null=True, blank=True, related_name="+",

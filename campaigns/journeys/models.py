@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from campaigns.models import Campaign, CampaignStatus, CouponTerms, MessageTemplate, Variant
+from campaigns.models import Campaign, CampaignStatus, CouponTerms, MessageTemplate, Variant, conversion_days_field
 from crm.models import Member
 from segments.models import Circle, Tier
 
@@ -45,10 +45,7 @@ class Journey(models.Model):
         _("control group %"), default=0, validators=[MaxValueValidator(50)],
         help_text=_("Enrolled members held back at random from every step, to measure the uplift."),
     )
-    conversion_days = models.PositiveSmallIntegerField(
-        _("conversion window (days)"), default=7, validators=[MinValueValidator(1), MaxValueValidator(60)],
-        help_text=_("A paid order after the message, dated at most this many calendar days after the day it was sent, converts it."),
-    )
+    conversion_days = conversion_days_field()
     catch_up_days = models.PositiveSmallIntegerField(
         _("catch up days"), default=2, validators=[MaxValueValidator(30)],
         help_text=_("A trigger this many days old still enrols (after downtime); older ones never do, "
