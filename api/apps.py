@@ -6,3 +6,9 @@ class ApiConfig(AppConfig):
     name = "api"
     verbose_name = _("Shop API")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from api.housekeeping import PRUNERS
+        from crm.housekeeping import register
+
+        register(*PRUNERS)

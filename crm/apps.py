@@ -48,3 +48,7 @@ class CrmConfig(PartModelsConfig):
 
         post_delete.connect(row_deleted, sender=Order, dispatch_uid="crm.order_deleted")
         post_delete.connect(row_deleted, sender=EngagementEvent, dispatch_uid="crm.event_deleted")
+
+        from crm import housekeeping
+
+        housekeeping.register(housekeeping.SESSIONS)

@@ -218,6 +218,14 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 API_USAGE_FLUSH_SECONDS = env_int("API_USAGE_FLUSH_SECONDS", 5)
 API_WEBHOOK_TIMEOUT = env_int("API_WEBHOOK_TIMEOUT", 5)
 API_WEBHOOK_MAX_ATTEMPTS = env_int("API_WEBHOOK_MAX_ATTEMPTS", 15)
+
+# How long records of routine work are kept (crm.housekeeping, every night at 04:40): the runs of
+# one order's or one import's recompute and settle, the answers kept for an Idempotency-Key, and
+# delivered or abandoned webhooks. Nightly and full runs, tier history and the ledgers are kept.
+RETENTION_RUN_DAYS = env_int("RETENTION_RUN_DAYS", 90)
+RETENTION_IDEMPOTENCY_DAYS = env_int("RETENTION_IDEMPOTENCY_DAYS", 7)
+RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 90)
+
 # The earliest business date an import accepts (orders, events, registrations): a brand's
 # member programme can be older than the default. Birthdays go back to 1900 whatever this says.
 CRM_EARLIEST_DATE = datetime.date.fromisoformat(os.environ.get("CRM_EARLIEST_DATE", "2000-01-01"))

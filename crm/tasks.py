@@ -24,3 +24,10 @@ def import_job_task(job_id: int, mode: str) -> None:
 @shared_task
 def import_jobs_sweep_task() -> int:
     return import_jobs_sweep()
+
+
+@shared_task
+def housekeeping_task() -> dict[str, int]:
+    from crm.housekeeping import housekeeping
+
+    return {pruned.label: pruned.rows for pruned in housekeeping()}

@@ -25,3 +25,7 @@ class LoyaltyConfig(AppConfig):
         recomputed_from_command.connect(signals.recomputed_from_command, dispatch_uid="loyalty.recomputed_from_command")
         register(METRICS_COLUMNS)
         privacy.register()
+        from crm import housekeeping
+        from loyalty.housekeeping import PRUNERS
+
+        housekeeping.register(*PRUNERS)

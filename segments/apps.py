@@ -20,6 +20,10 @@ class SegmentsConfig(AppConfig):
         post_delete.connect(signals.engagement_saved, sender=EngagementEvent, dispatch_uid="segments.engagement_deleted")
         import_committed.connect(signals.import_committed, dispatch_uid="segments.import_committed")
         privacy.register()
+        from crm.housekeeping import register
+        from segments.housekeeping import PRUNERS
+
+        register(*PRUNERS)
         from crm.scoping import SCOPE_EXTENSIONS
         from segments.scoping import tier_scope
 
