@@ -234,6 +234,9 @@ CRM_IMPORT_MAX_UPLOAD_BYTES = env_int("CRM_IMPORT_MAX_UPLOAD_BYTES", 512 * 1024 
 # ~10k order rows are about 600 KB.
 CRM_IMPORT_BACKGROUND_BYTES = env_int("CRM_IMPORT_BACKGROUND_BYTES", 600 * 1024)
 CRM_IMPORT_RUN_INLINE = env_bool("CRM_IMPORT_RUN_INLINE", False)
+# An admin list of a table with more rows than this sorts only by the columns an index serves
+# (crm.admin_base.BigTableAdmin): past it, a click on another column's header read the whole table.
+ADMIN_SORT_ANY_UP_TO = env_int("ADMIN_SORT_ANY_UP_TO", 200_000)
 # Memory for each sort and hash of a recompute on PostgreSQL (SET LOCAL work_mem in its
 # transaction): at the server's default 4 MB a nightly run's joins of 150k members spilled to disk.
 SEGMENTS_RECOMPUTE_WORK_MEM_MB = env_int("SEGMENTS_RECOMPUTE_WORK_MEM_MB", 64)

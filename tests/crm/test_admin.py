@@ -136,6 +136,28 @@ def test_order_list_and_page(admin_client, django_assert_max_num_queries):
     assert "64.25" in html
 
 
+def test_a_big_table_sorts_only_by_the_columns_an_index_serves(admin_client, settings):
+    for number, amount in (("SO-1", "30"), ("SO-2", "10"), ("SO-3", "20")):
+        OrderFactory(order_no=number, amount=Decimal(amount), ordered_at=dt.datetime(2026, 11, int(number[-1]), 9, tzinfo=ZoneInfo("Asia/Shanghai")))
+    url = reverse("admin:crm_order_changelist")
+
+    def listed(html: str) -> list[str]:
+        return list(dict.fromkeys(re.findall(r"SO-\d", html)))
+
+    def sortable(html: str, column: str) -> bool:
+        return re.search(rf'<th scope="col" class="[^"]*\bsortable\b[^"]*column-{column}\b', html) is not None
+
+    html = admin_client.get(url, {"o": "4"}).content.decode()  # a small table: any column, 金额 here
+    assert sortable(html, "amount") and listed(html) == ["SO-2", "SO-3", "SO-1"]
+    settings.ADMIN_SORT_ANY_UP_TO = 2  # as if it held millions
+    html = admin_client.get(url).content.decode()
+    assert sortable(html, "order_no") and sortable(html, "ordered_at")
+    assert not sortable(html, "amount") and not sortable(html, "status")
+    crafted = admin_client.get(url, {"o": "4"})  # an old link or bookmark: the list opens in its default order
+    assert crafted.status_code == 200 and listed(crafted.content.decode()) == ["SO-3", "SO-2", "SO-1"]
+    assert listed(admin_client.get(url, {"o": "3"}).content.decode()) == ["SO-1", "SO-2", "SO-3"]  # by time, oldest first
+
+
 def test_an_events_member_cannot_be_changed_in_its_page(admin_client):
     event = EngagementEventFactory(kind="share", count=2)
     other = MemberFactory()
