@@ -248,6 +248,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             "can_map": acting and job.status == ImportStatus.VALIDATED and job.preset != shopify.PRESET,
             # The engine reports a missing column on row 1 under the field's name (cells' errors start at row 2).
             "columns_missing": job.row_errors.filter(row_no=1, column__in=[column.name for column in SPECS[job.kind].columns if column.required]).exists(),
+            # The nightly housekeeping deleted them (they quote the file's cells): say so where they were.
+            "errors_deleted_after": settings.RETENTION_IMPORT_ERRORS_DAYS
+            if job.error_rows and job.finished_at and not errors_page.paginator.count else None,
         }
         return TemplateResponse(request, "admin/crm/importjob/detail.html", context)
 

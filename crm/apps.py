@@ -51,4 +51,4 @@ class CrmConfig(PartModelsConfig):
 
         from crm import housekeeping
 
-        housekeeping.register(housekeeping.SESSIONS)
+        housekeeping.register(housekeeping.SESSIONS, housekeeping.IMPORT_ERRORS)

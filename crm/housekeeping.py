@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -54,8 +55,18 @@ def _expired_sessions(cutoff: dt.datetime) -> QuerySet:
     return Session.objects.filter(expire_date__lt=cutoff)
 
 
+def _import_row_errors(cutoff: dt.datetime) -> QuerySet:
+    from crm.importing.jobs import FINAL
+    from crm.importing.models import ImportRowError
+
+    return ImportRowError.objects.filter(job__status__in=FINAL, job__finished_at__lt=cutoff)
+
+
 # Staff's sessions in the database (Django's default engine) stay after they expire.
 SESSIONS = Pruner("expired staff sessions", lambda: 0, _expired_sessions)
+# A file's bad rows quote their cells (names, mobiles): kept while someone mends the file, not for
+# ever. The job keeps its counts and says that its rows were deleted.
+IMPORT_ERRORS = Pruner("rows with errors of finished imports", lambda: settings.RETENTION_IMPORT_ERRORS_DAYS, _import_row_errors)
 
 
 def housekeeping(*, now: dt.datetime | None = None, dry_run: bool = False) -> list[Pruned]:

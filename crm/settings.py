@@ -220,11 +220,13 @@ API_WEBHOOK_TIMEOUT = env_int("API_WEBHOOK_TIMEOUT", 5)
 API_WEBHOOK_MAX_ATTEMPTS = env_int("API_WEBHOOK_MAX_ATTEMPTS", 15)
 
 # How long records of routine work are kept (crm.housekeeping, every night at 04:40): the runs of
-# one order's or one import's recompute and settle, the answers kept for an Idempotency-Key, and
-# delivered or abandoned webhooks. Nightly and full runs, tier history and the ledgers are kept.
+# one order's or one import's recompute and settle, the answers kept for an Idempotency-Key,
+# delivered or abandoned webhooks, and the bad rows of a finished import (which quote personal
+# data). Nightly and full runs, tier history, the ledgers and the imports' counts are kept.
 RETENTION_RUN_DAYS = env_int("RETENTION_RUN_DAYS", 90)
 RETENTION_IDEMPOTENCY_DAYS = env_int("RETENTION_IDEMPOTENCY_DAYS", 7)
 RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 90)
+RETENTION_IMPORT_ERRORS_DAYS = env_int("RETENTION_IMPORT_ERRORS_DAYS", 90)
 
 # The earliest business date an import accepts (orders, events, registrations): a brand's
 # member programme can be older than the default. Birthdays go back to 1900 whatever this says.

@@ -10,6 +10,7 @@ import time_machine
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from loyalty import services as loyalty
@@ -86,6 +87,25 @@ def test_a_dry_run_counts_and_deletes_nothing_and_expired_sessions_go():
         housekeeping()
     assert not SettleRun.objects.exists()
     assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
+
+
+def test_an_imports_bad_rows_go_after_ninety_days_and_its_page_says_so(admin_client, admin_user):
+    from tests.crm.test_admin_imports import BAD, upload
+
+    job, location = upload(admin_client, BAD)
+    admin_client.post(location, {"action": "valid_only"})
+    start = timezone.now()
+    with time_machine.travel(start + dt.timedelta(days=89)):
+        housekeeping()
+        admin_client.force_login(admin_user)
+        assert "12345" in admin_client.get(location).content.decode()
+    with time_machine.travel(start + dt.timedelta(days=91)):
+        assert "rows with errors of finished imports (kept 90 days): deleted 2" in housekeeping()
+        admin_client.force_login(admin_user)
+        page = admin_client.get(location).content.decode()
+    assert "12345" not in page and "were deleted 90 days after the import" in page
+    job.refresh_from_db()
+    assert (job.total_rows, job.valid_rows, job.error_rows) == (3, 1, 2)  # the counts stay
 
 
 def test_the_beat_runs_it_every_night():
