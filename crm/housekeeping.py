@@ -91,4 +91,7 @@ def _delete(old: QuerySet) -> int:
         ids = list(old.order_by("pk").values_list("pk", flat=True)[:BATCH])
         if not ids:
             return deleted
-        deleted += model._base_manager.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+        gone = model._base_manager.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+        if not gone:  # taken by a concurrent run meanwhile, or held: never loop on the same rows
+            return deleted
+        deleted += gone
