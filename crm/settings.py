@@ -227,6 +227,7 @@ RETENTION_RUN_DAYS = env_int("RETENTION_RUN_DAYS", 90)
 RETENTION_IDEMPOTENCY_DAYS = env_int("RETENTION_IDEMPOTENCY_DAYS", 7)
 RETENTION_WEBHOOK_DAYS = env_int("RETENTION_WEBHOOK_DAYS", 90)
 RETENTION_IMPORT_ERRORS_DAYS = env_int("RETENTION_IMPORT_ERRORS_DAYS", 90)
+RETENTION_API_USAGE_DAYS = env_int("RETENTION_API_USAGE_DAYS", 400)  # the API's hourly call counts
 
 # The earliest business date an import accepts (orders, events, registrations): a brand's
 # member programme can be older than the default. Birthdays go back to 1900 whatever this says.

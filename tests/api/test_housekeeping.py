@@ -45,3 +45,19 @@ def test_finished_webhook_events_go_after_ninety_days_and_pending_ones_stay(make
     with time_machine.travel(start + dt.timedelta(days=91)):
         call_command("housekeeping")
     assert list(WebhookEvent.objects.values_list("pk", flat=True)) == [events[WebhookStatus.PENDING].pk]
+
+
+def test_hourly_call_counts_are_kept_for_four_hundred_days(call, settings):
+    from api import usage
+    from api.models import ApiUsage
+
+    settings.API_USAGE_FLUSH_SECONDS = 0
+    start = timezone.now()
+    with time_machine.travel(start - dt.timedelta(days=401)):
+        call("GET", "/members/M1/standing")
+        usage.flush()
+    call("GET", "/members/M1/standing")
+    usage.flush()
+    assert ApiUsage.objects.count() == 2
+    call_command("housekeeping")
+    assert ApiUsage.objects.get().hour > start - dt.timedelta(hours=2)  # this hour's count stays, last year's went
