@@ -75,12 +75,12 @@ def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages, 
         stages.done(ledger)
     # A settle reads its members' expiries again only after a late lot, unless the last expiry day
     # came without points_expire's run since (its beat late or stopped): then it writes them itself.
-    written += Moves(entries=expiry_settle(cursor, scoped=scoped, now=now, after_settle=not _expiry_run_behind(now)))
+    written += Moves(entries=expiry_settle(cursor, scoped=scoped, now=now, after_settle=not expiry_run_behind(now)))
     stages.done("expiry")
     return written
 
 
-def _expiry_run_behind(now: dt.datetime) -> bool:
+def expiry_run_behind(now: dt.datetime) -> bool:
     """Whether the last expiry day (1 January, local midnight) has come since the last run that brought
     every member's expiries up to date: points_expire, or a settle or re-award of everyone."""
     latest = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))
