@@ -37,6 +37,18 @@ def dashboard(context):
         return {**dashboard_context(request.user), "request": request}
 
 
+@register.inclusion_tag("admin/campaigns/_health.html", takes_context=True)
+def background_health(context):
+    """The background checks (campaigns.dashboard.health), for those who run the platform."""
+    from campaigns.dashboard.health import checks
+
+    request = context.get("request")
+    if request is None or not request.user.has_perm("django_celery_beat.view_periodictask"):
+        return {}
+    found = checks()
+    return {"checks": found, "failing": [check for check in found if not check.ok]}
+
+
 @register.inclusion_tag("admin/campaigns/_history_offer.html", takes_context=True)
 def history_offer(context):
     """After a big import of past orders: the offer to rebuild the tier history (campaigns.dashboard.history)."""
