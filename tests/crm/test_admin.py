@@ -149,13 +149,16 @@ def test_a_big_table_sorts_only_by_the_columns_an_index_serves(admin_client, set
 
     html = admin_client.get(url, {"o": "4"}).content.decode()  # a small table: any column, 金额 here
     assert sortable(html, "amount") and listed(html) == ["SO-2", "SO-3", "SO-1"]
-    settings.ADMIN_SORT_ANY_UP_TO = 2  # as if it held millions
+    settings.ADMIN_SORT_ANY_UP_TO = 2  # as if it held millions: order number (unique) and time ((ordered_at, id) index) stay
     html = admin_client.get(url).content.decode()
     assert sortable(html, "order_no") and sortable(html, "ordered_at")
     assert not sortable(html, "amount") and not sortable(html, "status")
     crafted = admin_client.get(url, {"o": "4"})  # an old link or bookmark: the list opens in its default order
     assert crafted.status_code == 200 and listed(crafted.content.decode()) == ["SO-3", "SO-2", "SO-1"]
-    assert listed(admin_client.get(url, {"o": "3"}).content.decode()) == ["SO-1", "SO-2", "SO-3"]  # by time, oldest first
+    OrderFactory(order_no="SO-4", ordered_at=dt.datetime(2026, 11, 1, 9, tzinfo=ZoneInfo("Asia/Shanghai")))  # the time of SO-1
+    # By time, oldest first, ties in the order they were recorded (as the index on (time, id) reads them).
+    assert listed(admin_client.get(url, {"o": "3"}).content.decode()) == ["SO-1", "SO-4", "SO-2", "SO-3"]
+    assert listed(admin_client.get(url, {"o": "-3"}).content.decode()) == ["SO-3", "SO-2", "SO-4", "SO-1"]
 
 
 def test_an_events_member_cannot_be_changed_in_its_page(admin_client):
