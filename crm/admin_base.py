@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 
 from django.conf import settings
 from django.contrib import admin
@@ -129,6 +130,10 @@ class _ServedSortsChangeList:
         return ordering
 
 
+TABLE_ROWS_SECONDS = 300
+_table_rows_kept: dict[tuple[str, str], tuple[float, int]] = {}
+
+
 @functools.cache
 def _served_sorts(changelist_class: type) -> type:
     return type(changelist_class.__name__, (_ServedSortsChangeList, changelist_class), {})
@@ -183,13 +188,21 @@ class BigTableAdmin(FilterSetMediaMixin, ScopedAdmin):
 
     def _table_rows(self) -> int:
         """The planner's estimate on PostgreSQL (from the replica when there is one); elsewhere
-        (the embedded SQLite of a small shop) the count, which its smallest index gives."""
+        (the embedded SQLite of a small shop) the count, which its smallest index gives. Kept
+        per process for TABLE_ROWS_SECONDS: a table crosses the limit over days, not requests."""
         with stale_reads():
             alias = read_alias()
+        key = (alias, self.model._meta.db_table)
+        kept = _table_rows_kept.get(key)
+        if kept is not None and kept[0] > time.monotonic():
+            return kept[1]
         connection = connections[alias]
         if connection.vendor == "postgresql":
-            return EstimatedCountPaginator._table_estimate(connection, self.model._meta.db_table)
-        return self.model._base_manager.using(alias).count()
+            rows = EstimatedCountPaginator._table_estimate(connection, self.model._meta.db_table)
+        else:
+            rows = self.model._base_manager.using(alias).count()
+        _table_rows_kept[key] = (time.monotonic() + TABLE_ROWS_SECONDS, rows)
+        return rows
 
     def action_checkbox(self, obj):
         """Django's row checkbox, the same markup written directly: rendered through the

@@ -11,6 +11,16 @@ def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_table_sizes():
+    """The admin keeps each table's size per process for minutes (crm.admin_base): each test counts its own rows."""
+    from crm.admin_base import _table_rows_kept
+
+    _table_rows_kept.clear()
+    yield
+    _table_rows_kept.clear()
+
+
 @pytest.fixture
 def admin_user(django_user_model):
     return django_user_model.objects.create_superuser("boss", "boss@example.com", "a-long-passphrase-42")
