@@ -52,7 +52,7 @@ def checks(now: dt.datetime | None = None) -> list[Check]:
     return [*_heartbeat(now), _nightly_tiers(now), _nightly_ledgers(now), _dashboard(now), _expiry(now)]
 
 
-def _ago(moment: dt.datetime | None, now: dt.datetime) -> str:
+def _ago(moment: dt.datetime | None) -> str:
     if moment is None:
         return _("never")
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
@@ -68,12 +68,12 @@ def _heartbeat(now: dt.datetime) -> list[Check]:
         beat_ok = True  # the worker ran the beat's task just now: the beat's own record is merely behind
     beat = Check(
         "beat", _("Scheduler (celery beat)"), beat_ok,
-        _("It last sent the every-minute sending task at %(at)s.") % {"at": _ago(sent, now)}
+        _("It last sent the every-minute sending task at %(at)s.") % {"at": _ago(sent)}
         + ("" if beat_ok else " " + _("Start it (scripts/start does, or: celery -A crm beat): without it no nightly run, sending or journey step happens.")),
     )
     worker = Check(
         "worker", _("Background worker (celery worker)"), worker_ok,
-        _("It last finished the every-minute sending task at %(at)s.") % {"at": _ago(done, now)}
+        _("It last finished the every-minute sending task at %(at)s.") % {"at": _ago(done)}
         + ("" if worker_ok else " " + (
             _("The scheduler is not sending it either: start the scheduler first.") if not beat_ok
             else _("Start a worker (celery -A crm worker): imports, tier updates after orders, sending and points wait for one.")
@@ -89,7 +89,7 @@ def _nightly_tiers(now: dt.datetime) -> Check:
     finished = last_done["finished_at"] if last_done else None
     failed = last is not None and last["status"] == RunStatus.FAILED
     ok = finished is not None and now - finished < NIGHTLY_LATE and not failed
-    text = _("The last nightly or full run of tiers and circles finished at %(at)s.") % {"at": _ago(finished, now)}
+    text = _("The last nightly or full run of tiers and circles finished at %(at)s.") % {"at": _ago(finished)}
     if failed:
         text += " " + _("The run after it failed: its page says why.")
     elif not ok:
@@ -103,7 +103,7 @@ def _nightly_ledgers(now: dt.datetime) -> Check:
         SettleRun.objects.filter(scope__in=["all", "nightly"]).order_by("-started_at", "-id").values_list("finished_at", flat=True).first()
     )
     ok = finished is not None and now - finished < NIGHTLY_LATE
-    text = _("The last nightly settle of growth value and points finished at %(at)s.") % {"at": _ago(finished, now)}
+    text = _("The last nightly settle of growth value and points finished at %(at)s.") % {"at": _ago(finished)}
     if not ok:
         text += " " + _("Points that became available since then are not yet shown as available.")
     return Check("ledgers", _("Nightly points settle"), ok, text, reverse("admin:loyalty_settlerun_changelist"))
