@@ -147,7 +147,7 @@ def main() -> None:
 
     from loyalty.models import SettleRun
 
-    if not SettleRun.objects.filter(scope__in=["all", "nightly"]).exists():
+    if not SettleRun.objects.filter(scope__in=SettleRun.NIGHTLY_SCOPES).exists():
         # Each member's first settle would write his whole history (7 ms a member): the freshness would measure that.
         raise SystemExit("the ledgers were never awarded on this database: run manage.py loyalty_settle (or bench/loyalty.py) first")
     ApiClient.objects.filter(name="bench").delete()

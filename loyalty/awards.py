@@ -355,10 +355,15 @@ def expiry_unwritten(cursor, *, now: dt.datetime) -> int:
     return int(cursor.fetchone()[0])
 
 
+def last_expiry_day(now: dt.datetime) -> dt.datetime:
+    """The last 1 January midnight (local) that has come by now: the end of a calendar year, when points expire."""
+    return local_midnight(dt.date(timezone.localtime(now).year, 1, 1))
+
+
 def _expiry_corrections(scoped: bool, now: dt.datetime) -> tuple[str, list]:
     """Per member and expiry day that has come, what should have expired there (due) against what
     the ledger has expired (expired), where they differ, with the day's last sequence number (seq)."""
-    latest = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))  # the last expiry day that has come
+    latest = last_expiry_day(now)
     rows = member_rows("loyalty_pointsentry", "(x.expires_at <= %s OR (x.expires_at IS NULL AND x.occurred_at <= %s))", scoped)
     expiry = RuleCode.EXPIRY.value
     sql = f"""SELECT d.member_id, d.cutoff, d.expired, d.due, d.seq

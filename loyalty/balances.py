@@ -30,7 +30,7 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from loyalty.awards import SCOPE, member_rows
+from loyalty.awards import SCOPE, last_expiry_day, member_rows
 from loyalty.models import Balance, PointsEntry
 from segments.days import local_midnight
 
@@ -85,7 +85,7 @@ def expired_since(computed_at: dt.datetime, expiring: int, now: dt.datetime) -> 
     points expired there. From midnight until the expiry run (points_expire, 00:10) writes
     them off and refreshes the balance, the member is shown without them, as a redemption
     refuses them (awards.expiry_unwritten). 0 otherwise."""
-    new_year = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))
+    new_year = last_expiry_day(now)
     if computed_at < new_year <= now and computed_at >= new_year - dt.timedelta(days=EXPIRING_DAYS):
         return expiring
     return 0

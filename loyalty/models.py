@@ -315,6 +315,9 @@ class Adjustment(models.Model):
 class SettleRun(models.Model):
     """One settle of the ledgers: what it covered, so that the next night starts where it ended."""
 
+    # The scopes of the runs that settled everyone's changes: the next night starts where the last ended.
+    NIGHTLY_SCOPES = ("all", "nightly")
+
     started_at = models.DateTimeField(_("started"), default=timezone.now)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     scope = models.CharField(_("scope"), max_length=10)  # all / nightly / members / reprice

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 
 from crm.bulkload import analyze_on_sqlite
 from crm.models import EngagementEvent, Member, Order, OrderStatus
-from loyalty.awards import SCOPE, Moves, expiry_settle, expiry_unwritten, ledger_settle, misplaced_reverse
+from loyalty.awards import SCOPE, Moves, expiry_settle, expiry_unwritten, last_expiry_day, ledger_settle, misplaced_reverse
 from loyalty.balances import EXPIRING_DAYS, balance_at, balances_refresh
 from loyalty.models import (
     Adjustment,
@@ -83,7 +83,7 @@ def _settle_ledgers(cursor, *, scoped: bool, now: dt.datetime, stages: _Stages, 
 def expiry_run_behind(now: dt.datetime) -> bool:
     """Whether the last expiry day (1 January, local midnight) has come since the last run that brought
     every member's expiries up to date: points_expire, or a settle or re-award of everyone."""
-    latest = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))
+    latest = last_expiry_day(now)
     return not SettleRun.objects.filter(scope__in=["expiry", "all", "reprice"], started_at__gte=latest).exists()
 
 
@@ -159,13 +159,13 @@ def ledgers_settle_nightly(*, now: dt.datetime | None = None) -> SettleRun:
     D + the return window) and, once a year, those whose points enter the 30 days
     before a 1 January expiry."""
     now = now or timezone.now()
-    if not SettleRun.objects.filter(scope__in=["all", "nightly"]).exists():
+    if not SettleRun.objects.filter(scope__in=SettleRun.NIGHTLY_SCOPES).exists():
         return ledgers_settle(now=now)
     stages = _Stages()
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
         # Read under the lock: a second night's run started meanwhile starts where this one ends.
-        last = SettleRun.objects.filter(scope__in=["all", "nightly"]).order_by("-started_at", "-id").first()
+        last = SettleRun.objects.filter(scope__in=SettleRun.NIGHTLY_SCOPES).order_by("-started_at", "-id").first()
         run = SettleRun.objects.create(started_at=now, scope="nightly", **_watermarks())
         run.members = _scope_create(
             cursor,

@@ -178,6 +178,10 @@ class ChangeReason(models.TextChoices):
 
 
 class RecomputeRun(models.Model):
+    # The runs that bring everyone to their day: a full run, or a nightly one (whom it does not
+    # read cannot have changed). The figures an export or the home's checks call current.
+    EVERYONE = models.Q(full=True) | models.Q(reason=ChangeReason.NIGHTLY)
+
     started_at = models.DateTimeField(_("started at"), default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     as_of = models.DateField(_("as of"))

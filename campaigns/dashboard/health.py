@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db import DatabaseError, connection
-from django.db.models import Q
 from django.http import JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -28,9 +27,9 @@ from django_celery_results.models import TaskResult
 
 from campaigns.dashboard.models import KpiSnapshot, SnapshotKind
 from loyalty.models import SettleRun
+from loyalty.awards import last_expiry_day
 from loyalty.services import expiry_run_behind
-from segments.days import local_midnight
-from segments.models import ChangeReason, RecomputeRun, RunStatus
+from segments.models import RecomputeRun, RunStatus
 
 HEARTBEAT_TASK = "campaigns.tasks.send_due_task"  # the beat sends it every minute; a worker runs it
 # The beat writes its entries' last run to the database every few minutes (django-celery-beat's sync).
@@ -83,7 +82,7 @@ def _heartbeat(now: dt.datetime) -> list[Check]:
 
 
 def _nightly_tiers(now: dt.datetime) -> Check:
-    runs = RecomputeRun.objects.filter(Q(full=True) | Q(reason=ChangeReason.NIGHTLY)).exclude(status=RunStatus.RUNNING)
+    runs = RecomputeRun.objects.filter(RecomputeRun.EVERYONE).exclude(status=RunStatus.RUNNING)
     last_done = runs.filter(status=RunStatus.DONE).order_by("-started_at").values("finished_at").first()
     last = runs.order_by("-started_at").values("pk", "status").first()
     finished = last_done["finished_at"] if last_done else None
@@ -100,7 +99,7 @@ def _nightly_tiers(now: dt.datetime) -> Check:
 
 def _nightly_ledgers(now: dt.datetime) -> Check:
     finished = (
-        SettleRun.objects.filter(scope__in=["all", "nightly"]).order_by("-started_at", "-id").values_list("finished_at", flat=True).first()
+        SettleRun.objects.filter(scope__in=SettleRun.NIGHTLY_SCOPES).order_by("-started_at", "-id").values_list("finished_at", flat=True).first()
     )
     ok = finished is not None and now - finished < NIGHTLY_LATE
     text = _("The last nightly settle of growth value and points finished at %(at)s.") % {"at": _ago(finished)}
@@ -117,8 +116,7 @@ def _dashboard(now: dt.datetime) -> Check:
 
 
 def _expiry(now: dt.datetime) -> Check:
-    new_year = local_midnight(dt.date(timezone.localtime(now).year, 1, 1))
-    behind = expiry_run_behind(now) and now - new_year >= NIGHTLY_LATE  # its beat entry runs at 00:10
+    behind = expiry_run_behind(now) and now - last_expiry_day(now) >= NIGHTLY_LATE  # its beat entry runs at 00:10
     text = (
         _("Points that expired on 1 January are still counted as available by members not settled since: the expiry run has not run this year.")
         if behind else _("The expiry run has run since the last 1 January.")

@@ -7,11 +7,10 @@ import datetime as dt
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
-from django.db.models import Q
 from django.utils import timezone
 
 from segments.export_columns import PROVIDERS
-from segments.models import ChangeReason, CircleMembership, MemberMetrics, RecomputeRun, RunStatus
+from segments.models import CircleMembership, MemberMetrics, RecomputeRun, RunStatus
 from segments.recompute.scope import members_by, past_day_end
 
 HEADER = ["external_id", "recency_days", "orders_365", "spend_365", "tier", "p_alive", "expected_orders_30d", "circles"]
@@ -80,7 +79,7 @@ class Command(BaseCommand):
         """The windowed figures, tiers and circles are the stored ones of the last recompute, while
         recency and the loyalty columns are counted to --as-of: say so when those days differ."""
         # A nightly run brings everyone to its day as well (those it does not read keep what cannot have changed).
-        last = (RecomputeRun.objects.filter(Q(full=True) | Q(reason=ChangeReason.NIGHTLY), status=RunStatus.DONE)
+        last = (RecomputeRun.objects.filter(RecomputeRun.EVERYONE, status=RunStatus.DONE)
                 .order_by("-started_at").first())
         if last is None:
             self.stderr.write("No full recompute has run yet: members without metrics are left out. Run recompute_tiers first.")
