@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 
 from django.conf import settings
@@ -18,6 +17,7 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from import_export.admin import ExportMixin
 
+from crm.admin_changelist import ServedSortsChangeList, with_mixin
 from crm.admin_filters import FilterSetMediaMixin
 from crm.audit import audit_record
 from crm.models import AuditAction
@@ -109,34 +109,8 @@ def _sorting_indexes(model) -> list[tuple[list[str], bool]]:
     return keys
 
 
-class _ServedSortsChangeList:
-    """A column left out of sortable_by is not sorted by a crafted ?o= either (Django only
-    stops drawing its header as a link): the list keeps its default order instead. The
-    primary key that breaks ties runs the same way as the sort, so that an index on
-    (column, id) serves a sort either way: Django breaks ties by the admin's ordering or
-    -pk, descending whatever the direction of the click."""
-
-    def get_ordering_field(self, field_name):
-        if self.sortable_by is not None and field_name not in self.sortable_by:
-            return None
-        return super().get_ordering_field(field_name)
-
-    def _get_deterministic_ordering(self, ordering):
-        ordering = super()._get_deterministic_ordering(ordering)
-        first = ordering[0] if ordering else None
-        if isinstance(first, str) and not first.startswith("-"):
-            descending_pk = {"-pk", f"-{self.lookup_opts.pk.name}"}  # the admin's own ordering, or Django's tie-break
-            ordering = [part[1:] if isinstance(part, str) and part in descending_pk else part for part in ordering]
-        return ordering
-
-
 TABLE_ROWS_SECONDS = 300
 _table_rows_kept: dict[tuple[str, str], tuple[float, int]] = {}
-
-
-@functools.cache
-def _served_sorts(changelist_class: type) -> type:
-    return type(changelist_class.__name__, (_ServedSortsChangeList, changelist_class), {})
 
 
 class BigTableAdmin(FilterSetMediaMixin, ScopedAdmin):
@@ -156,7 +130,7 @@ class BigTableAdmin(FilterSetMediaMixin, ScopedAdmin):
         return [column for column in columns if self._sort_served(column)]
 
     def get_changelist(self, request, **kwargs):
-        return _served_sorts(super().get_changelist(request, **kwargs))
+        return with_mixin(ServedSortsChangeList, super().get_changelist(request, **kwargs))
 
     def _sort_field(self, column):
         """The model field a column sorts by, or None (an expression, a join, no sort at all)."""
