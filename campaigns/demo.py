@@ -71,8 +71,7 @@ def seed_demo_campaign_history(*, now: dt.datetime | None = None, seed: int = 42
     It goes through the outbox as any campaign does, with the clock set to that morning and then to
     each later time a message was due (members' usual hours, the quiet hours), through the
     configured backend. What it converted is read by the report from the demo's orders after the
-    send, against the control group's. The demo's orders carry no coupon codes: of the members sent
-    a coupon who ordered while it was valid, about a third are taken to have used it on that order."""
+    send, against the control group's; some of its coupons are taken to have been used (_use_some)."""
     now = now or timezone.now()
     silver = Tier.objects.filter(code="B").first()
     if silver is None or Campaign.objects.filter(name=HISTORY_NAME).exists():
@@ -99,9 +98,17 @@ def seed_demo_campaign_history(*, now: dt.datetime | None = None, seed: int = 42
         for start in range(0, len(ids), 1000):
             send_batch(ids[start : start + 1000], now=clock)
     Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.DONE, last_launched_at=sent_at, finished_at=clock)
-    chance = random.Random(seed)  # nosec B311 - demo data, not a secret
+    _use_some(Coupon.objects.filter(campaign=campaign), random.Random(seed))  # nosec B311 - demo data, not a secret
+    campaign.refresh_from_db()
+    return campaign
+
+
+def _use_some(coupons, chance: random.Random) -> None:
+    """The demo's orders carry no coupon codes: of the members given one of these coupons who
+    ordered while it was valid, about a third (COUPON_USED_SHARE) are taken to have used it on
+    their first such order, which is then redeemed as an imported order's code would be."""
     used = []
-    for coupon in Coupon.objects.filter(campaign=campaign).order_by("pk"):
+    for coupon in coupons.order_by("pk"):
         order = (
             Order.objects.filter(member_id=coupon.member_id, status=OrderStatus.PAID, coupon_code="",
                                  ordered_at__gte=coupon.valid_from, ordered_at__lte=coupon.valid_until)
@@ -111,5 +118,3 @@ def seed_demo_campaign_history(*, now: dt.datetime | None = None, seed: int = 42
             Order.objects.filter(pk=order.pk).update(coupon_code=coupon.code)
             used.append(order.pk)
     coupons_redeem(order_ids=used)
-    campaign.refresh_from_db()
-    return campaign
