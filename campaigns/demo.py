@@ -1,5 +1,6 @@
-"""Demo templates, two draft campaigns to preview, and one campaign sent three weeks ago, so that
-a newcomer has something to preview at once and a report with results to read."""
+"""Demo templates, two draft campaigns to preview, one campaign sent three weeks ago, and points
+spent on rights over the last months, so that a newcomer has something to preview at once, a
+report with results to read and a points programme that is used."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from django.db.models import Min
 from django.utils import timezone
 
 from campaigns.audience import deliveries_create
+from campaigns.rewards import right_redeem
 from campaigns.models import Campaign, CampaignStatus, Coupon, CouponKind, Delivery, DeliveryStatus, MessageTemplate, SendingPolicy, Variant
 from campaigns.sending import send_batch
 from campaigns.services import coupons_redeem
-from crm.models import Order, OrderStatus
+from crm.models import Member, Order, OrderStatus
+from loyalty.models import Redemption, Right
+from loyalty.services import RedemptionError, ledgers_settle, rights_of
 from segments.days import local_midnight
 from segments.models import Circle, Tier
 
@@ -61,6 +65,9 @@ def seed_demo_campaigns() -> Campaign | None:
 HISTORY_NAME = "白银复购提醒（示例：三周前已发送）"
 HISTORY_DAYS_AGO = 21
 COUPON_USED_SHARE = 0.35  # of the members sent a coupon who ordered while it was valid
+REDEEMING_SHARE = 0.25  # of the members with points enough for a right
+REDEMPTION_DAYS = 120  # the demo's redemptions fall in the last so many days
+REDEMPTION_KEY = "demo-"  # the idempotency keys of the demo's redemptions begin so
 
 
 @transaction.atomic
@@ -118,3 +125,42 @@ def _use_some(coupons, chance: random.Random) -> None:
             Order.objects.filter(pk=order.pk).update(coupon_code=coupon.code)
             used.append(order.pk)
     coupons_redeem(order_ids=used)
+
+
+def seed_demo_redemptions(*, now: dt.datetime | None = None, seed: int = 42) -> int:
+    """Idempotent: about a quarter of the members with points enough for one of their rights spend
+    them once or twice at times over the last REDEMPTION_DAYS days, through the same service as a
+    redemption in the admin or the API (each checked against the balance of its moment), so that
+    the dashboard's redemption figures, the redemption list and the members' ledgers have history
+    on the first screen. Some of the coupons so bought are taken to have been used (_use_some).
+    Returns how many redemptions it made (0 when the demo's are there already)."""
+    now = now or timezone.now()
+    if Redemption.objects.filter(key__startswith=REDEMPTION_KEY).exists():
+        return 0
+    rights = list(Right.objects.filter(active=True, points_cost__isnull=False))
+    if not rights:
+        return 0
+    chance = random.Random(seed)  # nosec B311 - demo data, not a secret
+    cheapest = min(right.points_cost for right in rights)
+    members = Member.objects.filter(loyalty_balance__points__gte=cheapest, erased_at__isnull=True).order_by("pk")
+    made, touched, coupons = 0, [], []
+    for member in members.iterator(chunk_size=2000):
+        if chance.random() >= REDEEMING_SHARE:
+            continue
+        spendable = [right for right in rights_of(member).mine if right.points_cost is not None]
+        moments = sorted(now - dt.timedelta(minutes=chance.randrange(REDEMPTION_DAYS * 24 * 60)) for _ in range(chance.choice((1, 1, 2))))
+        for n, moment in enumerate(moments):
+            if not spendable:
+                break
+            try:
+                redemption, coupon = right_redeem(member=member, right=chance.choice(spendable), key=f"{REDEMPTION_KEY}{member.pk}-{n}", now=moment)
+            except RedemptionError:  # too few points at that moment
+                continue
+            made += 1
+            touched.append(member.pk)
+            if coupon is not None:
+                coupons.append(coupon.pk)
+    _use_some(Coupon.objects.filter(pk__in=coupons), chance)
+    if touched:
+        ledgers_settle(member_ids=touched, now=now)  # the balances as of now, not of each member's last redemption
+    return made

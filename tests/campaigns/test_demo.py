@@ -1,18 +1,23 @@
 """The demo's campaign sent three weeks ago: a newcomer's first report has results, read from the
-orders as for any campaign, and seeding it again changes nothing."""
+orders as for any campaign, and seeding it again changes nothing. The demo's redemptions: the
+points programme has been used, within what each member's balance allowed."""
 
 import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
-from campaigns.demo import HISTORY_DAYS_AGO, seed_demo_campaign_history
+from campaigns.demo import HISTORY_DAYS_AGO, REDEMPTION_DAYS, seed_demo_campaign_history, seed_demo_redemptions
 from campaigns.models import CampaignStatus, Coupon, Delivery, DeliveryStatus
 from campaigns.reports import campaign_report
 from crm.models import Order
+from loyalty.balances import balances_differing
+from loyalty.models import Balance, PointsEntry, Redemption, RuleCode
+from loyalty.services import ledgers_settle
 from segments.services import tiers_recompute
 from tests.campaigns.conftest import NOW, member_with
-from tests.crm.factories import SHANGHAI, OrderFactory
+from tests.crm.factories import SHANGHAI, MemberFactory, OrderFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -56,3 +61,40 @@ def test_the_demo_has_a_campaign_sent_three_weeks_ago_with_its_results(frozen, o
 
     assert seed_demo_campaign_history(now=NOW) is None
     assert Delivery.objects.filter(campaign=campaign).count() == 40 and len(outbox()) == totals["sent"]
+
+
+def test_the_demo_has_points_spent_on_rights_within_each_balance(frozen):
+    rich, poor = [], []
+    for n in range(60):
+        member = MemberFactory(external_id=f"R{n}")
+        OrderFactory(member=member, amount=Decimal("700"), ordered_at=NOW - dt.timedelta(days=200 - n))
+        rich.append(member.pk)
+    for n in range(10):  # 150 points: less than any right costs
+        member = MemberFactory(external_id=f"P{n}")
+        OrderFactory(member=member, amount=Decimal("150"), ordered_at=NOW - dt.timedelta(days=190))
+        poor.append(member.pk)
+    ledgers_settle(now=NOW)
+
+    made = seed_demo_redemptions(now=NOW)
+    redemptions = Redemption.objects.all()
+    assert made == redemptions.count() > 0
+    assert set(redemptions.values_list("member_id", flat=True)) <= set(rich)
+    assert len(set(redemptions.values_list("member_id", flat=True))) < len(rich)  # some members, not all
+    for redemption in redemptions:
+        assert NOW - dt.timedelta(days=REDEMPTION_DAYS) <= redemption.created_at <= NOW
+    # Every member's points: 700 earned, less what he spent, never below zero; the balances are
+    # as of now, and equal their ledgers.
+    spent = {member_id: 0 for member_id in rich}
+    for member_id, points in redemptions.values_list("member_id", "points"):
+        spent[member_id] += points
+    for balance in Balance.objects.filter(member_id__in=rich):
+        assert balance.available == 700 - spent[balance.member_id] >= 0 and balance.computed_at == NOW
+    assert -sum(PointsEntry.objects.filter(rule=RuleCode.REDEMPTION).values_list("amount", flat=True)) == sum(spent.values())
+    with connection.cursor() as cursor:
+        assert balances_differing(cursor) == []
+    # A coupon right gave its member a coupon from the moment he redeemed.
+    for redemption in redemptions.exclude(coupon_id=None):
+        coupon = Coupon.objects.get(pk=redemption.coupon_id)
+        assert coupon.member_id == redemption.member_id and coupon.valid_from == redemption.created_at
+
+    assert seed_demo_redemptions(now=NOW) == 0 and Redemption.objects.count() == made

@@ -1,12 +1,15 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from campaigns.demo import seed_demo_campaign_history, seed_demo_campaigns
+from campaigns.demo import seed_demo_campaign_history, seed_demo_campaigns, seed_demo_redemptions
 from campaigns.models import DeliveryStatus
 
 
 class Command(BaseCommand):
-    help = "Demo message templates, draft campaigns and one campaign sent three weeks ago (idempotent)."
+    help = (
+        "Demo message templates, draft campaigns, one campaign sent three weeks ago and points spent on rights "
+        "over the last months (idempotent; run after recompute_tiers, which awards the points)."
+    )
 
     def handle(self, *args, **options):
         campaign = seed_demo_campaigns()
@@ -17,3 +20,5 @@ class Command(BaseCommand):
         else:
             count = sent.deliveries.filter(status=DeliveryStatus.SENT).count()
             self.stdout.write(f"{sent.name}: {count} messages sent on {timezone.localtime(sent.last_launched_at):%Y-%m-%d}")
+        redeemed = seed_demo_redemptions()
+        self.stdout.write(f"{redeemed} demo redemptions of points for rights" if redeemed else "the demo's redemptions are already there")
