@@ -59,24 +59,54 @@ def _ago(moment: dt.datetime | None) -> str:
 
 def _heartbeat(now: dt.datetime) -> list[Check]:
     entry = PeriodicTask.objects.filter(task=HEARTBEAT_TASK, enabled=True).values("last_run_at").first()
+    if entry is None:
+        return _without_heartbeat(now)
     done = TaskResult.objects.filter(task_name=HEARTBEAT_TASK).order_by("-date_done").values_list("date_done", flat=True).first()
-    sent = entry["last_run_at"] if entry else None
-    beat_ok = entry is None or (sent is not None and now - sent < HEARTBEAT_LATE)  # disabled on purpose: not ours to judge
+    sent = entry["last_run_at"]
+    beat_ok = sent is not None and now - sent < HEARTBEAT_LATE
     worker_ok = done is not None and now - done < HEARTBEAT_LATE
     if worker_ok and not beat_ok:
         beat_ok = True  # the worker ran the beat's task just now: the beat's own record is merely behind
     beat = Check(
         "beat", _("Scheduler (celery beat)"), beat_ok,
         _("It last sent the every-minute sending task at %(at)s.") % {"at": _ago(sent)}
-        + ("" if beat_ok else " " + _("Start it (scripts/start does, or: celery -A crm beat): without it no nightly run, sending or journey step happens.")),
+        + ("" if beat_ok else " " + _start_beat()),
     )
     worker = Check(
         "worker", _("Background worker (celery worker)"), worker_ok,
         _("It last finished the every-minute sending task at %(at)s.") % {"at": _ago(done)}
         + ("" if worker_ok else " " + (
             _("The scheduler is not sending it either: start the scheduler first.") if not beat_ok
-            else _("Start a worker (celery -A crm worker): imports, tier updates after orders, sending and points wait for one.")
+            else _start_worker()
         )),
+    )
+    return [beat, worker]
+
+
+def _start_beat() -> str:
+    return _("Start it (scripts/start does, or: celery -A crm beat): without it no nightly run, sending or journey step happens.")
+
+
+def _start_worker() -> str:
+    return _("Start a worker (celery -A crm worker): imports, tier updates after orders, sending and points wait for one.")
+
+
+def _without_heartbeat(now: dt.datetime) -> list[Check]:
+    """Staff have switched the every-minute sending task off (or deleted it): the beat's and the
+    worker's signs of life are then any scheduled entry's last run and any finished task, of
+    which the nightly ones come at least once a day."""
+    sent = PeriodicTask.objects.filter(enabled=True, last_run_at__isnull=False).order_by("-last_run_at").values_list("last_run_at", flat=True).first()
+    done = TaskResult.objects.order_by("-date_done").values_list("date_done", flat=True).first()
+    worker_ok = done is not None and now - done < NIGHTLY_LATE
+    beat_ok = worker_ok or (sent is not None and now - sent < NIGHTLY_LATE)
+    off = _("The every-minute sending task is switched off, so messages due are not sent.")
+    beat = Check(
+        "beat", _("Scheduler (celery beat)"), beat_ok,
+        off + " " + _("The scheduler last sent a task at %(at)s.") % {"at": _ago(sent)} + ("" if beat_ok else " " + _start_beat()),
+    )
+    worker = Check(
+        "worker", _("Background worker (celery worker)"), worker_ok,
+        _("It last finished a task at %(at)s.") % {"at": _ago(done)} + ("" if worker_ok else " " + _start_worker()),
     )
     return [beat, worker]
 

@@ -94,3 +94,16 @@ def test_only_those_who_run_the_platform_see_the_checks(client):
     for role, sees in ((roles.HQ, True), (roles.AUDITOR, True), (roles.SA_OPERATOR, False), (roles.LEADER, False)):
         client.force_login(user_in(role, is_staff=True))
         assert ('data-testid="background-health"' in home(client)) is sees, role
+
+
+def test_with_the_sending_task_switched_off_the_other_tasks_show_the_beat_and_worker_alive(admin_client, client):
+    with time_machine.travel(NOW, tick=False):
+        everything_ran()
+        PeriodicTask.objects.filter(task=HEARTBEAT_TASK).update(enabled=False)
+        TaskResult.objects.create(task_id="night-1", task_name="segments.tasks.recompute_nightly_task", status="SUCCESS")
+        page = home(admin_client)
+        assert client.get("/healthz").json()["status"] == "ok"  # no false alarm: the nightly tasks still run
+        assert "The every-minute sending task is switched off" in page
+    with time_machine.travel(NOW + dt.timedelta(hours=27), tick=False):
+        checks = client.get("/healthz").json()["checks"]
+    assert checks["worker"] == "late" and checks["beat"] == "late"  # and nothing has run for more than a day
