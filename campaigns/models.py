@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import AgeBand, Category, Channel, Gender, Member, Order, Product, SingletonRow
+from crm.validators import coupon_days_field
 from segments.models import Circle, Tier
 
 from campaigns.templating import template_validate
@@ -160,10 +161,7 @@ class CouponTerms(models.Model):
     coupon_category = models.ForeignKey(
         Category, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("coupon category")
     )
-    coupon_days = models.PositiveSmallIntegerField(
-        _("coupon valid days"), default=7, validators=[MinValueValidator(7), MaxValueValidator(14)],
-        help_text=_("From its issue to the end of this many days after the day of issue (Beijing time): 7 on the 1st is valid through the 8th."),
-    )
+    coupon_days = coupon_days_field(default=7)
 
     class Meta:
         abstract = True

@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.models import Member, SingletonRow
+from crm.validators import coupon_days_field
 from segments.models import Tier
 
 
@@ -52,10 +53,7 @@ class Right(models.Model):
     coupon_threshold = models.DecimalField(
         _("coupon minimum spend ¥"), max_digits=8, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))]
     )
-    coupon_days = models.PositiveSmallIntegerField(
-        _("coupon valid days"), default=14, validators=[MinValueValidator(7), MaxValueValidator(14)],
-        help_text=_("From its issue to the end of this many days after the day of issue (Beijing time): 7 on the 1st is valid through the 8th."),
-    )
+    coupon_days = coupon_days_field(default=14)
     position = models.PositiveSmallIntegerField(_("position"), default=0)
     active = models.BooleanField(_("active"), default=True)
 
