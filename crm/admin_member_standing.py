@@ -9,6 +9,7 @@ This is the one place where the member admin composes from the other apps
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages as user_messages
@@ -120,12 +121,37 @@ class MemberStandingMixin:
 
     standing_list_display = ("tier", "churn_risk")
     standing_list_filter = (TierListFilter, CircleListFilter, RiskListFilter)
-    standing_readonly_fields = ("standing", "circles", "tier_history", "points_and_rights", "messages")
+    standing_readonly_fields = ("standing", "circles", "tier_history", "points_and_rights", "ledger_links", "messages")
     standing_fieldsets = (
         (_("Tier, churn risk and circles"), {"fields": ("standing", "circles", "tier_history")}),
         (_("Growth value, points and rights"), {"fields": ("points_and_rights",)}),
         (_("Messages and coupons"), {"fields": ("messages",)}),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        """The links to a member's whole ledgers, for those who may read them (not a group leader)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not request.user.has_perm("loyalty.view_pointsentry"):
+            return fieldsets
+        return [
+            (name, {**options, "fields": (*options["fields"], "ledger_links")}) if "points_and_rights" in options["fields"] else (name, options)
+            for name, options in fieldsets
+        ]
+
+    @admin.display(description=_("all entries"))
+    def ledger_links(self, member: Member) -> str:
+        """Each of the member's lists in full (the page shows the latest entries), through the lists'
+        search by member ID, which reads the member's own rows by index."""
+        search = "?" + urlencode({"q": member.external_id})
+        return format_html_join(
+            " · ", '<a href="{}">{}</a>',
+            (
+                (reverse("admin:loyalty_growthentry_changelist") + search, _("growth value ledger")),
+                (reverse("admin:loyalty_pointsentry_changelist") + search, _("points ledger")),
+                (reverse("admin:loyalty_redemption_changelist") + search, _("redemptions")),
+                (reverse("admin:loyalty_adjustment_changelist") + search, _("adjustments")),
+            ),
+        )
 
     @admin.display(description=_("tier"), ordering="metrics__tier__rank")
     def tier(self, member: Member) -> str:

@@ -153,3 +153,29 @@ def test_staff_find_a_members_ledger_entries_and_balance_by_his_member_id(admin_
         assert listed and {row.member_id for row in listed} == {member_with_600_points.pk}, name
     points = admin_client.get(reverse("admin:loyalty_pointsentry_changelist"), {"q": "M-POINTS"}).context["cl"].result_list
     assert [entry.amount for entry in points] == [600]
+
+
+def test_the_member_page_links_to_his_whole_ledgers_for_those_who_may_read_them(admin_client, client, member_with_600_points):
+    from django.contrib.auth.models import Group
+
+    from crm import roles
+    from tests.crm.factories import CommunityFactory, GroupLeaderFactory
+
+    member = member_with_600_points
+    other = MemberFactory(external_id="M-OTHER")
+    OrderFactory(member=other, ordered_at=dt.datetime(2026, 6, 2, 9, tzinfo=SHANGHAI), amount=Decimal("77"))
+    services.ledgers_settle(member_ids=[other.pk])
+    page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+    link = reverse("admin:loyalty_pointsentry_changelist") + "?q=M-POINTS"
+    assert f'href="{link}"' in page and "growth value ledger" in page
+    listed = admin_client.get(link).context["cl"].result_list
+    assert {entry.member_id for entry in listed} == {member.pk} and [entry.amount for entry in listed] == [600]
+
+    leader = GroupLeaderFactory()
+    member.community = CommunityFactory(leader=leader)
+    member.save()
+    leader.user.groups.add(Group.objects.get(name=roles.LEADER))
+    client.force_login(leader.user)
+    page = client.get(reverse("admin:crm_member_change", args=[member.pk]))
+    assert page.status_code == 200 and "points available" in page.content.decode()
+    assert "pointsentry" not in page.content.decode()  # a group leader may not read the ledgers: no link that ends in a refusal
