@@ -20,12 +20,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_lazy as _, pgettext_lazy
 
 from campaigns.models import Coupon, Delivery
 from campaigns.rewards import right_redeem
 from crm.models import Member
-from loyalty.models import GrowthEntry, PointsEntry, Right, RuleCode
+from loyalty.models import GrowthEntry, PointsEntry, Redemption, Right, RuleCode
 from loyalty.services import RedemptionError, balance_of, rights_of
 from segments.models import Circle, RiskBand, Tier, TierChange, TierPin
 from segments.services import gap_text, member_standing
@@ -33,6 +33,7 @@ from segments.services import gap_text, member_standing
 TIER_HISTORY_ON_PAGE = 30
 MESSAGES_ON_PAGE = 10
 LEDGER_ON_PAGE = 10
+COUPONS_ON_PAGE = 10
 
 
 class ChoiceListFilter(admin.SimpleListFilter):
@@ -121,11 +122,11 @@ class MemberStandingMixin:
 
     standing_list_display = ("tier", "churn_risk")
     standing_list_filter = (TierListFilter, CircleListFilter, RiskListFilter)
-    standing_readonly_fields = ("standing", "circles", "tier_history", "points_and_rights", "ledger_links", "messages")
+    standing_readonly_fields = ("standing", "circles", "tier_history", "points_and_rights", "ledger_links", "messages", "coupons")
     standing_fieldsets = (
         (_("Tier, churn risk and circles"), {"fields": ("standing", "circles", "tier_history")}),
         (_("Growth value, points and rights"), {"fields": ("points_and_rights",)}),
-        (_("Messages and coupons"), {"fields": ("messages",)}),
+        (_("Messages and coupons"), {"fields": ("messages", "coupons")}),
     )
 
     def get_fieldsets(self, request, obj=None):
@@ -351,6 +352,33 @@ class MemberStandingMixin:
             ),
         )
 
+    @admin.display(description=_("coupons"))
+    def coupons(self, member: Member) -> str:
+        """The member's latest coupons of any origin (a campaign's message, a journey step, points
+        spent on a coupon right), latest validity first, by the (member, valid until) index."""
+        if not member.pk:
+            return "-"
+        coupons = list(Coupon.objects.filter(member=member).select_related("campaign", "category").order_by("-valid_until", "-id")[:COUPONS_ON_PAGE])
+        if not coupons:
+            return _("No coupons yet.")
+        bought = dict(Redemption.objects.filter(member=member, coupon_id__in=[c.pk for c in coupons]).values_list("coupon_id", "right__name"))
+
+        def origin(coupon: Coupon) -> str:
+            if coupon.campaign_id:
+                return coupon.campaign.name
+            if coupon.pk in bought:
+                return _("points: %(right)s") % {"right": bought[coupon.pk]}
+            return "-"
+
+        return format_html(
+            '<table class="crm-inline-table" data-testid="coupons"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>'
+            "</thead><tbody>{}</tbody></table>",
+            _("coupon"), pgettext_lazy("coupon", "code"), _("valid until"), _("state"), pgettext_lazy("coupon", "from"),
+            format_html_join(
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((c.describe(), c.code, admin.utils.display_for_value(c.valid_until, "-"), _coupon_state(c), origin(c)) for c in coupons),
+            ),
+        )
 
 
 class RedeemForm(forms.Form):
@@ -365,8 +393,11 @@ class RedeemForm(forms.Form):
         self.fields["key"].initial = uuid.uuid4().hex
 
 
+def _coupon_state(coupon: Coupon) -> str:
+    return _("redeemed") if coupon.redeemed_at else (_("expired") if coupon.valid_until < timezone.now() else _("valid"))
+
+
 def _coupon_text(coupon: Coupon | None) -> str:
     if coupon is None:
         return ""
-    state = _("redeemed") if coupon.redeemed_at else (_("expired") if coupon.valid_until < timezone.now() else _("valid"))
-    return f"{coupon.describe()} {coupon.code} ({state})"
+    return f"{coupon.describe()} {coupon.code} ({_coupon_state(coupon)})"

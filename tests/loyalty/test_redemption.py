@@ -86,6 +86,11 @@ def test_the_member_page_shows_points_and_rights_and_redeems_a_coupon(admin_clie
     right = Right.objects.get(name="5元无门槛券")
     response = admin_client.post(reverse("admin:crm_member_redeem", args=[member.pk]), {"right": right.pk, "key": key}, follow=True)
     assert "100 points left" in response.content.decode()
+    # The coupon it bought is among the member's coupons on his page, with where it came from.
+    coupon = Coupon.objects.get(member=member)
+    page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+    coupons = page[page.index('data-testid="coupons"'):]
+    assert coupon.code in coupons and "points: 5元无门槛券" in coupons and "valid" in coupons
     # The same form sent twice (a double click) redeems once.
     admin_client.post(reverse("admin:crm_member_redeem", args=[member.pk]), {"right": right.pk, "key": key})
     assert Redemption.objects.count() == 1 and available(member) == 100
