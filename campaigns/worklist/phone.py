@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from campaigns.models import Coupon
 from campaigns.worklist.models import WorklistItem, WorklistOutcome
 from crm.masking import mask_mobile
 from crm.models import Member
@@ -31,6 +32,7 @@ from segments.models import Tier
 from segments.services import gap_of, gap_text
 
 MEMBERS_PER_PAGE = 30
+COUPONS_ON_CARD = 5
 LOGIN = "admin:login"
 
 
@@ -136,12 +138,20 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         {"item": entry, "can_call": _may_call(request, entry)}
         for entry in _today_items(request).filter(member=found)
     ]
+    # The coupons he can still use, soonest ending first (a reason to call: "您的¥5券21号到期"), without codes.
+    coupons = Coupon.objects.filter(member=found, redeemed_at__isnull=True, valid_until__gte=timezone.now()).select_related("category")
+    coupons = [
+        _("%(coupon)s, valid until %(day)s") % {"coupon": coupon.describe(), "day": timezone.localtime(coupon.valid_until).strftime("%m-%d")}
+        for coupon in coupons.order_by("valid_until")[:COUPONS_ON_CARD]
+    ]
     context = {
         "title": found.name or found.external_id,
         **_card(found),
         "metrics": metrics,
         "points": balance.available,
         "pending": balance.pending,
+        "expiring": balance.expiring,
+        "coupons": coupons,
         "rights": "、".join(right.name for right in rights.mine),
         "next_tier": rights.next_tier,
         "next_adds": "、".join(right.name for right in rights.next_adds),

@@ -132,3 +132,25 @@ def test_a_members_card_names_his_rights_his_points_and_what_the_next_tier_adds(
         client.force_login(morning["wang"])  # a new day's login: sessions end sooner
         later = client.get(reverse("leader:member", args=[morning["newcomer"].pk]))
     assert (later.context["points"], later.context["pending"]) == (58, 0)
+
+
+def test_a_members_card_lists_the_coupons_she_can_still_use_soonest_ending_first(client, morning):
+    """What a leader can remind her of ("您的¥5券21号到期"): open coupons only, no codes."""
+    from campaigns.models import Coupon, CouponKind
+
+    newcomer, now = morning["newcomer"], timezone.now()
+
+    def coupon(code, days, **fields):
+        fields = {"kind": CouponKind.AMOUNT, "value": Decimal("5"), **fields}
+        return Coupon.objects.create(code=code, member=newcomer, valid_from=now - dt.timedelta(days=20), valid_until=now + dt.timedelta(days=days), **fields)
+    coupon("LATER0001", 9, kind=CouponKind.SPEND_SAVE, threshold=Decimal("59"), value=Decimal("15"))
+    coupon("SOONER001", 2)
+    coupon("USED00001", 5, redeemed_at=now)
+    coupon("GONE00001", -1)
+    client.force_login(morning["wang"])
+    card = client.get(reverse("leader:member", args=[newcomer.pk]))
+    day = lambda days: timezone.localtime(now + dt.timedelta(days=days)).strftime("%m-%d")  # noqa: E731
+    assert card.context["coupons"] == [f"¥5无门槛券, valid until {day(2)}", f"满59减15券, valid until {day(9)}"]
+    text = card.content.decode()
+    assert 'data-testid="coupons"' in text and "SOONER001" not in text
+    assert "满59减15券" not in client.get(reverse("leader:member", args=[morning["birthday"].pk])).content.decode()
