@@ -13,8 +13,8 @@ from django.db.models import Min
 from django.utils import timezone
 
 from campaigns.audience import deliveries_create
-from campaigns.rewards import right_redeem
 from campaigns.models import Campaign, CampaignStatus, Coupon, CouponKind, Delivery, DeliveryStatus, MessageTemplate, SendingPolicy, Variant
+from campaigns.rewards import right_redeem
 from campaigns.sending import send_batch
 from campaigns.services import coupons_redeem
 from crm.models import Member, Order, OrderStatus
@@ -143,12 +143,12 @@ def seed_demo_redemptions(*, now: dt.datetime | None = None, seed: int = 42) -> 
     chance = random.Random(seed)  # nosec B311 - demo data, not a secret
     cheapest = min(right.points_cost for right in rights)
     members = Member.objects.filter(loyalty_balance__points__gte=cheapest, erased_at__isnull=True).order_by("pk")
-    made, touched, coupons = 0, [], []
+    made, touched, coupons = 0, set(), []
     for member in members.iterator(chunk_size=2000):
         if chance.random() >= REDEEMING_SHARE:
             continue
         spendable = [right for right in rights_of(member).mine if right.points_cost is not None]
-        moments = sorted(now - dt.timedelta(minutes=chance.randrange(REDEMPTION_DAYS * 24 * 60)) for _ in range(chance.choice((1, 1, 2))))
+        moments = sorted(now - dt.timedelta(minutes=chance.randrange(REDEMPTION_DAYS * 24 * 60)) for _each in range(chance.choice((1, 1, 2))))
         for n, moment in enumerate(moments):
             if not spendable:
                 break
@@ -157,10 +157,10 @@ def seed_demo_redemptions(*, now: dt.datetime | None = None, seed: int = 42) -> 
             except RedemptionError:  # too few points at that moment
                 continue
             made += 1
-            touched.append(member.pk)
+            touched.add(member.pk)
             if coupon is not None:
                 coupons.append(coupon.pk)
     _use_some(Coupon.objects.filter(pk__in=coupons), chance)
     if touched:
-        ledgers_settle(member_ids=touched, now=now)  # the balances as of now, not of each member's last redemption
+        ledgers_settle(member_ids=sorted(touched), now=now)  # the balances as of now, not of each member's last redemption
     return made
