@@ -9,7 +9,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from crm.admin_base import BigTableAdmin, ReadOnlyAdmin, SingletonAdmin
@@ -146,10 +147,22 @@ class BalanceAdmin(ReadOnlyAdmin, BigTableAdmin):
 @admin.register(Redemption)
 class RedemptionAdmin(ReadOnlyAdmin, BigTableAdmin):
     member_path = "member"
-    list_display = ("created_at", "member", "right", "points", "coupon_id", "created_by")
+    list_display = ("created_at", "member", "right", "points", "coupon", "created_by")
     list_filter = ("right",)
     list_select_related = ("member", "right", "created_by")
     search_fields = ("member__external_id__exact", "key__exact")
+
+    @admin.display(description=_("coupon"))
+    def coupon(self, redemption: Redemption) -> str:
+        """The coupon a coupon right gave, as a link to its page (campaigns keeps coupons: named
+        by its URL, not imported, as the apps' direction wants)."""
+        if redemption.coupon_id is None:
+            return "-"
+        try:
+            url = reverse("admin:campaigns_coupon_change", args=[redemption.coupon_id])
+        except NoReverseMatch:
+            return str(redemption.coupon_id)
+        return format_html('<a href="{}">{}</a>', url, _("coupon #%(id)s") % {"id": redemption.coupon_id})
 
 
 class AdjustmentForm(forms.ModelForm):

@@ -91,6 +91,9 @@ def test_the_member_page_shows_points_and_rights_and_redeems_a_coupon(admin_clie
     page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
     coupons = page[page.index('data-testid="coupons"'):]
     assert coupon.code in coupons and "points: 5元无门槛券" in coupons and "valid" in coupons
+    # The redemption list links to it.
+    listed = admin_client.get(reverse("admin:loyalty_redemption_changelist")).content.decode()
+    assert f'href="{reverse("admin:campaigns_coupon_change", args=[coupon.pk])}"' in listed
     # The same form sent twice (a double click) redeems once.
     admin_client.post(reverse("admin:crm_member_redeem", args=[member.pk]), {"right": right.pk, "key": key})
     assert Redemption.objects.count() == 1 and available(member) == 100
