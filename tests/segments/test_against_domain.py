@@ -12,7 +12,9 @@ without the product's code, computes what every row must say:
 - growth value: registration 10, the first paid order 50, every later paid
   order 100, each share 30 and each piece of user content 200 (times its count);
 - points: the floor of each paid order's yuan, pending until the order's day
-  + 7, expired after the end of the year after the order's.
+  + 7, expired after the end of the year after the order's;
+- the circles with a rule in days: 沉睡 (R > 30 with an earlier paid order) and
+  注册7天未下单 (registered 7 or more days before, no paid order).
 """
 
 import csv
@@ -32,6 +34,7 @@ TIER_DAY = dt.date(2026, 6, 15)
 # at the end of 2025) and a return window's.
 LOYALTY_DAYS = [dt.date(2025, 12, 31), dt.date(2026, 1, 1), dt.date(2026, 1, 8), TIER_DAY]
 LAST = dt.datetime(2026, 11, 30, 12, 0)
+CIRCLES = ["沉睡", "注册7天未下单"]
 
 
 def shop_files(chance: random.Random):
@@ -70,6 +73,14 @@ def shop_files(chance: random.Random):
     ]):
         orders.append({"order_no": f"SO-EDGE-{k}", "member_external_id": "EDGE", "ordered_at": f"{at:%Y-%m-%d %H:%M:%S}",
                        "amount": "1234.56", "refunded": "0"})
+    # The day rules' edges: R 30 and 31; registered 7 and 6 days before.
+    for external_id, back, time in (("R30", 30, dt.time(23, 59)), ("R31", 31, dt.time(0, 0, 1))):
+        members.append({"external_id": external_id, "name": external_id, "registered_at": "2025-01-01 10:00:00"})
+        orders.append({"order_no": f"SO-{external_id}", "member_external_id": external_id, "refunded": "0", "amount": "88",
+                       "ordered_at": f"{dt.datetime.combine(TIER_DAY - dt.timedelta(days=back), time):%Y-%m-%d %H:%M:%S}"})
+    for external_id, back, time in (("NEW7", 7, dt.time(23, 59)), ("NEW6", 6, dt.time(0, 1))):
+        at = dt.datetime.combine(TIER_DAY - dt.timedelta(days=back), time)
+        members.append({"external_id": external_id, "name": external_id, "registered_at": f"{at:%Y-%m-%d %H:%M:%S}"})
     return members, orders, events
 
 
@@ -104,9 +115,12 @@ def expected(day: dt.date, members, orders, events) -> dict[str, dict[str, str]]
                 pending += points
             elif day.year <= ordered.year + 1:
                 available += points
+        dormant = recency is not None and recency > 30
+        unconverted = not mine and (day - when(member["registered_at"]).date()).days >= 7
         rows[member["external_id"]] = {
             "recency_days": "" if recency is None else str(recency), "orders_365": str(f), "spend_365": f"{m:.2f}", "tier": tier,
             "growth_value": str(growth), "points_available": str(available), "points_pending": str(pending),
+            "沉睡": str(dormant), "注册7天未下单": str(unconverted),
         }
     return rows
 
@@ -144,8 +158,12 @@ def test_the_exported_figures_read_as_the_domain_says(tmp_path):
 
     want = expected(TIER_DAY, members, orders, events)
     assert {row["tier"] for row in want.values()} >= {"A", "B", "C"} and len(want) > 40  # the files reach several rungs
-    every = ["recency_days", "orders_365", "spend_365", "tier", "growth_value", "points_available", "points_pending"]
-    assert differences(want, exported(tmp_path, TIER_DAY), every) == {}
+    every = ["recency_days", "orders_365", "spend_365", "tier", "growth_value", "points_available", "points_pending", *CIRCLES]
+    got = exported(tmp_path, TIER_DAY)
+    for row in got.values():
+        row.update({name: str(name in row["circles"].split("|")) for name in CIRCLES})
+    assert {name: sum(row[name] == "True" for row in want.values()) > 0 for name in CIRCLES} == dict.fromkeys(CIRCLES, True)
+    assert differences(want, got, every) == {}
     for day in LOYALTY_DAYS:
         want = expected(day, members, orders, events)
         got = {external_id: row for external_id, row in exported(tmp_path, day).items() if external_id in want}
