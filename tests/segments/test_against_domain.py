@@ -137,7 +137,10 @@ def exported(tmp_path, day: dt.date) -> dict[str, dict[str, str]]:
     target = tmp_path / f"metrics-{day}.csv"
     call_command("export_member_metrics", "--as-of", day.isoformat(), str(target), stdout=StringIO(), stderr=StringIO())
     with target.open(encoding="utf-8") as handle:
-        return {row["external_id"]: row for row in csv.DictReader(handle)}
+        rows = {row["external_id"]: row for row in csv.DictReader(handle)}
+    for row in rows.values():
+        row.update({name: str(name in row["circles"].split("|")) for name in CIRCLES})
+    return rows
 
 
 def differences(want: dict, got: dict, columns) -> dict:
@@ -160,11 +163,26 @@ def test_the_exported_figures_read_as_the_domain_says(tmp_path):
     assert {row["tier"] for row in want.values()} >= {"A", "B", "C"} and len(want) > 40  # the files reach several rungs
     every = ["recency_days", "orders_365", "spend_365", "tier", "growth_value", "points_available", "points_pending", *CIRCLES]
     got = exported(tmp_path, TIER_DAY)
-    for row in got.values():
-        row.update({name: str(name in row["circles"].split("|")) for name in CIRCLES})
     assert {name: sum(row[name] == "True" for row in want.values()) > 0 for name in CIRCLES} == dict.fromkeys(CIRCLES, True)
     assert differences(want, got, every) == {}
     for day in LOYALTY_DAYS:
         want = expected(day, members, orders, events)
         got = {external_id: row for external_id, row in exported(tmp_path, day).items() if external_id in want}
         assert differences(want, got, ["growth_value", "points_available", "points_pending"]) == {}, day
+
+    # The shop's next file marks some paid orders refunded (the first paid order of some members
+    # among them): the figures, the tiers and both ledgers follow as if those orders never counted.
+    chance = random.Random(7)
+    first_paid = {}
+    for order in sorted(orders, key=lambda o: o["ordered_at"]):
+        if order["refunded"] == "0":
+            first_paid.setdefault(order["member_external_id"], order)
+    for order in orders:
+        if order["refunded"] == "0" and chance.random() < 0.15:
+            order["refunded"] = "1"
+    taken_over = [o for o in first_paid.values() if o["refunded"] == "1"
+                  and any(p["member_external_id"] == o["member_external_id"] and p["refunded"] == "0" for p in orders)]
+    assert taken_over  # a later paid order takes the first-order award over
+    call_command("import_orders", write(tmp_path / "refunds.csv", orders), stdout=StringIO(), stderr=StringIO())
+    call_command("recompute_tiers", "--as-of", TIER_DAY.isoformat(), stdout=StringIO(), stderr=StringIO())
+    assert differences(expected(TIER_DAY, members, orders, events), exported(tmp_path, TIER_DAY), every) == {}
