@@ -147,7 +147,7 @@ def dashboard_context(user) -> dict:
     context = {
         "day": day,
         "computed_at": latest.computed_at,
-        "leaders": [_leader_row(r, thresholds) for r in leaders],
+        "leaders": [_leader_row(r, thresholds, _ladder()) for r in leaders],
         "leaders_total": leaders_total,
         "leaders_cut": leaders_total > len(leaders),
         "everything": everything,
@@ -170,7 +170,8 @@ def _leader_lines(day: dt.date, user):
 def leader_board(day: dt.date, user) -> list[dict]:
     """Every leader's line of the day (his own only, for a leader), by name."""
     thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
-    return [_leader_row(r, thresholds) for r in _leader_lines(day, user).order_by("label")]
+    ladder = _ladder()
+    return [_leader_row(r, thresholds, ladder) for r in _leader_lines(day, user).order_by("label")]
 
 
 def _trend(label: str, series: list[tuple[dt.date, float | None]], kind: str) -> dict:
@@ -178,13 +179,19 @@ def _trend(label: str, series: list[tuple[dt.date, float | None]], kind: str) ->
     return {"label": label, "chart": line_chart(series, kind), "rows": [(day, formatted(value, kind)) for day, value in series[-14:]]}
 
 
-def _leader_row(row: KpiSnapshot, thresholds: dict) -> dict:
+def _ladder() -> dict[str, int]:
+    """Each tier code's place on the ladder, top first (a code no longer on it goes last)."""
+    return {code: place for place, code in enumerate(Tier.objects.order_by("-rank").values_list("code", flat=True))}
+
+
+def _leader_row(row: KpiSnapshot, thresholds: dict, ladder: dict[str, int]) -> dict:
     f = row.figures
+    mix = sorted(f.get("tier_mix", {}).items(), key=lambda item: (ladder.get(item[0], len(ladder)), item[0]))
     return {
         "name": row.label,
         "members": f["members"],
         "active_share": formatted(f.get("active_share"), "pct"),
-        "tier_mix": "、".join(f"{code} {n}" for code, n in sorted(f.get("tier_mix", {}).items())),
+        "tier_mix": "、".join(f"{code} {n}" for code, n in mix),  # as the ladder reads: S 4、A 33、B 215、C 248
         "new": f"{f.get('new_converted', 0)}/{f.get('new_members', 0)}",
         "follow_up": formatted(f.get("follow_up_rate"), "pct"),
         "follow_up_light": light_for(thresholds, Indicator.FOLLOW_UP, f.get("follow_up_rate")),

@@ -371,3 +371,11 @@ def test_the_home_page_shows_the_leaders_needing_attention_and_links_the_whole_b
     assert reverse("admin:campaigns_kpisnapshot_leaders") in home
     full = admin_client.get(reverse("admin:campaigns_kpisnapshot_leaders")).content.decode()
     assert lowest in full and highest in full
+
+
+def test_a_leaders_tier_mix_reads_down_the_ladder(admin_user):
+    from campaigns.dashboard.home import leader_board
+
+    KpiSnapshot.objects.create(day=DAY, kind=SnapshotKind.LEADER, key="1", label="张团长",
+                               figures={"members": 500, "tier_mix": {"A": 33, "B": 215, "C": 248, "S": 4, "?": 1}})
+    assert [row["tier_mix"] for row in leader_board(DAY, admin_user)] == ["S 4、A 33、B 215、C 248、? 1"]
