@@ -144,10 +144,11 @@ def dashboard_context(user) -> dict:
         leaders = list(board.order_by("label"))
         leaders_total = len(leaders)
     thresholds = {t.indicator: t for t in KpiThreshold.objects.all()}
+    ladder = _ladder()
     context = {
         "day": day,
         "computed_at": latest.computed_at,
-        "leaders": [_leader_row(r, thresholds, _ladder()) for r in leaders],
+        "leaders": [_leader_row(r, thresholds, ladder) for r in leaders],
         "leaders_total": leaders_total,
         "leaders_cut": leaders_total > len(leaders),
         "everything": everything,
