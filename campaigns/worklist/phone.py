@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Coupon
+from campaigns.rendering import expiry_text
 from campaigns.worklist.models import WorklistItem, WorklistOutcome
 from crm.masking import mask_mobile
 from crm.models import Member
@@ -141,7 +142,7 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
     # The coupons he can still use, soonest ending first (a reason to call: "您的¥5券21号到期"), without codes.
     coupons = Coupon.objects.filter(member=found, redeemed_at__isnull=True, valid_until__gte=timezone.now()).select_related("category")
     coupons = [
-        _("%(coupon)s, valid until %(day)s") % {"coupon": coupon.describe(), "day": timezone.localtime(coupon.valid_until).strftime("%m-%d")}
+        _("%(coupon)s, valid until %(day)s") % {"coupon": coupon.describe(), "day": expiry_text(coupon.valid_until)}
         for coupon in coupons.order_by("valid_until")[:COUPONS_ON_CARD]
     ]
     context = {

@@ -149,7 +149,10 @@ def test_a_members_card_lists_the_coupons_she_can_still_use_soonest_ending_first
     coupon("GONE00001", -1)
     client.force_login(morning["wang"])
     card = client.get(reverse("leader:member", args=[newcomer.pk]))
-    day = lambda days: timezone.localtime(now + dt.timedelta(days=days)).strftime("%m-%d")  # noqa: E731
+
+    def day(days):  # as the messages write a coupon's last day: 12月21日
+        local = timezone.localtime(now + dt.timedelta(days=days))
+        return f"{local.month}月{local.day}日"
     assert card.context["coupons"] == [f"¥5无门槛券, valid until {day(2)}", f"满59减15券, valid until {day(9)}"]
     text = card.content.decode()
     assert 'data-testid="coupons"' in text and "SOONER001" not in text
