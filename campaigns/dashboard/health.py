@@ -26,8 +26,8 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from campaigns.dashboard.models import KpiSnapshot, SnapshotKind
-from loyalty.models import SettleRun
 from loyalty.awards import last_expiry_day
+from loyalty.models import SettleRun
 from loyalty.services import expiry_run_behind
 from segments.models import RecomputeRun, RunStatus
 
