@@ -6,11 +6,14 @@ often arrive before his first), half the times as ISO 8601 in UTC, one batch
 sent twice, refunds as status changes. Two things must then read as the
 domain says (tests/domain_reference.py):
 
-- at once, without a nightly run: each member's standing (R/F/M window figures,
+- at once, without a nightly run: each member's standing (tier, F and M,
   growth value, points available and pending as of today), as the mini-program
   reads it ("a new order moves the member's tier, points and circles within a
   minute");
 - after recompute_tiers on a past day: every column of the export, as with files.
+
+A tier may differ only where a sudden jump waits in the review queue for the
+domain's tier (DOMAIN 3).
 """
 
 import datetime as dt
@@ -49,10 +52,20 @@ def standings(call, members) -> dict[str, dict[str, str]]:
         answer = call("GET", f"/members/{member['external_id']}/standing")
         assert answer.status_code == 200, answer.json()
         body = answer.json()
-        rows[member["external_id"]] = {"orders_365": str(body["orders_365"]), "spend_365": body["spend_365"],
+        rows[member["external_id"]] = {"tier": body["tier"]["code"] if body["tier"] else None,
+                                       "orders_365": str(body["orders_365"]), "spend_365": body["spend_365"],
                                        "growth_value": str(body["growth_value"]),
                                        "points_available": str(body["points"]["available"]), "points_pending": str(body["points"]["pending"])}
     return rows
+
+
+def unexplained(wrong: dict) -> dict:
+    """The differences left when a tier held by a pending review (from the tier shown to the domain's) is allowed:
+    a sudden jump waits for a person (DOMAIN 3)."""
+    held = {(r.member.external_id, r.from_tier.code if r.from_tier else None, r.to_tier.code)
+            for r in TierReview.objects.filter(status=ReviewStatus.PENDING).select_related("member", "from_tier", "to_tier")}
+    return {member: columns for member, columns in wrong.items()
+            if list(columns) != ["tier"] or (member, columns["tier"][1], columns["tier"][0]) not in held}
 
 
 def test_what_comes_through_the_api_reads_as_the_domain_says(call, tmp_path, django_capture_on_commit_callbacks):
@@ -66,7 +79,7 @@ def test_what_comes_through_the_api_reads_as_the_domain_says(call, tmp_path, dja
                             dt.datetime.combine(today, dt.time(0, 0, 1))]):
         orders.append({"order_no": f"SO-NOW-{k}", "member_external_id": "NOW", "ordered_at": f"{at:%Y-%m-%d %H:%M:%S}",
                        "amount": "321.99", "refunded": "0"})
-    live = ["orders_365", "spend_365", "growth_value", "points_available", "points_pending"]
+    live = ["tier", "orders_365", "spend_365", "growth_value", "points_available", "points_pending"]
 
     with django_capture_on_commit_callbacks(execute=True):
         post(call, "/members", members)
@@ -80,7 +93,7 @@ def test_what_comes_through_the_api_reads_as_the_domain_says(call, tmp_path, dja
         post(call, "/events", [{**e, "count": int(e["count"])} for e in events])
     # The shop's data moved each member at once: his standing is the domain's as of today.
     assert len(batches) > 5 and any(o["refunded"] == "1" for o in orders)
-    assert differences(expected(today, members, orders, events), standings(call, members), live) == {}
+    assert unexplained(differences(expected(today, members, orders, events), standings(call, members), live)) == {}
 
     # Refunds arrive as status changes of known orders (number and status only), first paid orders among them.
     refunds = [o for o in orders if o["refunded"] == "0" and chance.random() < 0.15]
@@ -88,13 +101,8 @@ def test_what_comes_through_the_api_reads_as_the_domain_says(call, tmp_path, dja
         order["refunded"] = "1"
     with django_capture_on_commit_callbacks(execute=True):
         post(call, "/orders", [{"order_no": o["order_no"], "status": "refunded"} for o in refunds])
-    assert differences(expected(today, members, orders, events), standings(call, members), live) == {}
+    assert unexplained(differences(expected(today, members, orders, events), standings(call, members), live)) == {}
 
     # The nightly run, replayed on a past day, reads every column as a file import would have.
-    # A member the live path had already placed may jump rungs here; such a promotion waits for a
-    # person in the review queue (DOMAIN 3), holding the tier the domain gives.
     call_command("recompute_tiers", "--as-of", TIER_DAY.isoformat(), stdout=StringIO(), stderr=StringIO())
-    wrong = differences(expected(TIER_DAY, members, orders, events), exported(tmp_path, TIER_DAY), EVERY)
-    held = {(r.member.external_id, r.from_tier.code if r.from_tier else None, r.to_tier.code) for r in TierReview.objects.filter(status=ReviewStatus.PENDING)}
-    assert {(member, *columns["tier"][::-1]) for member, columns in wrong.items() if list(columns) == ["tier"]} <= held
-    assert {member for member, columns in wrong.items() if list(columns) != ["tier"]} == set()
+    assert unexplained(differences(expected(TIER_DAY, members, orders, events), exported(tmp_path, TIER_DAY), EVERY)) == {}
