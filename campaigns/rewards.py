@@ -17,6 +17,22 @@ from loyalty.models import Redemption, Right, RightKind
 from loyalty.services import points_redeem
 
 
+def coupon_issue(*, member: Member, value, threshold, days: int, now: dt.datetime) -> Coupon:
+    """One coupon of value yuan off (spend-and-save when it has a threshold), valid from now for
+    `days` days, given outside any campaign (a coupon right's)."""
+    valid_until = sending.coupon_valid_until(now, days)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return Coupon.objects.create(
+                    code=sending._new_codes(1)[0], member=member, kind=CouponKind.SPEND_SAVE if threshold else CouponKind.AMOUNT,
+                    value=value, threshold=threshold, valid_from=now, valid_until=valid_until,
+                )
+        except IntegrityError:  # a code drawn twice (1 in 32^9): draw again
+            if attempt == 2:
+                raise
+
+
 def right_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.datetime | None = None) -> tuple[Redemption, Coupon | None]:
     now = now or timezone.now()
     with transaction.atomic():
@@ -25,19 +41,7 @@ def right_redeem(*, member: Member, right: Right, key: str, user=None, now: dt.d
             return redemption, None
         if redemption.coupon_id:
             return redemption, Coupon.objects.filter(pk=redemption.coupon_id).first()
-        valid_until = sending.coupon_valid_until(now, right.coupon_days)
-        for attempt in range(3):
-            try:
-                with transaction.atomic():
-                    coupon = Coupon.objects.create(
-                        code=sending._new_codes(1)[0], member=member,
-                        kind=CouponKind.SPEND_SAVE if right.coupon_threshold else CouponKind.AMOUNT,
-                        value=right.coupon_value, threshold=right.coupon_threshold, valid_from=now, valid_until=valid_until,
-                    )
-                break
-            except IntegrityError:  # a code drawn twice (1 in 32^9): draw again
-                if attempt == 2:
-                    raise
+        coupon = coupon_issue(member=member, value=right.coupon_value, threshold=right.coupon_threshold, days=right.coupon_days, now=now)
         redemption.coupon_id = coupon.pk
         redemption.save(update_fields=["coupon_id"])
     return redemption, coupon
