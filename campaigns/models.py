@@ -388,6 +388,9 @@ class Coupon(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    def state(self) -> str:
+        return _("redeemed") if self.redeemed_at else (_("expired") if self.valid_until < timezone.now() else _("valid"))
+
     def describe(self) -> str:
         """What the coupon gives, as a member reads it: ¥10无门槛券, 满59减15券, 8.5折券, 生鲜¥5券."""
         if self.kind == CouponKind.PERCENT:

@@ -376,7 +376,7 @@ class MemberStandingMixin:
             _("coupon"), pgettext_lazy("coupon", "code"), _("valid until"), _("state"), pgettext_lazy("coupon", "from"),
             format_html_join(
                 "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                ((c.describe(), c.code, admin.utils.display_for_value(c.valid_until, "-"), _coupon_state(c), origin(c)) for c in coupons),
+                ((c.describe(), c.code, admin.utils.display_for_value(c.valid_until, "-"), c.state(), origin(c)) for c in coupons),
             ),
         )
 
@@ -393,11 +393,7 @@ class RedeemForm(forms.Form):
         self.fields["key"].initial = uuid.uuid4().hex
 
 
-def _coupon_state(coupon: Coupon) -> str:
-    return _("redeemed") if coupon.redeemed_at else (_("expired") if coupon.valid_until < timezone.now() else _("valid"))
-
-
 def _coupon_text(coupon: Coupon | None) -> str:
     if coupon is None:
         return ""
-    return f"{coupon.describe()} {coupon.code} ({_coupon_state(coupon)})"
+    return f"{coupon.describe()} {coupon.code} ({coupon.state()})"
