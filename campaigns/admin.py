@@ -468,9 +468,10 @@ class SendingPolicyAdmin(SingletonAdmin):
     )
 
 
-# The parts' admin pages, registered on import: journeys, the worklist, the
+# The parts' admin pages, registered on import: journeys, the worklist, invite rewards, the
 # dashboard (the admin home and its settings) and the product page's restock action.
 from campaigns import admin_restock  # noqa: E402,F401
 from campaigns.dashboard import admin as dashboard_admin  # noqa: E402,F401
+from campaigns.invites import admin as invites_admin  # noqa: E402,F401
 from campaigns.journeys import admin as journeys_admin  # noqa: E402,F401
 from campaigns.worklist import admin as worklist_admin  # noqa: E402,F401

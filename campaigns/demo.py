@@ -1,6 +1,6 @@
 """Demo templates, two draft campaigns to preview, one campaign sent three weeks ago, and points
-spent on rights over the last months, so that a newcomer has something to preview at once, a
-report with results to read and a points programme that is used."""
+spent on rights over the last months, friends invited rewarded, so that a newcomer has something to
+preview at once, a report with results to read and a points programme that is used."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from django.db.models import Min
 from django.utils import timezone
 
 from campaigns.audience import deliveries_create
+from campaigns.invites.models import InviteReward, InviteSettings
+from campaigns.invites.services import invite_rewards_grant
 from campaigns.models import Campaign, CampaignStatus, Coupon, CouponKind, Delivery, DeliveryStatus, MessageTemplate, SendingPolicy, Variant
 from campaigns.rewards import right_redeem
 from campaigns.sending import send_batch
@@ -164,3 +166,24 @@ def seed_demo_redemptions(*, now: dt.datetime | None = None, seed: int = 42) -> 
     if touched:
         ledgers_settle(member_ids=sorted(touched), now=now)  # the balances as of now, not of each member's last redemption
     return made
+
+
+INVITE_DAYS = 60  # the demo's invite programme began so many days ago
+
+
+def seed_demo_invite_rewards(*, now: dt.datetime | None = None, seed: int = 42) -> int:
+    """Idempotent: the invite programme began INVITE_DAYS days ago and has run each evening
+    since, so the demo's invites of those days have given their rewards on their days; some of
+    those coupons were used (_use_some). Returns how many rewards it gave."""
+    now = now or timezone.now()
+    program = InviteSettings.current()
+    if InviteReward.objects.exists() or not program.active:
+        return 0
+    program.counts_from = timezone.localdate(now) - dt.timedelta(days=INVITE_DAYS)
+    program.save(update_fields=["counts_from"])
+    given = 0
+    for back in range(INVITE_DAYS, -1, -1):
+        evening = local_midnight(timezone.localdate(now) - dt.timedelta(days=back)) + dt.timedelta(hours=20)
+        given += invite_rewards_grant(now=min(evening, now))
+    _use_some(Coupon.objects.filter(pk__in=InviteReward.objects.values("coupon_id")), random.Random(seed))  # nosec B311 - demo data
+    return given

@@ -38,5 +38,6 @@ def coupons_redeem_task(order_ids: list[int] | None = None, member_ids: list[int
 
 # The parts' beat tasks live in their rooms (names kept: beat rows hold them).
 from campaigns.dashboard.tasks import kpi_snapshot_task  # noqa: E402,F401
+from campaigns.invites.tasks import invite_rewards_task  # noqa: E402,F401
 from campaigns.journeys.tasks import journeys_run_task  # noqa: E402,F401
 from campaigns.worklist.tasks import worklist_build_task  # noqa: E402,F401

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _, pgettext_lazy
 
+from campaigns.invites.models import InviteReward
 from campaigns.models import Coupon, Delivery
 from campaigns.rewards import right_redeem
 from crm.models import Member
@@ -355,19 +356,22 @@ class MemberStandingMixin:
     @admin.display(description=_("coupons"))
     def coupons(self, member: Member) -> str:
         """The member's latest coupons of any origin (a campaign's message, a journey step, points
-        spent on a coupon right), latest validity first, by the (member, valid until) index."""
+        spent on a coupon right, friends invited), latest validity first, by the (member, valid until) index."""
         if not member.pk:
             return "-"
         coupons = list(Coupon.objects.filter(member=member).select_related("campaign", "category").order_by("-valid_until", "-id")[:COUPONS_ON_PAGE])
         if not coupons:
             return _("No coupons yet.")
         bought = dict(Redemption.objects.filter(member=member, coupon_id__in=[c.pk for c in coupons]).values_list("coupon_id", "right__name"))
+        invited = dict(InviteReward.objects.filter(member=member, coupon_id__in=[c.pk for c in coupons]).values_list("coupon_id", "friends"))
 
         def origin(coupon: Coupon) -> str:
             if coupon.campaign_id:
                 return coupon.campaign.name
             if coupon.pk in bought:
                 return _("points: %(right)s") % {"right": bought[coupon.pk]}
+            if coupon.pk in invited:
+                return _("invite reward: %(friends)d friends") % {"friends": invited[coupon.pk]}
             return "-"
 
         return format_html(

@@ -81,6 +81,8 @@ VIEW_CAMPAIGNS = [
     "campaigns.view_kpisnapshot",
     "campaigns.view_kpithreshold",
     "campaigns.view_kpisettings",
+    "campaigns.view_invitesettings",
+    "campaigns.view_invitereward",
 ]
 VIEW_LOYALTY = [
     "loyalty.view_right",

@@ -131,6 +131,21 @@ def test_events_in(call):
     assert EngagementEvent.objects.get().kind == "ugc"
 
 
+def test_a_friend_invited_through_the_api_is_an_open_coupon_in_the_standing(call, django_capture_on_commit_callbacks):
+    from campaigns.invites.models import InviteSettings
+
+    program = InviteSettings.current()
+    program.counts_from = dt.date(2026, 1, 1)
+    program.save()
+    call("POST", "/members", members("M1"))
+    invite = {"member_external_id": "M1", "kind": "invite", "occurred_at": "2026-12-01 10:00:00"}
+    with django_capture_on_commit_callbacks(execute=True):
+        call("POST", "/events", {"items": [invite]})
+        call("POST", "/events", {"items": [invite]}, idempotency_key="retry")  # the shop's retry: nothing twice
+    coupons = call("GET", "/members/M1/standing").json()["coupons"]
+    assert [coupon["terms"] for coupon in coupons] == ["¥5无门槛券"]
+
+
 def test_an_idempotency_key_replays_the_first_answer(call):
     body = members("M1")
     first = call("POST", "/members", body, idempotency_key="batch-1")

@@ -1,6 +1,7 @@
 """The demo's campaign sent three weeks ago: a newcomer's first report has results, read from the
 orders as for any campaign, and seeding it again changes nothing. The demo's redemptions: the
-points programme has been used, within what each member's balance allowed."""
+points programme has been used, within what each member's balance allowed. The demo's invites
+have been rewarded on their days since the programme began."""
 
 import datetime as dt
 from decimal import Decimal
@@ -8,10 +9,11 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from campaigns.demo import HISTORY_DAYS_AGO, REDEMPTION_DAYS, seed_demo_campaign_history, seed_demo_redemptions
+from campaigns.demo import HISTORY_DAYS_AGO, INVITE_DAYS, REDEMPTION_DAYS, seed_demo_campaign_history, seed_demo_invite_rewards, seed_demo_redemptions
+from campaigns.invites.models import InviteReward
 from campaigns.models import CampaignStatus, Coupon, Delivery, DeliveryStatus
 from campaigns.reports import campaign_report
-from crm.models import Order
+from crm.models import EngagementEvent, Order
 from loyalty.balances import balances_differing
 from loyalty.models import Balance, PointsEntry, Redemption, RuleCode
 from loyalty.services import ledgers_settle
@@ -98,3 +100,15 @@ def test_the_demo_has_points_spent_on_rights_within_each_balance(frozen):
         assert coupon.member_id == redemption.member_id and coupon.valid_from == redemption.created_at
 
     assert seed_demo_redemptions(now=NOW) == 0 and Redemption.objects.count() == made
+
+
+def test_the_demo_invites_were_rewarded_on_their_days(frozen):
+    for n, days_ago in enumerate([INVITE_DAYS + 5, 40, 40, 12, 3]):
+        member = MemberFactory(external_id=f"I{n}")
+        EngagementEvent.objects.create(member=member, kind="invite", occurred_at=NOW - dt.timedelta(days=days_ago), count=1 + n % 3)
+    assert seed_demo_invite_rewards(now=NOW) == InviteReward.objects.count() == 5  # I0 invited before the programme began
+    for reward in InviteReward.objects.select_related("coupon"):
+        # Given the evening of the invite's day, not all at once today.
+        assert reward.coupon.valid_from.date() == reward.reached_at.date() and reward.coupon.valid_from >= reward.reached_at
+    assert not InviteReward.objects.filter(member__external_id="I0").exists()
+    assert seed_demo_invite_rewards(now=NOW) == 0 and InviteReward.objects.count() == 5

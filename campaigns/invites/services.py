@@ -1,0 +1,67 @@
+"""Invite rewards given: each member's milestones reached and not yet rewarded get their coupon."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from campaigns.invites.models import InviteReward, InviteSettings, milestones_parse
+from campaigns.rewards import coupon_issue
+from crm.models import EngagementEvent, EngagementKind, Member
+from segments.days import local_midnight
+
+
+def invite_rewards_grant(member_ids: list[int] | None = None, *, now: dt.datetime | None = None) -> int:
+    """Gives the coupons of every milestone reached by now (or only those members'); returns how many.
+
+    Safe to run any number of times, from several workers at once: a reward is one row per
+    member and milestone, written with its coupon in one transaction."""
+    program = InviteSettings.current()
+    if not program.active:
+        return 0
+    now = now or timezone.now()
+    milestones = milestones_parse(program.milestones)
+    invites = EngagementEvent.objects.filter(kind=EngagementKind.INVITE, occurred_at__gte=local_midnight(program.counts_from),
+                                             occurred_at__lte=now, member__erased_at__isnull=True)
+    if member_ids is not None:
+        invites = invites.filter(member_id__in=member_ids)
+    # Who may be owed anything: friends enough for a milestone beyond the rewards he has.
+    totals = dict(invites.values("member_id").annotate(friends=Sum("count")).filter(friends__gte=milestones[0][0]).values_list("member_id", "friends"))
+    given = dict(InviteReward.objects.filter(member_id__in=list(totals)).values("member_id").annotate(n=Count("id")).values_list("member_id", "n"))
+    owed = [member_id for member_id, friends in totals.items() if sum(n <= friends for n, _ in milestones) > given.get(member_id, 0)]
+    granted = 0
+    for member_id in owed:
+        granted += _member_grant(member_id, invites.filter(member_id=member_id), milestones, program.coupon_days, now)
+    return granted
+
+
+def _member_grant(member_id: int, invites, milestones, days: int, now: dt.datetime) -> int:
+    done = set(InviteReward.objects.filter(member_id=member_id).values_list("friends", flat=True))
+    reached, friends = {}, 0
+    for occurred_at, count in invites.order_by("occurred_at", "id").values_list("occurred_at", "count"):
+        friends += count
+        for n, value in milestones:
+            if n <= friends and n not in reached:
+                reached[n] = (occurred_at, value)
+    member = Member.objects.get(pk=member_id)
+    granted = 0
+    for n, (occurred_at, value) in sorted(reached.items()):
+        if n in done:
+            continue
+        try:
+            with transaction.atomic():
+                reward = InviteReward.objects.create(member=member, friends=n, value=value, reached_at=occurred_at, created_at=now)
+                reward.coupon = coupon_issue(member=member, value=value, threshold=None, days=days, now=now)
+                reward.save(update_fields=["coupon"])
+        except IntegrityError:  # another worker gave it a moment ago
+            continue
+        granted += 1
+    return granted
+
+
+def rewards_by_coupon(coupon_ids: list[int]) -> dict[int, InviteReward]:
+    return {reward.coupon_id: reward for reward in InviteReward.objects.filter(coupon_id__in=coupon_ids)}
+

@@ -1,0 +1,115 @@
+"""Invite-a-friend rewards: what the first-order journey's D15 message promises
+(DOMAIN.md 5: 1 friend ¥5, 3 friends ¥20) reaches the member's account as a
+coupon, once per milestone, from the program's first day."""
+
+import datetime as dt
+import html
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from campaigns.invites.models import InviteReward, InviteSettings
+from campaigns.invites.services import invite_rewards_grant
+from campaigns.models import Coupon, MessageTemplate
+from crm.models import EngagementEvent
+from tests.campaigns.conftest import NOW
+from tests.crm.factories import SHANGHAI, MemberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def program(frozen):
+    settings = InviteSettings.current()
+    settings.counts_from = dt.date(2026, 11, 1)
+    settings.save()
+    return settings
+
+
+def import_events(tmp_path, rows, capture) -> None:
+    path = tmp_path / f"events-{len(list(tmp_path.iterdir()))}.csv"
+    path.write_text("member_external_id,kind,occurred_at,count\n" + "".join(f"{row}\n" for row in rows), encoding="utf-8")
+    with capture(execute=True):
+        call_command("import_events", str(path), stdout=StringIO(), stderr=StringIO())
+
+
+def coupons_of(member) -> list[tuple[Decimal, str]]:
+    return [(c.value, c.describe()) for c in Coupon.objects.filter(member=member).order_by("id")]
+
+
+def test_each_milestone_gives_its_coupon_once_as_the_d15_message_promises(program, tmp_path, django_capture_on_commit_callbacks):
+    member = MemberFactory(external_id="M1")
+    promise = MessageTemplate.objects.get(name="欢迎D15 邀请有礼").body
+    assert "邀1位好友得¥5" in promise and "邀3位好友得¥20" in promise and program.milestones == "1:5, 3:20"
+
+    import_events(tmp_path, ["M1,invite,2026-11-05 09:00:00,1"], django_capture_on_commit_callbacks)
+    assert coupons_of(member) == [(Decimal("5"), "¥5无门槛券")]
+    coupon = Coupon.objects.get(member=member)
+    assert coupon.valid_from == NOW and coupon.valid_until == dt.datetime(2026, 12, 4, 23, 59, 59, tzinfo=SHANGHAI)  # 14 days
+
+    # Two more friends in one row: the third friend's ¥20, dated by the invite that reached it.
+    import_events(tmp_path, ["M1,invite,2026-11-10 20:00:00,2", "M1,share,2026-11-10 20:00:00,5"], django_capture_on_commit_callbacks)
+    assert coupons_of(member) == [(Decimal("5"), "¥5无门槛券"), (Decimal("20"), "¥20无门槛券")]
+    assert InviteReward.objects.get(member=member, friends=3).reached_at == dt.datetime(2026, 11, 10, 20, 0, tzinfo=SHANGHAI)
+
+    # The same file again, a retried task, the nightly net: nothing given twice.
+    import_events(tmp_path, ["M1,invite,2026-11-05 09:00:00,1", "M1,invite,2026-11-10 20:00:00,2"], django_capture_on_commit_callbacks)
+    assert invite_rewards_grant() == 0
+    assert Coupon.objects.filter(member=member).count() == 2 and InviteReward.objects.count() == 2
+
+
+def test_invites_before_the_first_day_other_events_and_erased_members_earn_nothing(program, tmp_path, django_capture_on_commit_callbacks):
+    early, late, erased = MemberFactory(external_id="E"), MemberFactory(external_id="L"), MemberFactory(external_id="X")
+    import_events(tmp_path, [
+        "E,invite,2026-10-31 23:59:59,3",  # the day before the program: earns nothing
+        "L,invite,2026-10-20 10:00:00,2", "L,invite,2026-11-01 00:00:00,1",  # only the last counts: 1 friend
+        "L,share,2026-11-02 10:00:00,9",
+    ], django_capture_on_commit_callbacks)
+    assert coupons_of(early) == [] and coupons_of(late) == [(Decimal("5"), "¥5无门槛券")]
+    erased.erased_at = NOW
+    erased.save()
+    EngagementEvent.objects.create(member=erased, kind="invite", occurred_at=NOW, count=5)
+    assert invite_rewards_grant() == 0 and coupons_of(erased) == []
+
+
+def test_switched_off_nothing_and_switched_on_what_was_missed(program, admin_client, django_capture_on_commit_callbacks):
+    member = MemberFactory(external_id="M1")
+    program.active = False
+    program.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        EngagementEvent.objects.create(member=member, kind="invite", occurred_at=NOW - dt.timedelta(days=1), count=3)  # the admin, a form
+    assert coupons_of(member) == []
+
+    url = reverse("admin:campaigns_invitesettings_change", args=[program.pk])
+    form = {"active": "on", "counts_from": "2026-11-01", "milestones": "1:5，3:20", "coupon_days": 14}  # a Chinese comma too
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, form, follow=True)
+    assert "within a few minutes" in response.content.decode()
+    assert coupons_of(member) == [(Decimal("5"), "¥5无门槛券"), (Decimal("20"), "¥20无门槛券")]
+    page = admin_client.get(url).content.decode()
+    assert "2 rewards, ¥25.00 in coupons, 0 of them used." in html.unescape(page)
+
+    # The list of rewards, and the member's page says where each coupon came from.
+    listed = admin_client.get(reverse("admin:campaigns_invitereward_changelist")).content.decode()
+    for coupon in Coupon.objects.filter(member=member):
+        assert f'href="{reverse("admin:campaigns_coupon_change", args=[coupon.pk])}"' in listed and coupon.code in listed
+    page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
+    coupons = page[page.index('data-testid="coupons"'):]
+    assert "invite reward: 3 friends" in coupons and "invite reward: 1 friends" in coupons
+
+
+@pytest.mark.parametrize("milestones, named", [
+    ("3:20, 1:5", "rising order"),
+    ("1:5, 1:8", "rising order"),
+    ("1:5, 三:20", '"三:20" is not a reward'),
+    ("1:600", '"1:600" is not a reward'),
+    ("", "This field is required"),
+])
+def test_wrong_rewards_are_refused_with_what_is_wrong_and_nothing_saved(program, admin_client, milestones, named):
+    url = reverse("admin:campaigns_invitesettings_change", args=[program.pk])
+    response = admin_client.post(url, {"active": "on", "counts_from": "2026-11-01", "milestones": milestones, "coupon_days": 14})
+    assert response.status_code == 200 and named in html.unescape(response.content.decode())
+    assert InviteSettings.current().milestones == "1:5, 3:20"
