@@ -12,6 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from campaigns.invites.models import InviteReward
 from campaigns.models import Coupon, Delivery
 from campaigns.worklist.models import WorklistItem
 from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason
@@ -46,6 +47,14 @@ def _coupons(member: Member) -> list[dict[str, Any]]:
     ]
 
 
+def _invite_rewards(member: Member) -> list[dict[str, Any]]:
+    return [
+        {"friends_invited": reward.friends, "value": str(reward.value), "reached_at": reward.reached_at.isoformat(),
+         "coupon": reward.coupon.code if reward.coupon else None}
+        for reward in InviteReward.objects.filter(member=member).select_related("coupon").order_by("friends")
+    ]
+
+
 def _journeys(member: Member) -> list[dict[str, Any]]:
     return [
         {
@@ -74,7 +83,7 @@ def _erase(member: Member) -> None:
 
 def register() -> None:
     names = {name for name, _build in privacy.SECTIONS}
-    for name, build in (("messages", _messages), ("coupons", _coupons), ("journeys", _journeys), ("worklist", _worklist)):
+    for name, build in (("messages", _messages), ("coupons", _coupons), ("invite_rewards", _invite_rewards), ("journeys", _journeys), ("worklist", _worklist)):
         if name not in names:
             privacy.SECTIONS.append((name, build))
     if _erase not in privacy.ERASE_HOOKS:

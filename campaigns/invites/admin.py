@@ -23,7 +23,8 @@ class InviteSettingsAdmin(SingletonAdmin):
         totals = InviteReward.objects.aggregate(n=Count("id"), value=Sum("value"), used=Count("id", filter=Q(coupon__redeemed_at__isnull=False)))
         if not totals["n"]:
             return _("No reward given yet.")
-        return _("%(n)d rewards, ¥%(value)s in coupons, %(used)d of them used.") % {"n": totals["n"], "value": f"{totals['value']:,.2f}", "used": totals["used"]}
+        text = _("%(n)d rewards, ¥%(value)s in coupons, %(used)d of them used.") % {"n": totals["n"], "value": f"{totals['value']:,.2f}", "used": totals["used"]}
+        return format_html('<a href="{}">{}</a>', reverse("admin:campaigns_invitereward_changelist"), text)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

@@ -15,6 +15,7 @@ from campaigns.invites.models import InviteReward, InviteSettings
 from campaigns.invites.services import invite_rewards_grant
 from campaigns.models import Coupon, MessageTemplate
 from crm.models import EngagementEvent
+from crm.privacy import member_personal_data
 from tests.campaigns.conftest import NOW
 from tests.crm.factories import SHANGHAI, MemberFactory
 
@@ -90,7 +91,7 @@ def test_switched_off_nothing_and_switched_on_what_was_missed(program, admin_cli
     assert "within a few minutes" in response.content.decode()
     assert coupons_of(member) == [(Decimal("5"), "¥5无门槛券"), (Decimal("20"), "¥20无门槛券")]
     page = admin_client.get(url).content.decode()
-    assert "2 rewards, ¥25.00 in coupons, 0 of them used." in html.unescape(page)
+    assert f'<a href="{reverse("admin:campaigns_invitereward_changelist")}">2 rewards, ¥25.00 in coupons, 0 of them used.</a>' in html.unescape(page)
 
     # The list of rewards, and the member's page says where each coupon came from.
     listed = admin_client.get(reverse("admin:campaigns_invitereward_changelist")).content.decode()
@@ -99,6 +100,10 @@ def test_switched_off_nothing_and_switched_on_what_was_missed(program, admin_cli
     page = admin_client.get(reverse("admin:crm_member_change", args=[member.pk])).content.decode()
     coupons = page[page.index('data-testid="coupons"'):]
     assert "invite reward: 3 friends" in coupons and "invite reward: 1 friends" in coupons
+    # What is held about him (PIPL): his rewards, with their coupons.
+    held = member_personal_data(member=member, actor=None, reason="member asked")["invite_rewards"]
+    assert [(row["friends_invited"], row["value"], row["coupon"]) for row in held] == [
+        (reward.friends, str(reward.value), reward.coupon.code) for reward in InviteReward.objects.filter(member=member).order_by("friends")]
 
 
 @pytest.mark.parametrize("milestones, named", [
