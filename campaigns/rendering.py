@@ -161,6 +161,7 @@ def contexts_for(
     """The template context of each member, built with a handful of queries whatever the batch size.
 
     product: what a restock or offer reminder is about (its campaign's product)."""
+    from campaigns.invites.models import InviteSettings
     from crm.bulkload import ids_in
     from crm.models import Member
     from loyalty.balances import pending_of, pending_stale, shown
@@ -174,6 +175,7 @@ def contexts_for(
     ladder = ladder_load()
     by_id = {rung.id: rung for rung in ladder}
     rules = address_rules()
+    invite_offer = InviteSettings.current().offer_text()
     products = usual_products(member_ids, now - dt.timedelta(days=365))
     # A tier's rights are its own and those of every tier below it (its own first, as the
     # member page lists them); the tier above adds its own.
@@ -228,6 +230,7 @@ def contexts_for(
             "coupon": coupon.description if coupon else "",
             "coupon_code": coupon.code if coupon else "",
             "coupon_expiry": expiries[coupon.valid_until] if coupon else "",
+            "invite_offer": invite_offer,
             "leader": member["community__leader__display_name"] or "",
             "community": member["community__name"] or "",
         }

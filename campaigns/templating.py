@@ -32,6 +32,7 @@ CONTEXT_VARIABLES: dict[str, object] = {
     "next_tier_rights": gettext_lazy("what the tier above adds (组合套装9折、加购指定商品85折)"),
     "points": gettext_lazy("the member's available points (1200)"),
     "points_expiring": gettext_lazy("points that expire within 30 days (300)"),
+    "invite_offer": gettext_lazy("what friends invited earn, from the invite reward settings (邀1位好友得¥5，邀3位好友得¥20; empty while off)"),
     "leader": gettext_lazy("the community's group leader"),
     "community": gettext_lazy("the community group"),
 }

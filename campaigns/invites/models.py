@@ -53,7 +53,7 @@ class InviteSettings(SingletonRow):
     milestones = models.CharField(
         _("rewards"), max_length=200, default=MILESTONES_DEFAULT, validators=[milestones_validate],
         help_text=_('Friends invited and the coupon then given (yuan off, no minimum spend), e.g. "1:5, 3:20": the first friend gives a ¥5 coupon, '
-                    "the third one a ¥20 coupon more. The D15 message of the first-order journey promises these; change both together."),
+                    "the third one a ¥20 coupon more. Messages say them with {{ invite_offer }} (the first-order journey's D15 step does)."),
     )
     coupon_days = coupon_days_field(default=14)
 
@@ -63,6 +63,12 @@ class InviteSettings(SingletonRow):
 
     def __str__(self) -> str:
         return str(_("invite reward settings"))
+
+    def offer_text(self) -> str:
+        """What a message tells the member he earns: 邀1位好友得¥5，邀3位好友得¥20 (empty while off)."""
+        if not self.active:
+            return ""
+        return "，".join(f"邀{friends}位好友得¥{format(value.normalize(), 'f')}" for friends, value in milestones_parse(self.milestones))
 
 
 class InviteReward(models.Model):

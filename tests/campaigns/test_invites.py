@@ -14,6 +14,8 @@ from django.urls import reverse
 from campaigns.invites.models import InviteReward, InviteSettings
 from campaigns.invites.services import invite_rewards_grant
 from campaigns.models import Coupon, MessageTemplate
+from campaigns.rendering import contexts_for
+from campaigns.templating import compile_template, render
 from crm.models import EngagementEvent
 from crm.privacy import member_personal_data
 from tests.campaigns.conftest import NOW
@@ -37,14 +39,19 @@ def import_events(tmp_path, rows, capture) -> None:
         call_command("import_events", str(path), stdout=StringIO(), stderr=StringIO())
 
 
+def d15_text(member) -> str:
+    """The first-order journey's D15 message as this member reads it."""
+    body = MessageTemplate.objects.get(name="欢迎D15 邀请有礼").body
+    return render(compile_template(body), contexts_for([member.pk])[member.pk])
+
+
 def coupons_of(member) -> list[tuple[Decimal, str]]:
     return [(c.value, c.describe()) for c in Coupon.objects.filter(member=member).order_by("id")]
 
 
 def test_each_milestone_gives_its_coupon_once_as_the_d15_message_promises(program, tmp_path, django_capture_on_commit_callbacks):
-    member = MemberFactory(external_id="M1")
-    promise = MessageTemplate.objects.get(name="欢迎D15 邀请有礼").body
-    assert "邀1位好友得¥5" in promise and "邀3位好友得¥20" in promise and program.milestones == "1:5, 3:20"
+    member = MemberFactory(external_id="M1", name="王芳")
+    assert d15_text(member) == f"王女士，邀请好友加入{member.community.name}：邀1位好友得¥5，邀3位好友得¥20，奖励直接发到您的账户。"
 
     import_events(tmp_path, ["M1,invite,2026-11-05 09:00:00,1"], django_capture_on_commit_callbacks)
     assert coupons_of(member) == [(Decimal("5"), "¥5无门槛券")]
@@ -118,3 +125,13 @@ def test_wrong_rewards_are_refused_with_what_is_wrong_and_nothing_saved(program,
     response = admin_client.post(url, {"active": "on", "counts_from": "2026-11-01", "milestones": milestones, "coupon_days": 14})
     assert response.status_code == 200 and named in html.unescape(response.content.decode())
     assert InviteSettings.current().milestones == "1:5, 3:20"
+
+
+def test_the_d15_message_says_the_rewards_as_set_and_nothing_while_off(program):
+    member = MemberFactory(external_id="M1", name="王芳")
+    program.milestones = "2:8.5, 5:30"
+    program.save()
+    assert d15_text(member) == f"王女士，邀请好友加入{member.community.name}：邀2位好友得¥8.5，邀5位好友得¥30，奖励直接发到您的账户。"
+    program.active = False
+    program.save()
+    assert d15_text(member) == f"王女士，邀请好友加入{member.community.name}。"
