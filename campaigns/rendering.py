@@ -175,7 +175,8 @@ def contexts_for(
     ladder = ladder_load()
     by_id = {rung.id: rung for rung in ladder}
     rules = address_rules()
-    invite_offer = InviteSettings.current().offer_text()
+    # Read, never created here (current() would write, and a preview may read from the replica): unsaved, its defaults.
+    invite_offer = (InviteSettings.objects.filter(pk=1).first() or InviteSettings()).offer_text()
     products = usual_products(member_ids, now - dt.timedelta(days=365))
     # A tier's rights are its own and those of every tier below it (its own first, as the
     # member page lists them); the tier above adds its own.
