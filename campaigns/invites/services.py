@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from campaigns.invites.models import InviteReward, InviteSettings, milestones_parse
 from campaigns.rewards import coupon_issue
+from crm.bulkload import ids_in
 from crm.models import EngagementEvent, EngagementKind, Member
 from segments.days import local_midnight
 
@@ -26,12 +28,16 @@ def invite_rewards_grant(member_ids: list[int] | None = None, *, now: dt.datetim
     milestones = milestones_parse(program.milestones)
     invites = EngagementEvent.objects.filter(kind=EngagementKind.INVITE, occurred_at__gte=local_midnight(program.counts_from),
                                              occurred_at__lte=now, member__erased_at__isnull=True)
+    rewards = InviteReward.objects.all()
     if member_ids is not None:
-        invites = invites.filter(member_id__in=member_ids)
-    # Who may be owed anything: friends enough for a milestone beyond the rewards he has.
-    totals = dict(invites.values("member_id").annotate(friends=Sum("count")).filter(friends__gte=milestones[0][0]).values_list("member_id", "friends"))
-    given = dict(InviteReward.objects.filter(member_id__in=list(totals)).values("member_id").annotate(n=Count("id")).values_list("member_id", "n"))
-    owed = [member_id for member_id, friends in totals.items() if sum(n <= friends for n, _ in milestones) > given.get(member_id, 0)]
+        invites, rewards = invites.filter(member_id__in=ids_in(member_ids)), rewards.filter(member_id__in=ids_in(member_ids))
+    # Who is owed anything: friends enough for a milestone he has no reward for (the milestones
+    # may have been changed since his last one).
+    totals = invites.values("member_id").annotate(friends=Sum("count")).filter(friends__gte=milestones[0][0]).values_list("member_id", "friends")
+    given = defaultdict(set)
+    for member_id, friends in rewards.values_list("member_id", "friends"):
+        given[member_id].add(friends)
+    owed = [member_id for member_id, friends in totals if any(n <= friends and n not in given[member_id] for n, _ in milestones)]
     granted = 0
     for member_id in owed:
         granted += _member_grant(member_id, invites.filter(member_id=member_id), milestones, program.coupon_days, now)
@@ -60,8 +66,3 @@ def _member_grant(member_id: int, invites, milestones, days: int, now: dt.dateti
             continue
         granted += 1
     return granted
-
-
-def rewards_by_coupon(coupon_ids: list[int]) -> dict[int, InviteReward]:
-    return {reward.coupon_id: reward for reward in InviteReward.objects.filter(coupon_id__in=coupon_ids)}
-

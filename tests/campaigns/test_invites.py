@@ -135,3 +135,13 @@ def test_the_d15_message_says_the_rewards_as_set_and_nothing_while_off(program):
     program.active = False
     program.save()
     assert d15_text(member) == f"王女士，邀请好友加入{member.community.name}。"
+
+
+def test_milestones_changed_later_are_given_to_who_has_reached_them(program):
+    member = MemberFactory(external_id="M1")
+    EngagementEvent.objects.create(member=member, kind="invite", occurred_at=NOW - dt.timedelta(days=2), count=5)
+    assert invite_rewards_grant() == 2  # the 1st and 3rd friends' coupons
+    program.milestones = "2:10, 5:50"  # other milestones than the ones he was given: as many, none the same
+    program.save()
+    assert invite_rewards_grant() == 2
+    assert coupons_of(member)[-2:] == [(Decimal("10"), "¥10无门槛券"), (Decimal("50"), "¥50无门槛券")] and invite_rewards_grant() == 0
