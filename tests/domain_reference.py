@@ -12,15 +12,19 @@ member's row must say on a day:
   order 100, each share 30 and each piece of user content 200 (times its count);
 - points: the floor of each paid order's yuan, pending until the order's day
   + 7, expired after the end of the year after the order's;
-- the circles with a rule in days: 沉睡 (R > 30 with an earlier paid order) and
-  注册7天未下单 (registered 7 or more days before, no paid order).
+- the circles with a rule in days: 沉睡 (R > 30 with an earlier paid order),
+  注册7天未下单 (registered 7 or more days before, no paid order), and the
+  lifecycle circles' shipped defaults: 低频购买 (ordered, fewer than 2 orders a
+  month over the window: F < 24) and 高价值流失 (average order value in the
+  window at least ¥150, no order in the last 30 days: the as-of day and the 29
+  before it, R >= 30).
 """
 
 import csv
 import datetime as dt
 import math
 import random
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from io import StringIO
 
 from django.core.management import call_command
@@ -30,7 +34,7 @@ TIER_DAY = dt.date(2026, 6, 15)
 # at the end of 2025) and a return window's.
 LOYALTY_DAYS = [dt.date(2025, 12, 31), dt.date(2026, 1, 1), dt.date(2026, 1, 8), TIER_DAY]
 LAST = dt.datetime(2026, 11, 30, 12, 0)
-CIRCLES = ["沉睡", "注册7天未下单"]
+CIRCLES = ["沉睡", "注册7天未下单", "低频购买", "高价值流失"]
 
 
 def shop_files(chance: random.Random):
@@ -77,6 +81,17 @@ def shop_files(chance: random.Random):
     for external_id, back, time in (("NEW7", 7, dt.time(23, 59)), ("NEW6", 6, dt.time(0, 1))):
         at = dt.datetime.combine(TIER_DAY - dt.timedelta(days=back), time)
         members.append({"external_id": external_id, "name": external_id, "registered_at": f"{at:%Y-%m-%d %H:%M:%S}"})
+    # The lifecycle circles' edges: ¥150.00 on average 30 and 29 days back, ¥149.99 40 days back;
+    # 24 and 23 orders in the window.
+    for external_id, back, amount in (("L30", 30, "150.00"), ("L29", 29, "150.00"), ("L149", 40, "149.99")):
+        members.append({"external_id": external_id, "name": external_id, "registered_at": "2025-01-01 10:00:00"})
+        orders.append({"order_no": f"SO-{external_id}", "member_external_id": external_id, "refunded": "0", "amount": amount,
+                       "ordered_at": f"{dt.datetime.combine(TIER_DAY - dt.timedelta(days=back), dt.time(12)):%Y-%m-%d %H:%M:%S}"})
+    for external_id, count in (("F24", 24), ("F23", 23)):
+        members.append({"external_id": external_id, "name": external_id, "registered_at": "2025-01-01 10:00:00"})
+        for k in range(count):
+            at = dt.datetime.combine(TIER_DAY - dt.timedelta(days=10 + 14 * k), dt.time(12))
+            orders.append({"order_no": f"SO-{external_id}-{k}", "member_external_id": external_id, "refunded": "0", "amount": "10", "ordered_at": f"{at:%Y-%m-%d %H:%M:%S}"})
     return members, orders, events
 
 
@@ -113,10 +128,12 @@ def expected(day: dt.date, members, orders, events) -> dict[str, dict[str, str]]
                 available += points
         dormant = recency is not None and recency > 30
         unconverted = not mine and (day - when(member["registered_at"]).date()).days >= 7
+        low_frequency = bool(mine) and f < 24
+        lapsed = recency is not None and recency >= 30 and f > 0 and (m / f).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) >= 150
         rows[member["external_id"]] = {
             "recency_days": "" if recency is None else str(recency), "orders_365": str(f), "spend_365": f"{m:.2f}", "tier": tier,
             "growth_value": str(growth), "points_available": str(available), "points_pending": str(pending),
-            "沉睡": str(dormant), "注册7天未下单": str(unconverted),
+            "沉睡": str(dormant), "注册7天未下单": str(unconverted), "低频购买": str(low_frequency), "高价值流失": str(lapsed),
         }
     return rows
 
