@@ -23,7 +23,8 @@ from django.utils import timezone
 from api.models import ApiClient, WebhookEvent, WebhookStatus
 from campaigns.backends import sign
 from campaigns.models import Coupon
-from segments.models import TierChange
+from crm.feeds import feed_settled
+from segments.models import ChangeReason, TierChange
 
 COLLECT_BATCH = 5_000
 DELIVER_BATCH = 50
@@ -32,7 +33,8 @@ LEASE = dt.timedelta(seconds=60)  # a claimed event is retried after this if its
 
 def _tier_changes(client: ApiClient) -> int:
     changes = list(
-        TierChange.objects.filter(id__gt=client.tier_change_cursor, member__erased_at__isnull=True)
+        # A rebuilt history (segments.history) is the past written again, not news for the shop.
+        TierChange.objects.filter(id__gt=client.tier_change_cursor, member__erased_at__isnull=True).exclude(reason=ChangeReason.REBUILD)
         .order_by("id").values("id", "member__external_id", "from_tier__code", "to_tier__code", "at", "reason")[:COLLECT_BATCH]
     )
     if not changes:
@@ -73,6 +75,8 @@ def collect() -> int:
     for client_id in ApiClient.objects.filter(revoked_at__isnull=True).exclude(webhook_url="").values_list("pk", flat=True):
         while True:
             with transaction.atomic():
+                if not feed_settled():  # a writer has rows still to commit below the newest ids: next time
+                    return made
                 client = ApiClient.objects.select_for_update().get(pk=client_id)
                 added = _tier_changes(client) + _coupons(client)
                 client.save(update_fields=["tier_change_cursor", "coupon_cursor"])

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from campaigns import sending
 from campaigns.models import Coupon, CouponKind
+from crm.feeds import feed_write
 from crm.models import Member
 from loyalty.models import Redemption, Right, RightKind
 from loyalty.services import points_redeem
@@ -24,6 +25,7 @@ def coupon_issue(*, member: Member, value, threshold, days: int, now: dt.datetim
     for attempt in range(3):
         try:
             with transaction.atomic():
+                feed_write()  # the shop's webhooks read coupons by id (crm.feeds)
                 return Coupon.objects.create(
                     code=sending._new_codes(1)[0], member=member, kind=CouponKind.SPEND_SAVE if threshold else CouponKind.AMOUNT,
                     value=value, threshold=threshold, valid_from=now, valid_until=valid_until,

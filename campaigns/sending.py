@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -43,6 +43,7 @@ from campaigns.rendering import MEMBER_FIELDS, CouponView, contexts_for, message
 from campaigns.templating import compile_template, render
 from crm.bulkload import ids_in, sql_in, sql_values
 from crm.celery import app as celery_app
+from crm.feeds import feed_write
 from crm.models import Consent, Member
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -159,7 +160,8 @@ def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -
     found: dict[int, tuple[str, dt.datetime]] = {}
     member_of = {d["id"]: d["member_id"] for d in deliveries}
     missing = list(member_of)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        feed_write()  # the shop's webhooks read coupons by id (crm.feeds)
         for attempt in range(3):
             rows = [(code, pk, member_of[pk]) for code, pk in zip(_new_codes(len(missing)), missing)]
             values, value_params = sql_values(cursor, rows, ("varchar", "bigint", "bigint"))

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from crm.audit import audit_record
 from crm.bulkload import analyze_on_sqlite
+from crm.feeds import feed_write
 from crm.models import AuditAction, EngagementEvent, Member, Order, OrderLine, OrderStatus
 from segments.circles import v_score_threshold_forget
 from segments.days import local_midnight, moves_at
@@ -306,6 +307,7 @@ def tier_review_decide(*, review: TierReview, approve: bool, user) -> None:
         with transaction.atomic():
             metrics = MemberMetrics.objects.select_for_update().get(member_id=review.member_id)
             if metrics.tier_id != review.to_tier_id:
+                feed_write()  # the shop's webhooks read tier changes by id (crm.feeds)
                 change = TierChange.objects.create(
                     member_id=review.member_id, from_tier_id=metrics.tier_id, to_tier=review.to_tier,
                     reason=ChangeReason.REVIEW, note=str(review.largest_order),

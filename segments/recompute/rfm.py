@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
+from crm.feeds import feed_write
 from crm.models import OrderStatus
 from segments.ladder import RFM, Rung, recency_days, tier_for
 from segments.models import ReviewStatus, SegmentSettings, TierReview
@@ -247,6 +248,7 @@ def _rfm_of(rows: Sequence[tuple[int, Decimal, dt.datetime]], as_of: dt.date) ->
 def tier_changes_write(cursor, *, reason: str, run_id: int | None, now: dt.datetime, stored: bool, at: dt.datetime | None = None) -> int:
     """The moves into the tier history at `at` (a past as-of day's end; else now); the group moves they call for, as to-dos of now."""
     distinct = distinct_sql()
+    feed_write()  # the shop's webhooks read tier changes by id (crm.feeds)
     changed = execute_count(
         cursor,
         f"""INSERT INTO segments_tierchange (member_id, from_tier_id, to_tier_id, at, reason, run_id, note)
