@@ -20,7 +20,7 @@ from loyalty.services import points_redeem
 
 def coupon_issue(*, member: Member, value, threshold, days: int, now: dt.datetime) -> Coupon:
     """One coupon of value yuan off (spend-and-save when it has a threshold), valid from now for
-    `days` days, given outside any campaign (a coupon right's)."""
+    `days` days, given outside any campaign (a coupon right's, an invite reward's)."""
     valid_until = sending.coupon_valid_until(now, days)
     for attempt in range(3):
         try:

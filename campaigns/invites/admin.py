@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q, Sum
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -47,10 +47,7 @@ class InviteRewardAdmin(ReadOnlyAdmin, BigTableAdmin):
     def coupon_link(self, reward: InviteReward) -> str:
         if reward.coupon is None:
             return "-"
-        try:
-            url = reverse("admin:campaigns_coupon_change", args=[reward.coupon_id])
-        except NoReverseMatch:
-            return reward.coupon.code
+        url = reverse("admin:campaigns_coupon_change", args=[reward.coupon_id])
         return format_html('<a href="{}">{} {}</a>', url, reward.coupon.describe(), reward.coupon.code)
 
     @admin.display(description=_("state"))

@@ -13,7 +13,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from campaigns.models import Coupon
+from campaigns.models import Coupon, _yuan  # the amount as the coupon's own describe() writes it
 from crm.models import Member, SingletonRow
 from crm.validators import coupon_days_field
 
@@ -68,7 +68,7 @@ class InviteSettings(SingletonRow):
         """What a message tells the member he earns: 邀1位好友得¥5，邀3位好友得¥20 (empty while off)."""
         if not self.active:
             return ""
-        return "，".join(f"邀{friends}位好友得¥{format(value.normalize(), 'f')}" for friends, value in milestones_parse(self.milestones))
+        return "，".join(f"邀{friends}位好友得¥{_yuan(value)}" for friends, value in milestones_parse(self.milestones))
 
 
 class InviteReward(models.Model):

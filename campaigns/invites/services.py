@@ -40,12 +40,11 @@ def invite_rewards_grant(member_ids: list[int] | None = None, *, now: dt.datetim
     owed = [member_id for member_id, friends in totals if any(n <= friends and n not in given[member_id] for n, _ in milestones)]
     granted = 0
     for member_id in owed:
-        granted += _member_grant(member_id, invites.filter(member_id=member_id), milestones, program.coupon_days, now)
+        granted += _member_grant(member_id, invites.filter(member_id=member_id), milestones, given[member_id], program.coupon_days, now)
     return granted
 
 
-def _member_grant(member_id: int, invites, milestones, days: int, now: dt.datetime) -> int:
-    done = set(InviteReward.objects.filter(member_id=member_id).values_list("friends", flat=True))
+def _member_grant(member_id: int, invites, milestones, done: set[int], days: int, now: dt.datetime) -> int:
     reached, friends = {}, 0
     for occurred_at, count in invites.order_by("occurred_at", "id").values_list("occurred_at", "count"):
         friends += count
