@@ -153,9 +153,12 @@ def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -
 
     One INSERT … RETURNING per batch. A delivery it did not return already had
     its coupon (a retried send) or drew a code that exists (1 in 32⁹ per pair),
-    which is drawn again."""
-    if not campaign.coupon_kind or not deliveries:
+    which is drawn again. A journey step that gives none speaks of the coupon
+    that started its enrolment, if any (an invite reward's)."""
+    if not deliveries:
         return {}
+    if not campaign.coupon_kind:
+        return _enrolment_coupons(deliveries) if campaign.status == CampaignStatus.JOURNEY else {}
     valid_until = coupon_valid_until(now, campaign.coupon_days)
     found: dict[int, tuple[str, dt.datetime]] = {}
     member_of = {d["id"]: d["member_id"] for d in deliveries}
@@ -187,6 +190,14 @@ def _coupons_for(campaign: Campaign, deliveries: list[dict], now: dt.datetime) -
                 break
     description = campaign.coupon_describe()
     return {delivery_id: CouponView(code, until, description) for delivery_id, (code, until) in found.items()}
+
+
+def _enrolment_coupons(deliveries: list[dict]) -> dict[int, CouponView]:
+    given = dict(
+        Delivery.objects.filter(pk__in=[d["id"] for d in deliveries], enrolment__coupon__isnull=False).values_list("pk", "enrolment__coupon_id")
+    )
+    coupons = Coupon.objects.select_related("category").in_bulk(set(given.values()))
+    return {pk: CouponView(coupons[c].code, coupons[c].valid_until, coupons[c].describe()) for pk, c in given.items() if c in coupons}
 
 
 def rate_wait(channel: str, count: int, per_second: int) -> None:

@@ -25,7 +25,7 @@ CONTEXT_VARIABLES: dict[str, object] = {
     "gap_orders": gettext_lazy("orders still missing for the tier above (2)"),
     "usual_product": gettext_lazy("the product the member buys most (土鸡蛋), else the favourite category"),
     "product": gettext_lazy("the product a restock or offer reminder is about, else the usual product"),
-    "coupon": gettext_lazy("what the coupon gives (¥10无门槛券)"),
+    "coupon": gettext_lazy("what the coupon gives (¥10无门槛券): the campaign's or step's own, else the invite reward that started the journey"),
     "coupon_code": gettext_lazy("the member's own coupon code"),
     "coupon_expiry": gettext_lazy("the coupon's last day (11月30日)"),
     "rights": gettext_lazy("the rights of the member's tier (新品优先购买权、线下品鉴会邀请)"),

@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from campaigns.models import Campaign, CampaignStatus, CouponTerms, MessageTemplate, Variant, conversion_days_field
+from campaigns.models import Campaign, CampaignStatus, Coupon, CouponTerms, MessageTemplate, Variant, conversion_days_field
 from crm.models import Member
 from segments.models import Circle, Tier
 
@@ -21,11 +21,12 @@ class JourneyTrigger(models.TextChoices):
     TIER_UP = "tier_up", _("moved up a tier")
     BIRTHDAY = "birthday", _("birthday")
     POINTS_DUE = "points_due", _("points expiring within 30 days")
+    INVITE_REWARD = "invite_reward", _("got an invite reward (its coupon is the message's coupon)")
 
 
 class Journey(models.Model):
     name = models.CharField(_("name"), max_length=60, unique=True)
-    trigger = models.CharField(_("starts on"), max_length=12, choices=JourneyTrigger.choices)
+    trigger = models.CharField(_("starts on"), max_length=16, choices=JourneyTrigger.choices)
     trigger_days = models.PositiveSmallIntegerField(
         _("days without an order"), default=7, validators=[MinValueValidator(1)], help_text=_("Only for “registered without an order”.")
     )
@@ -124,7 +125,8 @@ class ExitReason(models.TextChoices):
 class Enrolment(models.Model):
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrolments", verbose_name=_("journey"))
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="enrolments", verbose_name=_("member"), db_index=False)
-    # What started it, so one trigger enrols once: first_order, birthday:2026, tierchange:812, circle:1763280000.
+    # What started it, so one trigger enrols once: first_order, birthday:2026, tierchange:812, circle:1763280000,
+    # invite_reward:77.
     key = models.CharField(_("trigger"), max_length=40)
     started_at = models.DateTimeField(_("triggered at"), help_text=_("Step days count from here."))
     enrolled_at = models.DateTimeField(_("enrolled at"), default=timezone.now)
@@ -134,6 +136,10 @@ class Enrolment(models.Model):
     )
     is_control = models.BooleanField(_("control group"), default=False)
     tier = models.ForeignKey(Tier, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("tier entered"))
+    # An invite reward's coupon: the steps' {{ coupon }}, {{ coupon_code }} and {{ coupon_expiry }} speak of it.
+    coupon = models.ForeignKey(
+        Coupon, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("coupon given"),
+    )
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
     exit_reason = models.CharField(_("left because"), max_length=10, choices=ExitReason.choices, blank=True)
 

@@ -23,6 +23,7 @@ from django.db.models import Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.audience import COLUMNS, Source, select_sql
+from campaigns.invites.models import InviteReward
 from campaigns.models import Delivery, DeliveryStatus, SendingPolicy, SkipReason
 from campaigns.journeys.models import Enrolment, EnrolmentStatus, ExitReason, Journey, JourneyStep, JourneyTrigger
 from campaigns.policy import Rules
@@ -42,6 +43,7 @@ class Trigger:
     key: str
     started_at: dt.datetime
     tier_id: int | None = None
+    coupon_id: int | None = None
 
 
 def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
@@ -106,6 +108,18 @@ def triggers(journey: Journey, now: dt.datetime) -> list[Trigger]:
             Trigger(member_id, f"points_due:{timezone.localtime(expires_at):%Y%m%d}", expires_at - window)
             for member_id, expires_at in rows
         ]
+    if journey.trigger == JourneyTrigger.INVITE_REWARD:
+        # Once per reward given; rewards a member got together (one row of three friends reaches
+        # 1 and 3 at once) start one enrolment, the newest (the higher milestone) speaking for them.
+        newest: dict[int, tuple] = {}
+        rows = (
+            InviteReward.objects.filter(created_at__gte=since, created_at__lte=now, coupon__isnull=False, member__erased_at__isnull=True)
+            .order_by("member_id", "created_at", "friends")
+            .values_list("member_id", "pk", "created_at", "coupon_id")
+        )
+        for member_id, pk, given, coupon_id in rows:
+            newest[member_id] = (pk, given, coupon_id)
+        return [Trigger(member_id, f"invite_reward:{pk}", given, coupon_id=coupon_id) for member_id, (pk, given, coupon_id) in newest.items()]
     return []
 
 
@@ -136,7 +150,7 @@ def enrol(journey: Journey, now: dt.datetime) -> int:
     rows = [
         Enrolment(
             journey=journey, member_id=t.member_id, key=t.key, started_at=t.started_at, enrolled_at=now,
-            next_step=first_step, is_control=_in_control(t.member_id, journey), tier_id=t.tier_id,
+            next_step=first_step, is_control=_in_control(t.member_id, journey), tier_id=t.tier_id, coupon_id=t.coupon_id,
         )
         for t in found
         if t.member_id not in blocked

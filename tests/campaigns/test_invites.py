@@ -13,12 +13,14 @@ from django.urls import reverse
 
 from campaigns.invites.models import InviteReward, InviteSettings
 from campaigns.invites.services import invite_rewards_grant
-from campaigns.models import Coupon, MessageTemplate
+from campaigns.journeys.models import Enrolment, Journey
+from campaigns.journeys.services import journeys_run
+from campaigns.models import Coupon, Delivery, MessageTemplate, SkipReason
 from campaigns.rendering import contexts_for
 from campaigns.templating import compile_template, render
 from crm.models import EngagementEvent
 from crm.privacy import member_personal_data
-from tests.campaigns.conftest import NOW
+from tests.campaigns.conftest import NOW, member_with
 from tests.crm.factories import SHANGHAI, MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -145,3 +147,35 @@ def test_milestones_changed_later_are_given_to_who_has_reached_them(program):
     program.save()
     assert invite_rewards_grant() == 2
     assert coupons_of(member)[-2:] == [(Decimal("10"), "¥10无门槛券"), (Decimal("50"), "¥50无门槛券")] and invite_rewards_grant() == 0
+
+
+def test_the_member_is_told_which_coupon_his_friends_earned_him_once(program, frozen, outbox, tmp_path, django_capture_on_commit_callbacks):
+    """The shipped journey 邀请有礼到账: one message per reward given (rewards given together:
+    one, naming the newest), with that coupon's terms, code and last day; consent holds."""
+    Journey.objects.exclude(name="邀请有礼到账").update(active=False)
+    member = member_with(True, external_id="M1", name="王芳", gender="F", age_band="25-34")
+    silent = member_with(False, external_id="M2")
+    # Three friends in one row reach the 1st and the 3rd friend's rewards at once.
+    import_events(tmp_path, ["M1,invite,2026-11-18 09:00:00,3", "M2,invite,2026-11-18 09:00:00,1"], django_capture_on_commit_callbacks)
+    journeys_run()
+    journeys_run()
+    twenty = Coupon.objects.get(member=member, value=20)
+    [line] = outbox("sms")
+    assert line["text"].startswith(
+        f"王女士，感谢您邀请好友加入{member.community.name}！邀请奖励¥20无门槛券已发到您的账户，券码{twenty.code}，12月4日前有效。"
+    )
+    # No SMS consent: his coupon is given, the message is not.
+    assert coupons_of(silent) == [(Decimal("5"), "¥5无门槛券")]
+    assert Delivery.objects.get(member=silent).skip_reason == SkipReason.NO_CONSENT
+
+    # A later milestone, the next day: a second message, about its own coupon.
+    frozen.move_to(NOW + dt.timedelta(days=1))
+    program.milestones = "1:5, 3:20, 5:50"
+    program.save()
+    import_events(tmp_path, ["M1,invite,2026-11-21 09:00:00,2"], django_capture_on_commit_callbacks)
+    journeys_run()
+    fifty = Coupon.objects.get(member=member, value=50)
+    assert [line["text"][:60] for line in outbox("sms")][1:] == [
+        f"王女士，感谢您邀请好友加入{member.community.name}！邀请奖励¥50无门槛券已发到您的账户，券码{fifty.code}，12月5日前有效。"[:60]
+    ]
+    assert list(Enrolment.objects.filter(member=member).order_by("id").values_list("coupon__value", flat=True)) == [20, 50]
