@@ -188,6 +188,29 @@ class StandingOut(Schema):
     offers: list[OfferOut]
 
 
+class InviteRewardOut(Schema):
+    friends: int = Field(description="the milestone: friends invited")
+    value: str = Field(description="yuan off, no minimum spend")
+    given_at: str
+    coupon: Optional[CouponOut]
+
+
+class InviteNextOut(Schema):
+    friends: int = Field(description="the next milestone")
+    friends_missing: int
+    value: str
+
+
+class InvitesOut(Schema):
+    external_id: str
+    active: bool = Field(description="false: the programme is off and invites earn nothing for now")
+    offer: str = Field(description="what friends invited earn, as messages say it (邀1位好友得¥5，邀3位好友得¥20); empty while off")
+    counts_from: str = Field(description="invites from this day (Beijing time) count")
+    friends: int = Field(description="friends invited since counts_from")
+    rewards: list[InviteRewardOut]
+    next: Optional[InviteNextOut]
+
+
 class BasketLine(Closed):
     sku: Key
     category: Optional[Text] = Field(None, description="the line's category; when left out, the product's category in the CRM")

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.http import JsonResponse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -22,6 +23,7 @@ from api.models import IdempotentAnswer, Scope
 from api.problems import Problem, problem_response, pydantic_errors
 from api.standing import coupon_out, member_read, standing_of
 from campaigns.checkout import BasketLine, coupon_check, coupon_redeem
+from campaigns.invites.services import invite_progress
 from campaigns.rewards import right_redeem
 from crm.models import Member
 from crm.replica import stale_reads
@@ -194,6 +196,24 @@ def standing(request, external_id: schemas.PathText):
         # Built to StandingOut by standing_of (schemathesis checks it in CI); answered as is, not validated
         # through pydantic again on every one of a thousand lookups a second.
         return JsonResponse(standing_of(read))
+
+
+@api.get("/members/{external_id}/invites", auth=KeyAuth(Scope.STANDING), response={200: schemas.InvitesOut, **REFUSALS}, url_name="invites", tags=["out"])
+def invites(request, external_id: schemas.PathText):
+    """The member's invite-a-friend progress (邀请有礼): friends counted, the rewards given with their coupons, and what the next friends earn."""
+    member = _member(external_id)
+    progress = invite_progress(member)
+    return {
+        "external_id": member.external_id, "active": progress.active, "offer": progress.offer,
+        "counts_from": progress.counts_from.isoformat(), "friends": progress.friends,
+        "rewards": [
+            {"friends": reward.friends, "value": f"{reward.value:.2f}", "given_at": timezone.localtime(reward.created_at).isoformat(),
+             "coupon": coupon_out(reward.coupon) if reward.coupon else None}
+            for reward in progress.rewards
+        ],
+        "next": {"friends": progress.next_friends, "friends_missing": progress.friends_missing, "value": f"{progress.next_value:.2f}"}
+        if progress.next_friends is not None else None,
+    }
 
 
 def _basket(lines) -> list[BasketLine] | None:

@@ -19,11 +19,13 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _, pgettext_lazy
 
 from campaigns.invites.models import InviteReward
-from campaigns.models import Coupon, Delivery
+from campaigns.invites.services import invite_progress
+from campaigns.models import Coupon, Delivery, _yuan  # an amount as the coupon's own describe() writes it
 from campaigns.rewards import right_redeem
 from crm.models import Member
 from loyalty.models import GrowthEntry, PointsEntry, Redemption, Right, RuleCode
@@ -123,11 +125,11 @@ class MemberStandingMixin:
 
     standing_list_display = ("tier", "churn_risk")
     standing_list_filter = (TierListFilter, CircleListFilter, RiskListFilter)
-    standing_readonly_fields = ("standing", "circles", "tier_history", "points_and_rights", "ledger_links", "messages", "coupons")
+    standing_readonly_fields = ("standing", "circles", "tier_history", "points_and_rights", "ledger_links", "messages", "coupons", "invites")
     standing_fieldsets = (
         (_("Tier, churn risk and circles"), {"fields": ("standing", "circles", "tier_history")}),
         (_("Growth value, points and rights"), {"fields": ("points_and_rights",)}),
-        (_("Messages and coupons"), {"fields": ("messages", "coupons")}),
+        (_("Messages and coupons"), {"fields": ("messages", "coupons", "invites")}),
     )
 
     def get_fieldsets(self, request, obj=None):
@@ -383,6 +385,24 @@ class MemberStandingMixin:
                 ((c.describe(), c.code, admin.utils.display_for_value(c.valid_until, "-"), c.state(), origin(c)) for c in coupons),
             ),
         )
+
+
+    @admin.display(description=_("friends invited"))
+    def invites(self, member: Member) -> str:
+        """Where he stands in the invite programme (邀请有礼): what staff need when he asks after a reward."""
+        if not member.pk:
+            return "-"
+        progress = invite_progress(member)
+        said = {"friends": progress.friends, "day": date_format(progress.counts_from, "DATE_FORMAT")}
+        if not progress.active:
+            text = _("%(friends)d friends invited since %(day)s; the invite programme is off, so they earn nothing for now.") % said
+        elif progress.next_friends is None:
+            text = _("%(friends)d friends invited since %(day)s: every reward reached.") % said
+        else:
+            text = _("%(friends)d friends invited since %(day)s; the next reward, ¥%(value)s, comes at %(next)d friends (%(missing)d to go).") % {
+                **said, "missing": progress.friends_missing, "value": _yuan(progress.next_value), "next": progress.next_friends,
+            }
+        return format_html('<p data-testid="invites">{}</p>', text)
 
 
 class RedeemForm(forms.Form):

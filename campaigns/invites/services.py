@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
@@ -16,6 +18,39 @@ from crm.models import EngagementEvent, EngagementKind, Member
 from segments.days import local_midnight
 
 
+def _invites(program: InviteSettings, now: dt.datetime):
+    """The invite events that count by now: from the programme's first day (its Beijing midnight), of members not erased."""
+    return EngagementEvent.objects.filter(kind=EngagementKind.INVITE, occurred_at__gte=local_midnight(program.counts_from),
+                                          occurred_at__lte=now, member__erased_at__isnull=True)
+
+
+@dataclass(frozen=True)
+class InviteProgress:
+    """Where a member stands in the invite programme, as he and the staff who answer him see it."""
+
+    active: bool
+    counts_from: dt.date
+    offer: str  # 邀1位好友得¥5，邀3位好友得¥20 (empty while off)
+    friends: int  # invited since counts_from
+    rewards: list[InviteReward]  # given, first milestone first, with their coupons
+    next_friends: int | None  # the next milestone above his friends, if any
+    next_value: Decimal | None
+
+    @property
+    def friends_missing(self) -> int | None:
+        return None if self.next_friends is None else self.next_friends - self.friends
+
+
+def invite_progress(member: Member, *, now: dt.datetime | None = None) -> InviteProgress:
+    program = InviteSettings.current()
+    now = now or timezone.now()
+    friends = _invites(program, now).filter(member=member).aggregate(n=Sum("count"))["n"] or 0
+    rewards = list(InviteReward.objects.filter(member=member).select_related("coupon__category").order_by("friends"))
+    ahead = [(n, value) for n, value in milestones_parse(program.milestones) if n > friends] if program.active else []
+    next_friends, next_value = ahead[0] if ahead else (None, None)
+    return InviteProgress(program.active, program.counts_from, program.offer_text(), friends, rewards, next_friends, next_value)
+
+
 def invite_rewards_grant(member_ids: list[int] | None = None, *, now: dt.datetime | None = None) -> int:
     """Gives the coupons of every milestone reached by now (or only those members'); returns how many.
 
@@ -26,8 +61,7 @@ def invite_rewards_grant(member_ids: list[int] | None = None, *, now: dt.datetim
         return 0
     now = now or timezone.now()
     milestones = milestones_parse(program.milestones)
-    invites = EngagementEvent.objects.filter(kind=EngagementKind.INVITE, occurred_at__gte=local_midnight(program.counts_from),
-                                             occurred_at__lte=now, member__erased_at__isnull=True)
+    invites = _invites(program, now)
     rewards = InviteReward.objects.all()
     if member_ids is not None:
         invites, rewards = invites.filter(member_id__in=ids_in(member_ids)), rewards.filter(member_id__in=ids_in(member_ids))
