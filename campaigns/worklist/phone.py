@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from campaigns.models import Coupon
+from campaigns.invites.services import invite_progress
+from campaigns.models import Coupon, _yuan
 from campaigns.rendering import expiry_text
 from campaigns.worklist.models import WorklistItem, WorklistOutcome
 from crm.masking import mask_mobile
@@ -145,6 +146,11 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         _("%(coupon)s, valid until %(day)s") % {"coupon": coupon.describe(), "day": expiry_text(coupon.valid_until)}
         for coupon in coupons.order_by("valid_until")[:COUPONS_ON_CARD]
     ]
+    # Invites: what a leader can encourage ("再邀2位好友就得¥20券"), while the programme has a reward ahead.
+    progress = invite_progress(found)
+    invites = _("%(friends)d invited, %(missing)d to go for ¥%(value)s") % {
+        "friends": progress.friends, "missing": progress.friends_missing, "value": _yuan(progress.next_value),
+    } if progress.next_friends is not None else ""
     context = {
         "title": found.name or found.external_id,
         **_card(found),
@@ -153,6 +159,7 @@ def member_page(request, member_id: int, *, revealed: str = "", item: WorklistIt
         "pending": balance.pending,
         "expiring": balance.expiring,
         "coupons": coupons,
+        "invites": invites,
         "rights": "、".join(right.name for right in rights.mine),
         "next_tier": rights.next_tier,
         "next_adds": "、".join(right.name for right in rights.next_adds),

@@ -157,3 +157,26 @@ def test_a_members_card_lists_the_coupons_she_can_still_use_soonest_ending_first
     text = card.content.decode()
     assert 'data-testid="coupons"' in text and "SOONER001" not in text
     assert "满59减15券" not in client.get(reverse("leader:member", args=[morning["birthday"].pk])).content.decode()
+
+
+def test_a_members_card_says_how_many_more_friends_give_the_next_invite_reward(client, morning):
+    """What a leader can encourage ("再邀2位好友就得¥20券"): friends counted from the programme's
+    first day; nothing once every reward is reached or while the programme is off."""
+    from campaigns.invites.models import InviteSettings
+    from crm.models import EngagementEvent
+
+    program = InviteSettings.current()
+    program.counts_from = timezone.localdate() - dt.timedelta(days=30)
+    program.save()
+    newcomer = morning["newcomer"]
+    EngagementEvent.objects.create(member=newcomer, kind="invite", occurred_at=timezone.now() - dt.timedelta(days=40), count=2)  # before
+    EngagementEvent.objects.create(member=newcomer, kind="invite", occurred_at=timezone.now() - dt.timedelta(days=1), count=1)
+    client.force_login(morning["wang"])
+    card = client.get(reverse("leader:member", args=[newcomer.pk]))
+    assert card.context["invites"] == "1 invited, 2 to go for ¥20"
+    assert 'data-testid="invites">1 invited, 2 to go for ¥20</dd>' in card.content.decode()
+    EngagementEvent.objects.create(member=newcomer, kind="invite", occurred_at=timezone.now(), count=2)
+    assert client.get(reverse("leader:member", args=[newcomer.pk])).context["invites"] == ""
+    program.active = False
+    program.save()
+    assert 'data-testid="invites"' not in client.get(reverse("leader:member", args=[morning["birthday"].pk])).content.decode()
