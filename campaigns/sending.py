@@ -196,8 +196,8 @@ def _enrolment_coupons(deliveries: list[dict]) -> dict[int, CouponView]:
     given = dict(
         Delivery.objects.filter(pk__in=[d["id"] for d in deliveries], enrolment__coupon__isnull=False).values_list("pk", "enrolment__coupon_id")
     )
-    coupons = Coupon.objects.select_related("category").in_bulk(set(given.values()))
-    return {pk: CouponView(coupons[c].code, coupons[c].valid_until, coupons[c].describe()) for pk, c in given.items() if c in coupons}
+    views = {pk: CouponView(c.code, c.valid_until, c.describe()) for pk, c in Coupon.objects.select_related("category").in_bulk(set(given.values())).items()}
+    return {delivery_id: views[coupon_id] for delivery_id, coupon_id in given.items() if coupon_id in views}
 
 
 def rate_wait(channel: str, count: int, per_second: int) -> None:
