@@ -23,6 +23,7 @@ from api.models import IdempotentAnswer, Scope
 from api.problems import Problem, problem_response, pydantic_errors
 from api.standing import coupon_out, member_read, standing_of
 from campaigns.checkout import BasketLine, coupon_check, coupon_redeem
+from campaigns.invites.models import InviteReward
 from campaigns.invites.services import invite_progress
 from campaigns.rewards import right_redeem
 from crm.models import Member
@@ -209,7 +210,7 @@ def invites(request, external_id: schemas.PathText):
         "rewards": [
             {"friends": reward.friends, "value": f"{reward.value:.2f}", "given_at": timezone.localtime(reward.created_at).isoformat(),
              "coupon": coupon_out(reward.coupon) if reward.coupon else None}
-            for reward in progress.rewards
+            for reward in InviteReward.objects.filter(member=member).select_related("coupon__category").order_by("friends")
         ],
         "next": {"friends": progress.next_friends, "friends_missing": progress.friends_missing, "value": f"{progress.next_value:.2f}"}
         if progress.next_friends is not None else None,

@@ -386,7 +386,6 @@ class MemberStandingMixin:
             ),
         )
 
-
     @admin.display(description=_("friends invited"))
     def invites(self, member: Member) -> str:
         """Where he stands in the invite programme (邀请有礼): what staff need when he asks after a reward."""

@@ -32,7 +32,6 @@ class InviteProgress:
     counts_from: dt.date
     offer: str  # 邀1位好友得¥5，邀3位好友得¥20 (empty while off)
     friends: int  # invited since counts_from
-    rewards: list[InviteReward]  # given, first milestone first, with their coupons
     next_friends: int | None  # the next milestone above his friends, if any
     next_value: Decimal | None
 
@@ -45,10 +44,9 @@ def invite_progress(member: Member, *, now: dt.datetime | None = None) -> Invite
     program = InviteSettings.current()
     now = now or timezone.now()
     friends = _invites(program, now).filter(member=member).aggregate(n=Sum("count"))["n"] or 0
-    rewards = list(InviteReward.objects.filter(member=member).select_related("coupon__category").order_by("friends"))
     ahead = [(n, value) for n, value in milestones_parse(program.milestones) if n > friends] if program.active else []
     next_friends, next_value = ahead[0] if ahead else (None, None)
-    return InviteProgress(program.active, program.counts_from, program.offer_text(), friends, rewards, next_friends, next_value)
+    return InviteProgress(program.active, program.counts_from, program.offer_text(), friends, next_friends, next_value)
 
 
 def invite_rewards_grant(member_ids: list[int] | None = None, *, now: dt.datetime | None = None) -> int:
