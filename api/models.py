@@ -16,7 +16,7 @@ from segments.models import Tier
 
 class Scope(models.TextChoices):
     INGEST = "ingest", _("send members, orders and events")
-    STANDING = "standing", _("read a member's standing")
+    STANDING = "standing", _("read a member's standing and invites")
     COUPONS = "coupons", _("validate and redeem coupons")
     POINTS = "points", _("redeem points")
 
